@@ -1,0 +1,367 @@
+//! Buy with Prime event subscriptions (`createEventSubscription` and friends).
+
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, Union};
+use chrono::{DateTime, Utc};
+use hookrelay_core::{
+    ids, secrets, AuthProfileRecord, Destination, HttpMethod, Style, SubscriptionRecord,
+    SubscriptionStatus,
+};
+use hookrelay_store::{Conflict, StoreError, SubscriptionFilter, SubscriptionLimits};
+
+use super::auth_profiles::{self, AuthConfigInput};
+use super::context::{request_ctx, RequestCtx};
+use super::types::{connection, connection_type, page_request, KeyValueInput, KeyValueObject, Method};
+use super::validate;
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Debug, Clone, InputObject)]
+pub struct WebhookDestinationInput {
+    pub url: String,
+    /// `method` and `httpMethod` are the same thing; the guides use both.
+    pub method: Option<Method>,
+    pub http_method: Option<Method>,
+    pub auth_profile_id: Option<String>,
+    pub auth_config: Option<AuthConfigInput>,
+    pub headers: Option<Vec<KeyValueInput>>,
+}
+
+#[derive(Debug, Clone, InputObject)]
+pub struct PartnerEventSourceInput {
+    pub account: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, InputObject)]
+pub struct EventBridgeDestinationInput {
+    pub partner_event_source: PartnerEventSourceInput,
+    pub region: String,
+}
+
+/// Exactly one of `webhook` or `eventBridge`.
+#[derive(Debug, Clone, InputObject)]
+pub struct DestinationInput {
+    pub webhook: Option<WebhookDestinationInput>,
+    pub event_bridge: Option<EventBridgeDestinationInput>,
+}
+
+#[derive(Debug, Clone, InputObject)]
+pub struct CreateEventSubscriptionInput {
+    pub destination: DestinationInput,
+    pub event_type: Option<String>,
+    pub event_types: Option<Vec<String>>,
+}
+
+#[derive(SimpleObject)]
+pub struct CreateEventSubscriptionResponse {
+    pub subscription_id: String,
+}
+
+#[derive(SimpleObject)]
+pub struct DeleteEventSubscriptionResponse {
+    pub subscription_id: String,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(name = "SubscriptionStatus")]
+pub enum StatusValue {
+    Active,
+    Inactive,
+    Deactivated,
+}
+
+impl From<SubscriptionStatus> for StatusValue {
+    fn from(s: SubscriptionStatus) -> Self {
+        match s {
+            SubscriptionStatus::Active => StatusValue::Active,
+            SubscriptionStatus::Inactive => StatusValue::Inactive,
+            SubscriptionStatus::Deactivated => StatusValue::Deactivated,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct WebhookData {
+    pub url: String,
+    pub method: Method,
+    pub auth_profile_id: Option<String>,
+    pub headers: Vec<KeyValueObject>,
+}
+
+#[derive(SimpleObject)]
+pub struct EventBridgeData {
+    pub arn: String,
+}
+
+#[derive(Union)]
+pub enum DestinationData {
+    WebhookData(WebhookData),
+    EventBridgeData(EventBridgeData),
+}
+
+#[derive(SimpleObject)]
+pub struct EventSubscriptionDetails {
+    pub destination: DestinationData,
+    /// The first (usually only) event type.
+    pub event_type: String,
+    pub event_types: Vec<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct EventSubscription {
+    pub subscription_id: String,
+    pub event_subscription_details: EventSubscriptionDetails,
+    pub status: StatusValue,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The Standard Webhooks secret (`whsec_…`); shown to the subscription's owner only.
+    pub signing_secret: Option<String>,
+}
+
+connection_type!(EventSubscriptionConnection, EventSubscriptionEdge, EventSubscription);
+
+pub fn signing_context(store: &str, id: &str) -> String {
+    format!("signing_secret:{store}:{id}")
+}
+
+/// The signing secret, for its owner; `None` for anyone else.
+pub fn signing_secret_for(rc: &RequestCtx, sub: &SubscriptionRecord) -> ApiResult<Option<String>> {
+    if !rc.is_owner(&sub.owner_client_id) {
+        return Ok(None);
+    }
+    let bytes = rc
+        .services
+        .cipher
+        .open(&signing_context(&sub.store, &sub.id), &sub.signing_secret)
+        .map_err(ApiError::internal)?;
+    String::from_utf8(bytes).map(Some).map_err(ApiError::internal)
+}
+
+/// A new sealed signing secret for subscription `id`.
+pub fn new_signing_secret(rc: &RequestCtx, id: &str) -> ApiResult<hookrelay_core::Sealed> {
+    rc.services
+        .cipher
+        .seal(&signing_context(&rc.store, id), secrets::new_signing_secret().as_bytes())
+        .map_err(ApiError::internal)
+}
+
+fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<EventSubscription> {
+    let signing_secret = signing_secret_for(rc, &sub)?;
+    let destination = match &sub.destination {
+        Destination::Webhook {
+            url,
+            method,
+            auth_profile_id,
+            inline_auth,
+            headers,
+        } => DestinationData::WebhookData(WebhookData {
+            url: url.clone(),
+            method: Method(*method),
+            auth_profile_id: auth_profile_id.clone().filter(|_| !inline_auth),
+            headers: headers.iter().map(KeyValueObject::from).collect(),
+        }),
+        Destination::EventBridge { arn } => DestinationData::EventBridgeData(EventBridgeData { arn: arn.clone() }),
+    };
+    Ok(EventSubscription {
+        subscription_id: sub.id,
+        event_subscription_details: EventSubscriptionDetails {
+            destination,
+            event_type: sub.event_types.first().cloned().unwrap_or_default(),
+            event_types: sub.event_types,
+        },
+        status: sub.status.into(),
+        is_active: sub.status.is_active(),
+        created_at: sub.created_at,
+        updated_at: sub.updated_at,
+        signing_secret,
+    })
+}
+
+/// A Buy with Prime subscription the caller may see, or `AccessDenied`.
+async fn visible_subscription(rc: &RequestCtx, id: &str) -> ApiResult<SubscriptionRecord> {
+    let record = rc
+        .services
+        .store
+        .get_subscription(&rc.store, id)
+        .await?
+        .filter(|s| s.style == Style::BuyWithPrime);
+    rc.visible(record, |s| &s.owner_client_id, "event subscription", id)
+}
+
+fn requested_types(path: &str, input: &CreateEventSubscriptionInput) -> ApiResult<Vec<(String, String)>> {
+    match (&input.event_type, &input.event_types) {
+        (Some(t), None) => Ok(vec![(format!("{path}/eventType"), t.clone())]),
+        (None, Some(ts)) => Ok(ts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("{path}/eventTypes/{i}"), t.clone()))
+            .collect()),
+        (Some(_), Some(_)) => Err(ApiError::validation(format!(
+            "{path} must have one of eventType or eventTypes, not both"
+        ))),
+        (None, None) => Err(ApiError::validation(format!("{path} must have eventType or eventTypes"))),
+    }
+}
+
+#[derive(Default)]
+pub struct SubscriptionQuery;
+
+#[Object]
+impl SubscriptionQuery {
+    async fn event_subscription(&self, ctx: &Context<'_>, subscription_id: String) -> ApiResult<Option<EventSubscription>> {
+        let rc = request_ctx(ctx)?;
+        let sub = visible_subscription(rc, &subscription_id).await?;
+        view(rc, sub).map(Some)
+    }
+
+    /// The subscriptions made with `createEventSubscription` that the caller may see.
+    async fn event_subscriptions(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<EventSubscriptionConnection> {
+        let rc = request_ctx(ctx)?;
+        let page = page_request("/eventSubscriptions", first, after)?;
+        let filter = SubscriptionFilter {
+            style: Some(Style::BuyWithPrime),
+            ..Default::default()
+        };
+        let found = rc.services.store.list_subscriptions(rc.scope(), filter, page).await?;
+        connection(found, &page, |s| view(rc, s))
+    }
+}
+
+#[derive(Default)]
+pub struct SubscriptionMutation;
+
+#[Object]
+impl SubscriptionMutation {
+    async fn create_event_subscription(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateEventSubscriptionInput,
+    ) -> ApiResult<CreateEventSubscriptionResponse> {
+        let rc = request_ctx(ctx)?;
+        let path = "/createEventSubscription/input";
+        let types = requested_types(path, &input)?;
+        let event_types = validate::event_types(&rc.services.catalog, path, types)?;
+        let id = ids::new_id("sub");
+        let now = Utc::now();
+        let (destination, inline_profile) = match (input.destination.webhook, input.destination.event_bridge) {
+            (Some(webhook), None) => webhook_destination(rc, &id, &format!("{path}/destination/webhook"), webhook).await?,
+            (None, Some(_)) => {
+                return Err(ApiError::coded(
+                    "NotAvailable",
+                    format!("{path}/destination/eventBridge: EventBridge destinations are not available in this version of hookrelay yet"),
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(ApiError::validation(format!(
+                    "{path}/destination must have one of webhook or eventBridge, not both"
+                )))
+            }
+            (None, None) => {
+                return Err(ApiError::validation(format!(
+                    "{path}/destination must have webhook or eventBridge"
+                )))
+            }
+        };
+        let record = SubscriptionRecord {
+            store: rc.store.clone(),
+            id: id.clone(),
+            owner_client_id: rc.principal.client_id.clone(),
+            style: Style::BuyWithPrime,
+            event_types,
+            destination,
+            status: SubscriptionStatus::Active,
+            signing_secret: new_signing_secret(rc, &id)?,
+            created_at: now,
+            updated_at: now,
+        };
+        match rc
+            .services
+            .store
+            .insert_subscription(record, inline_profile, SubscriptionLimits::default())
+            .await
+        {
+            Ok(()) => Ok(CreateEventSubscriptionResponse { subscription_id: id }),
+            Err(StoreError::Conflict(Conflict::Subscription(existing))) => Err(ApiError::coded(
+                "SubscriptionAlreadyExists",
+                format!("a subscription to this event type and destination already exists: {existing}"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete_event_subscription(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: String,
+    ) -> ApiResult<DeleteEventSubscriptionResponse> {
+        let rc = request_ctx(ctx)?;
+        visible_subscription(rc, &subscription_id).await?;
+        match rc.services.store.delete_subscription(&rc.store, &subscription_id).await {
+            Ok(()) => Ok(DeleteEventSubscriptionResponse { subscription_id }),
+            Err(StoreError::NotFound) => Err(ApiError::no_such("event subscription", &subscription_id)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Checks a webhook destination; an inline `authConfig` becomes a private auth profile.
+async fn webhook_destination(
+    rc: &RequestCtx,
+    subscription_id: &str,
+    path: &str,
+    input: WebhookDestinationInput,
+) -> ApiResult<(Destination, Option<AuthProfileRecord>)> {
+    let url = validate::url(&rc.services.policy, &format!("{path}/url"), &input.url)?;
+    let method = match (input.method, input.http_method) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::validation(format!(
+                "{path}/method and {path}/httpMethod disagree; give one of them"
+            )))
+        }
+        (m, h) => m.or(h).map(|m| m.0).unwrap_or(HttpMethod::Post),
+    };
+    let headers = validate::webhook_headers(&format!("{path}/headers"), input.headers)?;
+    let (auth_profile_id, inline) = match (input.auth_profile_id, input.auth_config) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(format!(
+                "{path} must have at most one of authProfileId or authConfig"
+            )))
+        }
+        (Some(id), None) => {
+            auth_profiles::visible_profile(rc, &id).await?;
+            (Some(id), None)
+        }
+        (None, Some(config)) => {
+            let config = validate::auth_config(&rc.services.policy, &format!("{path}/authConfig"), config)?;
+            let id = ids::new_id("ap");
+            let now = Utc::now();
+            let profile = AuthProfileRecord {
+                store: rc.store.clone(),
+                id: id.clone(),
+                owner_client_id: rc.principal.client_id.clone(),
+                kind: config.kind(),
+                config: auth_profiles::seal(rc, &id, &config)?,
+                inline_for: Some(subscription_id.to_owned()),
+                created_at: now,
+                updated_at: now,
+            };
+            (Some(id), Some(profile))
+        }
+        (None, None) => (None, None),
+    };
+    Ok((
+        Destination::Webhook {
+            url,
+            method,
+            auth_profile_id,
+            inline_auth: inline.is_some(),
+            headers,
+        },
+        inline,
+    ))
+}

@@ -1,0 +1,418 @@
+//! BigCommerce-style webhooks, namespaced under `webhook { … }` (mutations) and
+//! `store { webhooks }` (query). They are subscriptions of the same model as the Buy with
+//! Prime ones; the style only decides the payload format.
+
+use async_graphql::{Context, Enum, InputObject, Interface, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use hookrelay_core::{ids, Destination, HttpMethod, Style, SubscriptionRecord, SubscriptionStatus};
+use hookrelay_store::{Conflict, StoreError, SubscriptionFilter, SubscriptionLimits};
+
+use super::context::{request_ctx, RequestCtx};
+use super::subscriptions::{new_signing_secret, signing_secret_for, StatusValue};
+use super::types::{connection, connection_type, page_request, KeyValueInput, KeyValueObject};
+use super::validate;
+use crate::error::{ApiError, ApiResult};
+
+/// BigCommerce: at most 10 webhooks per client and scope.
+pub const MAX_WEBHOOKS_PER_SCOPE: usize = 10;
+
+#[derive(SimpleObject)]
+pub struct HttpsWebhook {
+    pub id: ID,
+    pub scope: String,
+    pub destination: String,
+    pub status: StatusValue,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub headers: Vec<KeyValueObject>,
+    /// The Standard Webhooks secret (`whsec_…`); shown to the webhook's owner only.
+    pub signing_secret: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct EventBridgeWebhook {
+    pub id: ID,
+    pub scope: String,
+    pub destination: String,
+    pub status: StatusValue,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Always empty: EventBridge deliveries carry no HTTP headers.
+    pub headers: Vec<KeyValueObject>,
+    pub signing_secret: Option<String>,
+}
+
+#[derive(Interface)]
+#[graphql(
+    field(name = "id", ty = "&ID"),
+    field(name = "scope", ty = "&String"),
+    field(name = "destination", ty = "&String"),
+    field(name = "status", ty = "&StatusValue"),
+    field(name = "is_active", ty = "&bool"),
+    field(name = "created_at", ty = "&DateTime<Utc>"),
+    field(name = "updated_at", ty = "&DateTime<Utc>"),
+    field(name = "headers", ty = "&Vec<KeyValueObject>"),
+    field(name = "signing_secret", ty = "&Option<String>")
+)]
+pub enum Webhook {
+    HttpsWebhook(HttpsWebhook),
+    EventBridgeWebhook(EventBridgeWebhook),
+}
+
+connection_type!(WebhookConnection, WebhookEdge, Webhook);
+
+fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<Webhook> {
+    let signing_secret = signing_secret_for(rc, &sub)?;
+    let scope = sub.event_types.first().cloned().unwrap_or_default();
+    let status = StatusValue::from(sub.status);
+    Ok(match sub.destination {
+        Destination::Webhook { url, headers, .. } => Webhook::HttpsWebhook(HttpsWebhook {
+            id: ID(sub.id),
+            scope,
+            destination: url,
+            status,
+            is_active: sub.status.is_active(),
+            created_at: sub.created_at,
+            updated_at: sub.updated_at,
+            headers: headers.iter().map(KeyValueObject::from).collect(),
+            signing_secret,
+        }),
+        Destination::EventBridge { arn } => Webhook::EventBridgeWebhook(EventBridgeWebhook {
+            id: ID(sub.id),
+            scope,
+            destination: arn,
+            status,
+            is_active: sub.status.is_active(),
+            created_at: sub.created_at,
+            updated_at: sub.updated_at,
+            headers: Vec::new(),
+            signing_secret,
+        }),
+    })
+}
+
+/// A BigCommerce-style webhook the caller may see, or `AccessDenied`.
+async fn visible_webhook(rc: &RequestCtx, id: &str) -> ApiResult<SubscriptionRecord> {
+    let record = rc
+        .services
+        .store
+        .get_subscription(&rc.store, id)
+        .await?
+        .filter(|s| s.style == Style::BigCommerce);
+    rc.visible(record, |s| &s.owner_client_id, "webhook", id)
+}
+
+fn store_error(e: StoreError, path: &str) -> ApiError {
+    match e {
+        StoreError::Conflict(Conflict::Subscription(existing)) => ApiError::coded(
+            "AlreadyExists",
+            format!("{path}: a webhook for this scope and destination already exists: {existing}"),
+        ),
+        StoreError::LimitReached { scope, limit } => ApiError::validation(format!(
+            "{path}/scope: at most {limit} webhooks per client and scope; {scope:?} has {limit} already"
+        )),
+        other => other.into(),
+    }
+}
+
+fn limits() -> SubscriptionLimits {
+    SubscriptionLimits {
+        max_per_type: Some(MAX_WEBHOOKS_PER_SCOPE),
+    }
+}
+
+fn not_available(path: &str) -> ApiError {
+    ApiError::coded(
+        "NotAvailable",
+        format!("{path}: Amazon EventBridge is not available in this version of hookrelay yet"),
+    )
+}
+
+#[derive(Debug, Clone, InputObject)]
+pub struct CreateHttpsWebhookInput {
+    pub scope: String,
+    pub destination: String,
+    #[graphql(default = true)]
+    pub is_active: bool,
+    pub headers: Option<Vec<KeyValueInput>>,
+}
+
+#[derive(Debug, Clone, InputObject)]
+pub struct CreateEventBridgeWebhookInput {
+    pub scope: String,
+    pub destination: String,
+    #[graphql(default = true)]
+    pub is_active: bool,
+}
+
+#[derive(Debug, Clone, InputObject)]
+pub struct UpdateWebhookDataInput {
+    pub is_active: Option<bool>,
+    pub scope: Option<String>,
+    pub destination: Option<String>,
+    pub headers: Option<Vec<KeyValueInput>>,
+}
+
+#[derive(Debug, Clone, InputObject)]
+pub struct UpdateWebhookInput {
+    pub id: ID,
+    pub data: UpdateWebhookDataInput,
+}
+
+/// Every EventBridge region.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum EventSourceRegion {
+    UsEast1,
+    UsEast2,
+    UsWest1,
+    UsWest2,
+    AfSouth1,
+    ApEast1,
+    ApEast2,
+    ApSouth1,
+    ApSouth2,
+    ApSoutheast1,
+    ApSoutheast2,
+    ApSoutheast3,
+    ApSoutheast4,
+    ApSoutheast5,
+    ApSoutheast7,
+    ApNortheast1,
+    ApNortheast2,
+    ApNortheast3,
+    CaCentral1,
+    CaWest1,
+    CnNorth1,
+    CnNorthwest1,
+    EuCentral1,
+    EuCentral2,
+    EuWest1,
+    EuWest2,
+    EuWest3,
+    EuSouth1,
+    EuSouth2,
+    EuNorth1,
+    IlCentral1,
+    MeSouth1,
+    MeCentral1,
+    MxCentral1,
+    SaEast1,
+    UsGovEast1,
+    UsGovWest1,
+}
+
+#[derive(Debug, Clone, InputObject)]
+pub struct CreateEventSourceInput {
+    pub aws_account: String,
+    pub event_source_name: String,
+    pub event_source_region: EventSourceRegion,
+    pub client_id: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct EventSource {
+    pub id: ID,
+    pub aws_account: String,
+    pub arn: String,
+    pub event_source_name: String,
+    pub event_source_region: EventSourceRegion,
+}
+
+#[derive(SimpleObject)]
+pub struct CreateEventSourceResult {
+    pub event_source: EventSource,
+}
+
+#[derive(SimpleObject)]
+pub struct DeleteEventSourceResult {
+    pub id: ID,
+}
+
+#[derive(SimpleObject)]
+pub struct WebhookResult {
+    pub webhook: Webhook,
+}
+
+#[derive(SimpleObject)]
+pub struct DeleteWebhookResult {
+    pub id: ID,
+}
+
+/// `mutation { webhook { … } }`.
+pub struct WebhookMutations;
+
+#[Object]
+impl WebhookMutations {
+    /// Creates an EventBridge partner event source for the store.
+    async fn create_event_source(&self, input: CreateEventSourceInput) -> ApiResult<CreateEventSourceResult> {
+        let _ = input;
+        Err(not_available("/webhook/createEventSource"))
+    }
+
+    async fn delete_event_source(&self, id: ID) -> ApiResult<DeleteEventSourceResult> {
+        let _ = id;
+        Err(not_available("/webhook/deleteEventSource"))
+    }
+
+    async fn create_event_bridge_webhook(&self, input: CreateEventBridgeWebhookInput) -> ApiResult<WebhookResult> {
+        let _ = input;
+        Err(not_available("/webhook/createEventBridgeWebhook"))
+    }
+
+    /// Creates an HTTPS webhook for one scope (a wildcard scope such as `store/order/*`
+    /// included).
+    async fn create_https_webhook(&self, ctx: &Context<'_>, input: CreateHttpsWebhookInput) -> ApiResult<WebhookResult> {
+        let rc = request_ctx(ctx)?;
+        let path = "/webhook/createHttpsWebhook/input";
+        let event_types = validate::event_types(
+            &rc.services.catalog,
+            path,
+            vec![(format!("{path}/scope"), input.scope)],
+        )?;
+        let url = validate::url(&rc.services.policy, &format!("{path}/destination"), &input.destination)?;
+        let headers = validate::webhook_headers(&format!("{path}/headers"), input.headers)?;
+        let id = ids::new_id("wh");
+        let now = Utc::now();
+        let record = SubscriptionRecord {
+            store: rc.store.clone(),
+            id: id.clone(),
+            owner_client_id: rc.principal.client_id.clone(),
+            style: Style::BigCommerce,
+            event_types,
+            destination: Destination::Webhook {
+                url,
+                method: HttpMethod::Post,
+                auth_profile_id: None,
+                inline_auth: false,
+                headers,
+            },
+            status: if input.is_active {
+                SubscriptionStatus::Active
+            } else {
+                SubscriptionStatus::Inactive
+            },
+            signing_secret: new_signing_secret(rc, &id)?,
+            created_at: now,
+            updated_at: now,
+        };
+        rc.services
+            .store
+            .insert_subscription(record.clone(), None, limits())
+            .await
+            .map_err(|e| store_error(e, path))?;
+        Ok(WebhookResult { webhook: view(rc, record)? })
+    }
+
+    /// Changes a webhook's state, scope, destination or headers. `isActive: true` also
+    /// reactivates a webhook hookrelay deactivated.
+    async fn update_webhook(&self, ctx: &Context<'_>, input: UpdateWebhookInput) -> ApiResult<WebhookResult> {
+        let rc = request_ctx(ctx)?;
+        let path = "/webhook/updateWebhook/input/data";
+        let mut sub = visible_webhook(rc, &input.id).await?;
+        let data = input.data;
+        if let Some(scope) = data.scope {
+            sub.event_types =
+                validate::event_types(&rc.services.catalog, path, vec![(format!("{path}/scope"), scope)])?;
+        }
+        match &mut sub.destination {
+            Destination::Webhook { url, headers, .. } => {
+                if let Some(destination) = data.destination {
+                    *url = validate::url(&rc.services.policy, &format!("{path}/destination"), &destination)?;
+                }
+                if data.headers.is_some() {
+                    *headers = validate::webhook_headers(&format!("{path}/headers"), data.headers)?;
+                }
+            }
+            Destination::EventBridge { .. } => {
+                if data.destination.is_some() || data.headers.is_some() {
+                    return Err(ApiError::validation(format!(
+                        "{path}: an EventBridge webhook's destination and headers cannot be changed"
+                    )));
+                }
+            }
+        }
+        if let Some(active) = data.is_active {
+            sub.status = if active {
+                SubscriptionStatus::Active
+            } else {
+                SubscriptionStatus::Inactive
+            };
+        }
+        sub.updated_at = Utc::now();
+        rc.services
+            .store
+            .update_subscription(sub.clone(), limits())
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => ApiError::no_such("webhook", &sub.id),
+                e => store_error(e, path),
+            })?;
+        Ok(WebhookResult { webhook: view(rc, sub)? })
+    }
+
+    async fn delete_webhook(&self, ctx: &Context<'_>, id: ID) -> ApiResult<DeleteWebhookResult> {
+        let rc = request_ctx(ctx)?;
+        visible_webhook(rc, &id).await?;
+        match rc.services.store.delete_subscription(&rc.store, &id).await {
+            Ok(()) => Ok(DeleteWebhookResult { id }),
+            Err(StoreError::NotFound) => Err(ApiError::no_such("webhook", &id)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// `query { store { … } }`.
+pub struct StoreQuery;
+
+#[Object(name = "Store")]
+impl StoreQuery {
+    async fn store_hash(&self, ctx: &Context<'_>) -> ApiResult<String> {
+        Ok(request_ctx(ctx)?.store.clone())
+    }
+
+    /// The webhooks made with `webhook { … }` that the caller may see, optionally only
+    /// active (or inactive) ones, or one scope's.
+    async fn webhooks(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        is_active: Option<bool>,
+        scope: Option<String>,
+    ) -> ApiResult<WebhookConnection> {
+        let rc = request_ctx(ctx)?;
+        let page = page_request("/store/webhooks", first, after)?;
+        let filter = SubscriptionFilter {
+            style: Some(Style::BigCommerce),
+            is_active,
+            event_type: scope,
+        };
+        let found = rc.services.store.list_subscriptions(rc.scope(), filter, page).await?;
+        connection(found, &page, |s| view(rc, s))
+    }
+}
+
+#[derive(Default)]
+pub struct WebhookQueryRoot;
+
+#[Object]
+impl WebhookQueryRoot {
+    /// The store the request acts on (BigCommerce style).
+    async fn store(&self) -> StoreQuery {
+        StoreQuery
+    }
+}
+
+#[derive(Default)]
+pub struct WebhookMutationRoot;
+
+#[Object]
+impl WebhookMutationRoot {
+    /// BigCommerce-style webhook mutations.
+    async fn webhook(&self) -> WebhookMutations {
+        WebhookMutations
+    }
+}

@@ -1,0 +1,194 @@
+//! HTTP handlers: GraphQL (authentication, store resolution, `//` comments, syntax errors,
+//! error classification), GraphiQL and health.
+
+use std::borrow::Cow;
+
+use async_graphql::http::GraphiQLSource;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use hookrelay_core::{Principal, Role};
+use serde_json::{json, Value};
+
+use crate::auth::authenticate;
+use crate::error::{http_error, ApiError};
+use crate::graphql::comments::strip_line_comments;
+use crate::graphql::context::RequestCtx;
+use crate::AppState;
+
+pub async fn graphql_default_store(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    run(app, None, headers, body).await
+}
+
+pub async fn graphql_path_store(
+    State(app): State<AppState>,
+    Path(store_hash): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    run(app, Some(store_hash), headers, body).await
+}
+
+fn graphql_error(status: StatusCode, error: ApiError) -> Response {
+    (status, Json(error.graphql_body())).into_response()
+}
+
+/// The store a request acts on: the token's own, or for an admin the one in the path.
+async fn resolve_store(app: &AppState, principal: &Principal, path_store: Option<String>) -> Result<String, Response> {
+    let denied = |store: &str| {
+        graphql_error(
+            StatusCode::FORBIDDEN,
+            ApiError::AccessDenied(format!("Access denied: this token cannot act on store {store:?}")),
+        )
+    };
+    match (principal.role, path_store, principal.store.as_deref()) {
+        (Role::Publisher, _, _) => Err(graphql_error(
+            StatusCode::FORBIDDEN,
+            ApiError::AccessDenied("Access denied: publisher tokens publish events; the GraphQL API needs a client, store-admin or admin token".into()),
+        )),
+        (Role::Admin, Some(path), _) => match app.services.store.store_exists(&path).await {
+            Ok(true) => Ok(path),
+            Ok(false) => Err(denied(&path)),
+            Err(e) => Err(graphql_error(StatusCode::SERVICE_UNAVAILABLE, ApiError::internal(e))),
+        },
+        (Role::Admin, None, _) => Err(graphql_error(
+            StatusCode::BAD_REQUEST,
+            ApiError::validation("admin tokens are not bound to a store: use /stores/{store_hash}/graphql"),
+        )),
+        (_, Some(path), Some(own)) if path == own => Ok(path),
+        (_, Some(path), _) => Err(denied(&path)),
+        (_, None, Some(own)) => Ok(own.to_owned()),
+        (_, None, None) => Err(graphql_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::internal("store-bound token without a store"),
+        )),
+    }
+}
+
+async fn run(app: AppState, path_store: Option<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let principal = match authenticate(app.services.store.as_ref(), &headers).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let store = match resolve_store(&app, &principal, path_store).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return graphql_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ApiError::validation(format!(
+                    "the request body is larger than {} bytes",
+                    crate::MAX_GRAPHQL_BODY
+                )),
+            )
+        }
+        Err(rejection) => {
+            return graphql_error(
+                StatusCode::BAD_REQUEST,
+                ApiError::validation(format!("the request body could not be read: {rejection}")),
+            )
+        }
+    };
+    let mut request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return graphql_error(
+                StatusCode::BAD_REQUEST,
+                ApiError::validation(format!(
+                    "the request body must be JSON like {{\"query\": \"...\", \"variables\": {{...}}}}: {e}"
+                )),
+            )
+        }
+    };
+    if let Cow::Owned(stripped) = strip_line_comments(&request.query) {
+        request.query = stripped;
+    }
+    if let Err(e) = request.parsed_query() {
+        return Json(syntax_error(&e)).into_response();
+    }
+    let request = request.data(RequestCtx {
+        services: app.services.clone(),
+        principal,
+        store,
+    });
+    let response = app.schema.execute(request).await;
+    let mut value = match serde_json::to_value(&response) {
+        Ok(v) => v,
+        Err(e) => return graphql_error(StatusCode::INTERNAL_SERVER_ERROR, ApiError::internal(e)),
+    };
+    classify_errors(&mut value);
+    Json(value).into_response()
+}
+
+/// `Syntax error at line 13, column 1: expected …`, with the position in `locations` too.
+fn syntax_error(e: &async_graphql::ServerError) -> Value {
+    let detail = e
+        .message
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("= "))
+        .unwrap_or(e.message.trim())
+        .to_owned();
+    let error = match e.locations.first() {
+        Some(pos) => ApiError::coded(
+            "InvalidSyntax",
+            format!("Syntax error at line {}, column {}: {detail}", pos.line, pos.column),
+        ),
+        None => ApiError::coded("InvalidSyntax", format!("Syntax error: {detail}")),
+    };
+    let mut body = error.graphql_body();
+    body["errors"][0]["locations"] = json!(e
+        .locations
+        .iter()
+        .map(|p| json!({"line": p.line, "column": p.column}))
+        .collect::<Vec<_>>());
+    body
+}
+
+/// Errors raised by our resolvers carry their classification. Errors without one come
+/// from async-graphql's own checks of the request (unknown fields, wrong types, limits):
+/// they are the caller's bad input.
+fn classify_errors(response: &mut Value) {
+    let Some(errors) = response.get_mut("errors").and_then(Value::as_array_mut) else {
+        return;
+    };
+    let validation = ApiError::validation("").extensions();
+    for error in errors {
+        let has_class = error
+            .get("extensions")
+            .and_then(|e| e.get("classification"))
+            .is_some();
+        if !has_class {
+            error["extensions"] = validation.clone();
+        }
+    }
+}
+
+pub async fn graphiql(OriginalUri(uri): OriginalUri) -> Html<String> {
+    Html(GraphiQLSource::build().endpoint(uri.path()).finish())
+}
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(app): State<AppState>) -> Response {
+    match app.services.store.ready().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(e) => http_error(StatusCode::SERVICE_UNAVAILABLE, "NotReady", e.to_string()),
+    }
+}
+
+pub async fn not_found() -> Response {
+    http_error(StatusCode::NOT_FOUND, "NotFound", "no such route")
+}

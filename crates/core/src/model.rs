@@ -1,0 +1,288 @@
+//! Domain records shared by the store, the API and (later) the delivery engine.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What a token may do (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// An app or integration of one store: sees what it made.
+    Client,
+    /// A store's administrator: sees everything of its store.
+    StoreAdmin,
+    /// The platform backend: publishes events for any store.
+    Publisher,
+    /// The operator: everything, in every store.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::StoreAdmin => "store-admin",
+            Role::Publisher => "publisher",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Roles bound to one store.
+    pub fn needs_store(self) -> bool {
+        matches!(self, Role::Client | Role::StoreAdmin)
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "client" => Ok(Role::Client),
+            "store-admin" => Ok(Role::StoreAdmin),
+            "publisher" => Ok(Role::Publisher),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "unknown role {other:?} (expected client, store-admin, publisher or admin)"
+            )),
+        }
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub client_id: String,
+    pub role: Role,
+    /// The store a client or store-admin token is bound to.
+    pub store: Option<String>,
+}
+
+/// An API client (a token's public half) as listed by `token list`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiClient {
+    pub client_id: String,
+    pub role: Role,
+    pub store: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreRecord {
+    pub store_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which vendor's API made a subscription; it decides the payload format (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Style {
+    /// `createEventSubscription`.
+    BuyWithPrime,
+    /// `webhook { createHttpsWebhook / createEventBridgeWebhook }`.
+    BigCommerce,
+}
+
+impl Style {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Style::BuyWithPrime => "bwp",
+            Style::BigCommerce => "bc",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bwp" => Some(Style::BuyWithPrime),
+            "bc" => Some(Style::BigCommerce),
+            _ => None,
+        }
+    }
+}
+
+/// HTTP method of a webhook destination or token request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Post,
+    Put,
+    Get,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Get => "GET",
+        }
+    }
+    /// Accepts `POST`, `PUT`, `GET` in any case.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "POST" => Some(HttpMethod::Post),
+            "PUT" => Some(HttpMethod::Put),
+            "GET" => Some(HttpMethod::Get),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: String,
+}
+
+/// OAuth 2.0 client-credentials configuration of an auth profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    pub auth_endpoint: String,
+    pub http_method: HttpMethod,
+    pub body_parameters: Vec<KeyValue>,
+    pub header_parameters: Vec<KeyValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BasicAuthConfig {
+    pub username: String,
+    pub password: String,
+}
+
+/// How hookrelay authenticates to a webhook destination. Stored sealed as a whole
+/// (it holds secrets), so the store never sees it in plain text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuthConfig {
+    OAuth(OAuthConfig),
+    Basic(BasicAuthConfig),
+}
+
+impl AuthConfig {
+    pub fn kind(&self) -> AuthKind {
+        match self {
+            AuthConfig::OAuth(_) => AuthKind::OAuth,
+            AuthConfig::Basic(_) => AuthKind::Basic,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    OAuth,
+    Basic,
+}
+
+impl AuthKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::OAuth => "oauth",
+            AuthKind::Basic => "basic",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "oauth" => Some(AuthKind::OAuth),
+            "basic" => Some(AuthKind::Basic),
+            _ => None,
+        }
+    }
+}
+
+/// Bytes produced by [`crate::secrets::Cipher::seal`]. Only ciphertext crosses into storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed(pub Vec<u8>);
+
+/// An auth profile as stored.
+#[derive(Debug, Clone)]
+pub struct AuthProfileRecord {
+    pub store: String,
+    pub id: String,
+    pub owner_client_id: String,
+    pub kind: AuthKind,
+    /// The sealed JSON of an [`AuthConfig`].
+    pub config: Sealed,
+    /// Set when the profile was made from a subscription's inline `authConfig`: it is
+    /// private to that subscription, not listed, and goes away with it.
+    pub inline_for: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A subscription's state (SPEC §5: `ACTIVE`, `INACTIVE` by the user, `DEACTIVATED` by
+/// hookrelay after the last retry failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubscriptionStatus {
+    Active,
+    Inactive,
+    Deactivated,
+}
+
+impl SubscriptionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionStatus::Active => "ACTIVE",
+            SubscriptionStatus::Inactive => "INACTIVE",
+            SubscriptionStatus::Deactivated => "DEACTIVATED",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ACTIVE" => Some(SubscriptionStatus::Active),
+            "INACTIVE" => Some(SubscriptionStatus::Inactive),
+            "DEACTIVATED" => Some(SubscriptionStatus::Deactivated),
+            _ => None,
+        }
+    }
+    pub fn is_active(self) -> bool {
+        self == SubscriptionStatus::Active
+    }
+}
+
+/// Where a subscription's events go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Destination {
+    Webhook {
+        url: String,
+        method: HttpMethod,
+        auth_profile_id: Option<String>,
+        /// The profile was made from an inline `authConfig`: private to this subscription.
+        #[serde(default)]
+        inline_auth: bool,
+        headers: Vec<KeyValue>,
+    },
+    EventBridge {
+        arn: String,
+    },
+}
+
+impl Destination {
+    /// The part of the destination that makes two subscriptions "the same destination"
+    /// for the duplicate rules of both vendors.
+    pub fn identity(&self) -> String {
+        match self {
+            Destination::Webhook { url, .. } => format!("webhook:{url}"),
+            Destination::EventBridge { arn } => format!("eventbridge:{arn}"),
+        }
+    }
+}
+
+/// A subscription of either style.
+#[derive(Debug, Clone)]
+pub struct SubscriptionRecord {
+    pub store: String,
+    pub id: String,
+    pub owner_client_id: String,
+    pub style: Style,
+    pub event_types: Vec<String>,
+    pub destination: Destination,
+    pub status: SubscriptionStatus,
+    /// Sealed `whsec_…` signing secret.
+    pub signing_secret: Sealed,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

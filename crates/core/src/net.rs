@@ -1,0 +1,227 @@
+//! Which network addresses a destination may point at (SPEC §9), and the creation-time
+//! check of destination URLs. The delivery engine applies [`AddressPolicy::check_ip`] again
+//! to the address it actually connects to.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+use url::{Host, Url};
+
+/// The rules destinations are held to.
+#[derive(Debug, Clone, Default)]
+pub struct AddressPolicy {
+    /// Allow `http://` as well as `https://`.
+    pub allow_http: bool,
+    /// Networks allowed although they are non-public (tests use `127.0.0.0/8`).
+    pub allowed_networks: Vec<IpNet>,
+}
+
+/// Why a destination was refused. The `Display` text completes a sentence that starts with
+/// the field's path (`…/url must be an https URL`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationError {
+    #[error("must be a valid absolute URL ({0})")]
+    Malformed(String),
+    #[error("must be an https URL")]
+    NotHttps,
+    #[error("must be an http or https URL")]
+    BadScheme,
+    #[error("must have a host")]
+    NoHost,
+    #[error("must not carry credentials; use an auth profile")]
+    Credentials,
+    #[error("must not point to {0} address {1}")]
+    Forbidden(&'static str, IpAddr),
+    #[error("must not point to localhost")]
+    Localhost,
+    #[error("must be at most 2048 characters long")]
+    TooLong,
+}
+
+impl AddressPolicy {
+    /// Parses a list of CIDRs separated by commas (blank entries ignored). A bare address
+    /// means that one address.
+    pub fn parse_networks(list: &str) -> Result<Vec<IpNet>, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("{s:?} is not a CIDR network (e.g. 127.0.0.0/8)"))
+            })
+            .collect()
+    }
+
+    fn allowed(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.allowed_networks.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Checks one address: `Err` names the kind of forbidden address.
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), DestinationError> {
+        match forbidden_kind(ip) {
+            Some(kind) if !self.allowed(ip) => Err(DestinationError::Forbidden(kind, ip)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The creation-time check of a webhook URL or token endpoint: scheme, host, and a
+    /// host that is literally a forbidden address or `localhost`. No DNS lookup.
+    pub fn check_url(&self, raw: &str) -> Result<Url, DestinationError> {
+        if raw.len() > 2048 {
+            return Err(DestinationError::TooLong);
+        }
+        let url = Url::parse(raw).map_err(|e| DestinationError::Malformed(e.to_string()))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_http => {}
+            _ if self.allow_http => return Err(DestinationError::BadScheme),
+            _ => return Err(DestinationError::NotHttps),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(DestinationError::Credentials);
+        }
+        match url.host() {
+            None => return Err(DestinationError::NoHost),
+            Some(Host::Ipv4(v4)) => self.check_ip(IpAddr::V4(v4))?,
+            Some(Host::Ipv6(v6)) => self.check_ip(IpAddr::V6(v6))?,
+            Some(Host::Domain(name)) => {
+                let name = name.trim_end_matches('.').to_ascii_lowercase();
+                if name == "localhost" || name.ends_with(".localhost") {
+                    let loopback_allowed = self.allowed(IpAddr::V4(Ipv4Addr::LOCALHOST))
+                        || self.allowed(IpAddr::V6(Ipv6Addr::LOCALHOST));
+                    if !loopback_allowed {
+                        return Err(DestinationError::Localhost);
+                    }
+                }
+            }
+        }
+        Ok(url)
+    }
+}
+
+/// IPv4-mapped (`::ffff:a.b.c.d`) and NAT64 (`64:ff9b::a.b.c.d`) addresses are judged as
+/// the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let s = v6.segments();
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+                let [.., a, b, c, d] = v6.octets();
+                return IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+            }
+            IpAddr::V6(v6)
+        }
+        v4 => v4,
+    }
+}
+
+/// `Some(kind)` when `ip` is not a public unicast address.
+pub fn forbidden_kind(ip: IpAddr) -> Option<&'static str> {
+    match canonical(ip) {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => forbidden_v6(v6),
+    }
+}
+
+fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, c, _] = ip.octets();
+    Some(match () {
+        _ if ip.is_unspecified() || a == 0 => "an unspecified",
+        _ if ip.is_loopback() => "a loopback",
+        _ if ip.is_private() => "a private",
+        _ if ip.is_link_local() => "a link-local",
+        _ if a == 100 && (64..128).contains(&b) => "a CGNAT",
+        _ if ip.is_multicast() => "a multicast",
+        _ if ip.is_broadcast() => "a broadcast",
+        _ if ip.is_documentation() => "a documentation",
+        _ if a == 198 && (b == 18 || b == 19) => "a benchmarking",
+        _ if a == 192 && b == 0 && c == 0 => "a reserved",
+        _ if a >= 240 => "a reserved",
+        _ => return None,
+    })
+}
+
+fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let s = ip.segments();
+    Some(match () {
+        _ if ip.is_unspecified() => "an unspecified",
+        _ if ip.is_loopback() => "a loopback",
+        _ if ip.is_multicast() => "a multicast",
+        _ if (s[0] & 0xfe00) == 0xfc00 => "a private",
+        _ if (s[0] & 0xffc0) == 0xfe80 => "a link-local",
+        _ if (s[0] & 0xffc0) == 0xfec0 => "a site-local",
+        _ if s[0] == 0x2001 && s[1] == 0x0db8 => "a documentation",
+        // IPv4-compatible (deprecated) ::a.b.c.d
+        _ if s[..6] == [0, 0, 0, 0, 0, 0] => "a reserved",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> AddressPolicy {
+        AddressPolicy::default()
+    }
+
+    #[test]
+    fn https_required_unless_allow_http() {
+        assert_eq!(
+            policy().check_url("http://example.com/x"),
+            Err(DestinationError::NotHttps)
+        );
+        assert!(policy().check_url("https://example.com/x").is_ok());
+        let p = AddressPolicy {
+            allow_http: true,
+            ..Default::default()
+        };
+        assert!(p.check_url("http://example.com/x").is_ok());
+        assert_eq!(p.check_url("ftp://example.com"), Err(DestinationError::BadScheme));
+    }
+
+    #[test]
+    fn literal_internal_hosts_refused() {
+        for url in [
+            "https://127.0.0.1/",
+            "https://10.1.2.3/",
+            "https://169.254.169.254/latest",
+            "https://100.64.0.1/",
+            "https://[::1]/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://[fe80::1]/",
+            "https://[fd00::1]/",
+            "https://0.0.0.0/",
+            "https://192.0.2.1/",
+            "https://[64:ff9b::a00:1]/",
+        ] {
+            assert!(
+                matches!(policy().check_url(url), Err(DestinationError::Forbidden(..))),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            policy().check_url("https://LocalHost./"),
+            Err(DestinationError::Localhost)
+        );
+        assert!(policy().check_url("https://93.184.216.34/").is_ok());
+    }
+
+    #[test]
+    fn allowed_networks_open_a_hole() {
+        let p = AddressPolicy {
+            allow_http: true,
+            allowed_networks: AddressPolicy::parse_networks("127.0.0.0/8, ::1").unwrap(),
+        };
+        assert!(p.check_url("http://127.0.0.1:9999/hook").is_ok());
+        assert!(p.check_url("http://localhost:9999/hook").is_ok());
+        assert!(p.check_url("http://[::ffff:127.0.0.1]:1/").is_ok());
+        assert!(p.check_url("http://10.0.0.1/").is_err());
+        assert!(AddressPolicy::parse_networks("nonsense").is_err());
+    }
+}

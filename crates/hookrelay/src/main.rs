@@ -1,0 +1,279 @@
+//! The `hookrelay` binary: command line, configuration and wiring (SPEC §3).
+
+mod config;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use hookrelay_api::{AppState, Services};
+use hookrelay_core::event_types::Catalog;
+use hookrelay_core::{ids, secrets, Role};
+use hookrelay_store::{NewClient, SqliteStore, Store, StoreError};
+use serde_json::json;
+
+use config::{ServeArgs, ServeConfig, Storage, StorageArgs};
+
+#[derive(Parser)]
+#[command(name = "hookrelay", version, about = "Self-hosted webhook and event-delivery service")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "HOOKRELAY_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API and the workers.
+    Serve(ServeArgs),
+    /// Apply the database schema (serve does it too on start).
+    Migrate(StorageArgs),
+    /// Manage access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage stores (tenants).
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it as JSON (the token is shown only this once).
+    Create {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// client, store-admin, publisher or admin.
+        #[arg(long)]
+        role: Role,
+        /// The store a client or store-admin token belongs to (created if needed).
+        #[arg(long)]
+        store: Option<String>,
+        /// The client id (generated when absent).
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    /// List API clients as JSON lines (never the tokens).
+    List {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Revoke a client's token.
+    Revoke {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        client_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Create a store.
+    Create {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The store hash: 1-32 characters of [a-z0-9].
+        store: String,
+    },
+    /// List stores as JSON lines.
+    List {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match run(cli.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Serve(args) => serve(ServeConfig::resolve(&args)?).await,
+        Command::Migrate(args) => {
+            let path = Storage::resolve(&args)?.sqlite_path()?;
+            let applied = SqliteStore::migrate(&path)
+                .with_context(|| format!("migrating {}", path.display()))?;
+            println!(
+                "{}",
+                json!({"database": path.display().to_string(), "applied": applied})
+            );
+            Ok(())
+        }
+        Command::Token(cmd) => token(cmd).await,
+        Command::Store(cmd) => store(cmd).await,
+    }
+}
+
+fn open_store(storage: &StorageArgs) -> Result<SqliteStore> {
+    let path = Storage::resolve(storage)?.sqlite_path()?;
+    SqliteStore::open(&path).with_context(|| format!("opening database {}", path.display()))
+}
+
+fn print_json_line(value: &impl serde::Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+async fn token(cmd: TokenCommand) -> Result<()> {
+    match cmd {
+        TokenCommand::Create {
+            storage,
+            role,
+            store,
+            client_id,
+        } => {
+            match (&store, role.needs_store()) {
+                (None, true) => bail!("--store is required for role {}", role.as_str()),
+                (Some(_), false) => bail!("role {} is not bound to a store; leave out --store", role.as_str()),
+                (Some(s), true) if !ids::is_valid_store_hash(s) => {
+                    bail!("--store {s:?} must be 1-32 characters of [a-z0-9]")
+                }
+                _ => {}
+            }
+            let client_id = client_id.unwrap_or_else(secrets::new_client_id);
+            if !ids::is_valid_user_id(&client_id) {
+                bail!("--client-id {client_id:?} must be 1-128 characters of [A-Za-z0-9._:-]");
+            }
+            let token = secrets::new_access_token();
+            let db = open_store(&storage)?;
+            match db
+                .create_client(NewClient {
+                    client_id: client_id.clone(),
+                    token_hash: secrets::hash_token(&token),
+                    role,
+                    store: store.clone(),
+                })
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Conflict(_)) => bail!("client id {client_id:?} already exists"),
+                Err(e) => return Err(e).context("creating the token"),
+            }
+            print_json_line(&json!({
+                "clientId": client_id,
+                "accessToken": token,
+                "store": store,
+                "role": role.as_str(),
+            }))
+        }
+        TokenCommand::List { storage } => {
+            for client in open_store(&storage)?.list_clients().await? {
+                print_json_line(&client)?;
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { storage, client_id } => {
+            match open_store(&storage)?.revoke_client(&client_id).await {
+                Ok(()) => print_json_line(&json!({"clientId": client_id, "revoked": true})),
+                Err(StoreError::NotFound) => bail!("no active client {client_id:?}"),
+                Err(e) => Err(e).context("revoking the token"),
+            }
+        }
+    }
+}
+
+async fn store(cmd: StoreCommand) -> Result<()> {
+    match cmd {
+        StoreCommand::Create { storage, store } => {
+            if !ids::is_valid_store_hash(&store) {
+                bail!("store hash {store:?} must be 1-32 characters of [a-z0-9]");
+            }
+            match open_store(&storage)?.create_store(&store).await {
+                Ok(()) => print_json_line(&json!({"store": store, "created": true})),
+                Err(StoreError::Conflict(_)) => bail!("store {store:?} already exists"),
+                Err(e) => Err(e).context("creating the store"),
+            }
+        }
+        StoreCommand::List { storage } => {
+            for s in open_store(&storage)?.list_stores().await? {
+                print_json_line(&s)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> Result<()> {
+    let path = config.storage.sqlite_path()?;
+    let cipher = config.cipher()?;
+    let store = SqliteStore::open(&path).with_context(|| format!("opening database {}", path.display()))?;
+    let services = Services {
+        store: Arc::new(store) as Arc<dyn Store>,
+        cipher,
+        catalog: Catalog::with_defaults(config.extra_event_types.clone()),
+        policy: config.policy.clone(),
+    };
+    let app = hookrelay_api::router(AppState::new(services));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, database = %path.display(), "hookrelay listening on {local}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    tracing::info!("hookrelay stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,248 @@
+//! Integration harness: the real `hookrelay` binary on `127.0.0.1:0` with a fresh data
+//! directory, tokens made through its real CLI, and a GraphQL client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hookrelay");
+
+pub struct Server {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    child: Child,
+    pub http: reqwest::Client,
+}
+
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub client_id: String,
+    pub token: String,
+}
+
+/// Runs the CLI with `args` and returns stdout; panics with stderr if it fails.
+pub fn cli(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().expect("run hookrelay");
+    assert!(
+        out.status.success(),
+        "hookrelay {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Runs the CLI expecting failure; returns stderr.
+pub fn cli_fails(args: &[&str]) -> String {
+    let out = Command::new(BIN).args(args).output().expect("run hookrelay");
+    assert!(!out.status.success(), "hookrelay {args:?} should have failed");
+    String::from_utf8(out.stderr).expect("utf-8 stderr")
+}
+
+/// How to start a server.
+pub struct Options {
+    pub args: Vec<String>,
+    pub envs: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    /// What tests use: http allowed, loopback allowed.
+    fn default() -> Self {
+        Options {
+            args: vec![
+                "--allow-http".into(),
+                "--allowed-networks".into(),
+                "127.0.0.0/8".into(),
+            ],
+            envs: Vec::new(),
+        }
+    }
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, options)
+    }
+
+    /// Starts on an existing data directory (for restarts).
+    pub fn start_in(dir: tempfile::TempDir, options: Options) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(&options.args)
+            .envs(options.envs.iter().map(|(k, v)| (k, v)))
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hookrelay serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(addr) = line.split("listening on ").nth(1) {
+                        let addr = addr.split_whitespace().next().unwrap_or_default().to_owned();
+                        let _ = tx.send(Ok(addr));
+                        sent = true;
+                        continue;
+                    }
+                    if line.contains("error") {
+                        let _ = tx.send(Err(line.clone()));
+                    }
+                }
+                if std::env::var_os("HOOKRELAY_TEST_LOGS").is_some() {
+                    eprintln!("[server] {line}");
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(line)) => panic!("hookrelay serve failed to start: {line}"),
+            Err(_) => panic!("hookrelay serve did not report its address"),
+        };
+        Server {
+            base: format!("http://{addr}"),
+            dir,
+            child,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `token create` through the CLI, against this server's data dir, while it runs.
+    pub fn token(&self, role: &str, store: Option<&str>) -> Token {
+        let data = self.data_dir();
+        let mut args = vec!["token", "create", "--data-dir", data.to_str().unwrap(), "--role", role];
+        if let Some(s) = store {
+            args.extend(["--store", s]);
+        }
+        let v: Value = serde_json::from_str(&cli(&args)).expect("token json");
+        Token {
+            client_id: v["clientId"].as_str().unwrap().to_owned(),
+            token: v["accessToken"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub fn client(&self, store: &str) -> Token {
+        self.token("client", Some(store))
+    }
+
+    /// POST a GraphQL request to `path`; returns status and body.
+    pub async fn gql_at(&self, path: &str, token: &Token, query: &str, variables: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("X-Auth-Token", &token.token)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("json body"))
+    }
+
+    /// POST to `/graphql` and return the body.
+    pub async fn gql(&self, token: &Token, query: &str) -> Value {
+        self.gql_vars(token, query, json!({})).await
+    }
+
+    pub async fn gql_vars(&self, token: &Token, query: &str, variables: Value) -> Value {
+        self.gql_at("/graphql", token, query, variables).await.1
+    }
+
+    /// Like `gql` but fails the test on any error; returns `data`.
+    pub async fn gql_ok(&self, token: &Token, query: &str) -> Value {
+        let body = self.gql(token, query).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let status = wait_timeout(&mut self.child, Duration::from_secs(20)).expect("server exits on SIGTERM");
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        (status, dir)
+    }
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The single error of a GraphQL response.
+pub fn only_error(body: &Value) -> &Value {
+    let errors = body["errors"].as_array().unwrap_or_else(|| panic!("expected errors: {body}"));
+    assert_eq!(errors.len(), 1, "expected one error: {body}");
+    &errors[0]
+}
+
+pub fn classification(body: &Value) -> &str {
+    only_error(body)["extensions"]["classification"].as_str().unwrap_or("")
+}
+
+pub fn code(body: &Value) -> &str {
+    only_error(body)["extensions"]["code"].as_str().unwrap_or("")
+}
+
+pub fn message(body: &Value) -> &str {
+    only_error(body)["message"].as_str().unwrap_or("")
+}
+
+/// A fixture file under `tests/fixtures`.
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every file of the data dir (the database, its WAL) concatenated, for plaintext checks.
+pub fn data_dir_bytes(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() {
+            all.extend(std::fs::read(&path).expect("read"));
+        }
+    }
+    all
+}
+
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}

@@ -1,0 +1,168 @@
+//! Storage. The [`Store`] trait is everything the API (and later the delivery engine) asks
+//! of a database; `sqlite` implements it for the embedded mode, and a PostgreSQL
+//! implementation can follow behind the same trait.
+
+use async_trait::async_trait;
+use hookrelay_core::{
+    ApiClient, AuthKind, AuthProfileRecord, Principal, Sealed, StoreRecord, Style,
+    SubscriptionRecord,
+};
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is taken; the string says which.
+    #[error("{0} already exists")]
+    Conflict(Conflict),
+    /// The BigCommerce limit of webhooks per client and scope.
+    #[error("at most {limit} webhooks per client and scope {scope:?}")]
+    LimitReached { scope: String, limit: usize },
+    /// The row to change is not there (or not in this store).
+    #[error("not found")]
+    NotFound,
+    /// An auth profile that active subscriptions use.
+    #[error("in use by {0:?}")]
+    InUse(Vec<String>),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+/// Which unique key a write ran into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    Store,
+    Client,
+    AuthProfile,
+    /// Same owner, style, event type and destination; the id of the existing subscription.
+    Subscription(String),
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Conflict::Store => f.write_str("store"),
+            Conflict::Client => f.write_str("client"),
+            Conflict::AuthProfile => f.write_str("auth profile"),
+            Conflict::Subscription(id) => write!(f, "subscription {id}"),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A new API client and the hash of its token.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub client_id: String,
+    pub token_hash: String,
+    pub role: hookrelay_core::Role,
+    pub store: Option<String>,
+}
+
+/// Whose records a listing covers: one client's, or (`owner: None`) the whole store's.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub store: String,
+    pub owner: Option<String>,
+}
+
+/// `first` items after the cursor position `after` (an opaque sequence number).
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub first: usize,
+    pub after: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// Each item with its cursor position.
+    pub items: Vec<(i64, T)>,
+    pub has_next: bool,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionFilter {
+    pub style: Option<Style>,
+    pub is_active: Option<bool>,
+    /// Exact event type (a scope, or a wildcard scope as written).
+    pub event_type: Option<String>,
+}
+
+/// The duplicate and count rules a subscription write must keep.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SubscriptionLimits {
+    /// At most this many subscriptions per owner, style and event type (BigCommerce: 10).
+    pub max_per_type: Option<usize>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Readiness: the database answers and the schema is current.
+    async fn ready(&self) -> Result<()>;
+
+    // --- tenancy ---
+    async fn create_store(&self, store_hash: &str) -> Result<()>;
+    async fn list_stores(&self) -> Result<Vec<StoreRecord>>;
+    async fn store_exists(&self, store_hash: &str) -> Result<bool>;
+    /// Creates the client, and its store if it does not exist yet.
+    async fn create_client(&self, client: NewClient) -> Result<()>;
+    async fn list_clients(&self) -> Result<Vec<ApiClient>>;
+    /// Revokes a client's token; `NotFound` if there is no such (unrevoked) client.
+    async fn revoke_client(&self, client_id: &str) -> Result<()>;
+    /// The principal of an unrevoked token, by the token's hash.
+    async fn principal_by_token_hash(&self, token_hash: &str) -> Result<Option<Principal>>;
+
+    // --- auth profiles ---
+    async fn insert_auth_profile(&self, profile: AuthProfileRecord) -> Result<()>;
+    async fn get_auth_profile(&self, store: &str, id: &str) -> Result<Option<AuthProfileRecord>>;
+    async fn update_auth_profile(
+        &self,
+        store: &str,
+        id: &str,
+        kind: AuthKind,
+        config: Sealed,
+    ) -> Result<()>;
+    /// Deletes a profile unless an active subscription uses it (`InUse` with their ids).
+    /// Inactive subscriptions that used it lose their reference.
+    async fn delete_auth_profile(&self, store: &str, id: &str) -> Result<()>;
+    /// Listable (not inline) profiles in scope.
+    async fn list_auth_profiles(
+        &self,
+        scope: Scope,
+        page: PageRequest,
+    ) -> Result<Page<AuthProfileRecord>>;
+
+    // --- subscriptions ---
+    /// Inserts a subscription (and the inline auth profile made for it, if any), keeping
+    /// the duplicate rule (`Conflict::Subscription`) and `limits`.
+    async fn insert_subscription(
+        &self,
+        subscription: SubscriptionRecord,
+        inline_profile: Option<AuthProfileRecord>,
+        limits: SubscriptionLimits,
+    ) -> Result<()>;
+    async fn get_subscription(&self, store: &str, id: &str) -> Result<Option<SubscriptionRecord>>;
+    /// Replaces a subscription's mutable fields (types, destination, status), keeping the
+    /// same rules as insert.
+    async fn update_subscription(
+        &self,
+        subscription: SubscriptionRecord,
+        limits: SubscriptionLimits,
+    ) -> Result<()>;
+    /// Deletes a subscription and its inline auth profile.
+    async fn delete_subscription(&self, store: &str, id: &str) -> Result<()>;
+    async fn list_subscriptions(
+        &self,
+        scope: Scope,
+        filter: SubscriptionFilter,
+        page: PageRequest,
+    ) -> Result<Page<SubscriptionRecord>>;
+}

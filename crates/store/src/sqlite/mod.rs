@@ -1,0 +1,639 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Writes go through [`writer::Writer`] (one connection, group commit); reads use a small
+//! pool of read-only connections on the blocking thread pool. Other processes (the CLI
+//! while the server runs) open the same file; SQLite's locking and a busy timeout keep them
+//! out of each other's way.
+
+mod migrate;
+mod rows;
+mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use hookrelay_core::{
+    ApiClient, AuthKind, AuthProfileRecord, Destination, Principal, Role, Sealed, StoreRecord,
+    SubscriptionRecord,
+};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+
+use crate::{
+    Conflict, NewClient, Page, PageRequest, Result, Scope, Store, StoreError, SubscriptionFilter,
+    SubscriptionLimits,
+};
+use rows::{millis, time};
+use writer::Writer;
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const READERS: u32 = 4;
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL: readers never block the writer. FULL: every commit is fsync'd, so an answer
+    // given after commit survives a crash of the machine, not only of the process.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut conn = open_connection(path)?;
+        for version in migrate::migrate(&mut conn)? {
+            tracing::info!(version, path = %path.display(), "applied migration");
+        }
+        let writer = Writer::start(conn).map_err(|e| StoreError::Database(e.to_string()))?;
+        let manager = SqliteConnectionManager::file(path).with_init(|c| {
+            c.busy_timeout(BUSY_TIMEOUT)?;
+            c.pragma_update(None, "query_only", "ON")
+        });
+        let readers = r2d2::Pool::builder()
+            .max_size(READERS)
+            .min_idle(Some(1))
+            .build(manager)
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        Ok(SqliteStore { writer, readers })
+    }
+
+    /// Applies pending migrations to the database at `path`; returns the versions applied.
+    pub fn migrate(path: &Path) -> Result<Vec<i64>> {
+        migrate::migrate(&mut open_connection(path)?)
+    }
+
+    async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool
+                .get()
+                .map_err(|e| StoreError::Database(e.to_string()))?;
+            work(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+    }
+}
+
+fn ensure_store(conn: &Connection, store_hash: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO stores (store_hash, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![store_hash, millis(Utc::now())],
+    )?;
+    Ok(())
+}
+
+/// Keeps the duplicate and count rules for `sub` (which may already exist: its own rows
+/// do not count against it), then writes its key rows.
+fn write_subscription_keys(
+    conn: &Connection,
+    sub: &SubscriptionRecord,
+    limits: SubscriptionLimits,
+) -> Result<()> {
+    let style = sub.style.as_str();
+    let destination_key = sub.destination.identity();
+    conn.execute(
+        "DELETE FROM subscription_keys WHERE subscription_id = ?1",
+        [&sub.id],
+    )?;
+    for event_type in &sub.event_types {
+        let existing: Option<String> = conn
+            .query_row(
+                "SELECT subscription_id FROM subscription_keys WHERE store_hash = ?1 \
+                 AND owner_client_id = ?2 AND style = ?3 AND event_type = ?4 AND destination_key = ?5",
+                params![sub.store, sub.owner_client_id, style, event_type, destination_key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = existing {
+            return Err(StoreError::Conflict(Conflict::Subscription(id)));
+        }
+        if let Some(limit) = limits.max_per_type {
+            let count: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM subscription_keys WHERE store_hash = ?1 \
+                 AND owner_client_id = ?2 AND style = ?3 AND event_type = ?4",
+                params![sub.store, sub.owner_client_id, style, event_type],
+                |r| r.get(0),
+            )?;
+            if count as usize >= limit {
+                return Err(StoreError::LimitReached {
+                    scope: event_type.clone(),
+                    limit,
+                });
+            }
+        }
+        conn.execute(
+            "INSERT INTO subscription_keys (store_hash, owner_client_id, style, event_type, \
+             destination_key, subscription_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![sub.store, sub.owner_client_id, style, event_type, destination_key, sub.id],
+        )?;
+    }
+    Ok(())
+}
+
+fn auth_profile_of(destination: &Destination) -> Option<&str> {
+    match destination {
+        Destination::Webhook {
+            auth_profile_id, ..
+        } => auth_profile_id.as_deref(),
+        Destination::EventBridge { .. } => None,
+    }
+}
+
+fn encode_subscription(sub: &SubscriptionRecord) -> Result<(String, String)> {
+    let types = serde_json::to_string(&sub.event_types)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let destination = serde_json::to_string(&sub.destination)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((types, destination))
+}
+
+fn insert_auth_profile_row(conn: &Connection, p: &AuthProfileRecord) -> Result<()> {
+    conn.execute(
+        "INSERT INTO auth_profiles (store_hash, id, owner_client_id, kind, config, inline_for, \
+         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            p.store,
+            p.id,
+            p.owner_client_id,
+            p.kind.as_str(),
+            p.config.0,
+            p.inline_for,
+            millis(p.created_at),
+            millis(p.updated_at)
+        ],
+    )
+    .map_err(|e| {
+        if rows::is_unique_violation(&e) {
+            StoreError::Conflict(Conflict::AuthProfile)
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(())
+}
+
+/// A `WHERE` clause built from conditions with numbered parameters (`?N` in a condition
+/// becomes that parameter's number), shared by the count and the page query.
+struct Where {
+    cond: String,
+    args: Vec<Value>,
+    /// How many of `args` belong to the filter (the rest are paging).
+    filter_args: usize,
+}
+
+impl Where {
+    fn new(first: &str, value: Value) -> Self {
+        let mut w = Where {
+            cond: String::new(),
+            args: Vec::new(),
+            filter_args: 0,
+        };
+        w.push(first, value);
+        w
+    }
+
+    fn push(&mut self, cond: &str, value: Value) {
+        self.args.push(value);
+        self.filter_args = self.args.len();
+        self.cond
+            .push_str(&cond.replace("?N", &format!("?{}", self.args.len())));
+    }
+
+    fn and(&mut self, cond: &str, value: Value) {
+        self.cond.push_str(" AND ");
+        self.push(cond, value);
+    }
+
+    fn count_query(&self, table: &str) -> String {
+        format!("SELECT COUNT(*) FROM {table} WHERE {}", self.cond)
+    }
+
+    /// The page query; call after every filter condition is in.
+    fn page_query(&mut self, table: &str, columns: &str, page: PageRequest) -> String {
+        self.args.push(Value::Integer(page.after.unwrap_or(0)));
+        self.args.push(Value::Integer(page.first as i64 + 1));
+        let n = self.args.len();
+        format!(
+            "SELECT {columns} FROM {table} WHERE {} AND seq > ?{} ORDER BY seq LIMIT ?{n}",
+            self.cond,
+            n - 1
+        )
+    }
+}
+
+/// `LIMIT first + 1` tells whether there is a next page.
+fn into_page<T>(mut items: Vec<(i64, T)>, first: usize, total: i64) -> Page<T> {
+    let has_next = items.len() > first;
+    items.truncate(first);
+    Page {
+        items,
+        has_next,
+        total: total.max(0) as u64,
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ready(&self) -> Result<()> {
+        let version = self.read(|c| migrate::version(c)).await?;
+        if version < migrate::LATEST {
+            return Err(StoreError::Database(format!(
+                "schema version {version}, expected {}",
+                migrate::LATEST
+            )));
+        }
+        Ok(())
+    }
+
+    async fn create_store(&self, store_hash: &str) -> Result<()> {
+        let hash = store_hash.to_owned();
+        self.writer
+            .write(move |c| {
+                let n = c.execute(
+                    "INSERT INTO stores (store_hash, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![hash, millis(Utc::now())],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::Conflict(Conflict::Store));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_stores(&self) -> Result<Vec<StoreRecord>> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare("SELECT store_hash, created_at FROM stores ORDER BY store_hash")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            rows.map(|row| {
+                let (store_hash, created) = row?;
+                Ok(StoreRecord {
+                    store_hash,
+                    created_at: time(created)?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn store_exists(&self, store_hash: &str) -> Result<bool> {
+        let hash = store_hash.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row("SELECT 1 FROM stores WHERE store_hash = ?1", [hash], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
+
+    async fn create_client(&self, client: NewClient) -> Result<()> {
+        self.writer
+            .write(move |c| {
+                if let Some(store) = &client.store {
+                    ensure_store(c, store)?;
+                }
+                c.execute(
+                    "INSERT INTO api_clients (client_id, token_hash, role, store_hash, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        client.client_id,
+                        client.token_hash,
+                        client.role.as_str(),
+                        client.store,
+                        millis(Utc::now())
+                    ],
+                )
+                .map_err(|e| {
+                    if rows::is_unique_violation(&e) {
+                        StoreError::Conflict(Conflict::Client)
+                    } else {
+                        e.into()
+                    }
+                })?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_clients(&self) -> Result<Vec<ApiClient>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT client_id, role, store_hash, created_at, revoked_at FROM api_clients \
+                 ORDER BY created_at, client_id",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                let role: String = r.get(1)?;
+                out.push(ApiClient {
+                    client_id: r.get(0)?,
+                    role: role.parse().map_err(StoreError::Corrupt)?,
+                    store: r.get(2)?,
+                    created_at: time(r.get(3)?)?,
+                    revoked_at: r.get::<_, Option<i64>>(4)?.map(time).transpose()?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn revoke_client(&self, client_id: &str) -> Result<()> {
+        let id = client_id.to_owned();
+        self.writer
+            .write(move |c| {
+                let n = c.execute(
+                    "UPDATE api_clients SET revoked_at = ?2 WHERE client_id = ?1 AND revoked_at IS NULL",
+                    params![id, millis(Utc::now())],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn principal_by_token_hash(&self, token_hash: &str) -> Result<Option<Principal>> {
+        let hash = token_hash.to_owned();
+        self.read(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT client_id, role, store_hash FROM api_clients \
+                     WHERE token_hash = ?1 AND revoked_at IS NULL",
+                    [hash],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            row.map(|(client_id, role, store)| {
+                Ok(Principal {
+                    client_id,
+                    role: role.parse::<Role>().map_err(StoreError::Corrupt)?,
+                    store,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn insert_auth_profile(&self, profile: AuthProfileRecord) -> Result<()> {
+        self.writer
+            .write(move |c| insert_auth_profile_row(c, &profile))
+            .await
+    }
+
+    async fn get_auth_profile(&self, store: &str, id: &str) -> Result<Option<AuthProfileRecord>> {
+        let (store, id) = (store.to_owned(), id.to_owned());
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {} FROM auth_profiles WHERE store_hash = ?1 AND id = ?2",
+                rows::AUTH_PROFILE_COLUMNS
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params![store, id])?;
+            match rows.next()? {
+                Some(row) => Ok(Some(rows::auth_profile(row)?.1)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn update_auth_profile(
+        &self,
+        store: &str,
+        id: &str,
+        kind: AuthKind,
+        config: Sealed,
+    ) -> Result<()> {
+        let (store, id) = (store.to_owned(), id.to_owned());
+        self.writer
+            .write(move |c| {
+                let n = c.execute(
+                    "UPDATE auth_profiles SET kind = ?3, config = ?4, updated_at = ?5 \
+                     WHERE store_hash = ?1 AND id = ?2",
+                    params![store, id, kind.as_str(), config.0, millis(Utc::now())],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn delete_auth_profile(&self, store: &str, id: &str) -> Result<()> {
+        let (store, id) = (store.to_owned(), id.to_owned());
+        self.writer
+            .write(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id FROM subscriptions WHERE store_hash = ?1 AND auth_profile_id = ?2 \
+                     AND status = 'ACTIVE' ORDER BY seq",
+                )?;
+                let users = stmt
+                    .query_map(params![store, id], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                if !users.is_empty() {
+                    return Err(StoreError::InUse(users));
+                }
+                let n = c.execute(
+                    "DELETE FROM auth_profiles WHERE store_hash = ?1 AND id = ?2 AND inline_for IS NULL",
+                    params![store, id],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_auth_profiles(
+        &self,
+        scope: Scope,
+        page: PageRequest,
+    ) -> Result<Page<AuthProfileRecord>> {
+        self.read(move |c| {
+            let mut w = Where::new("store_hash = ?N AND inline_for IS NULL", Value::Text(scope.store));
+            if let Some(owner) = scope.owner {
+                w.and("owner_client_id = ?N", Value::Text(owner));
+            }
+            let sql = w.page_query("auth_profiles", rows::AUTH_PROFILE_COLUMNS, page);
+            let total: i64 = c.query_row(&w.count_query("auth_profiles"), params_from_iter(&w.args[..w.filter_args]), |r| r.get(0))?;
+            let mut stmt = c.prepare(&sql)?;
+            let mut rows = stmt.query(params_from_iter(w.args.iter()))?;
+            let mut items = Vec::new();
+            while let Some(row) = rows.next()? {
+                items.push(rows::auth_profile(row)?);
+            }
+            Ok(into_page(items, page.first, total))
+        })
+        .await
+    }
+
+    async fn insert_subscription(
+        &self,
+        sub: SubscriptionRecord,
+        inline_profile: Option<AuthProfileRecord>,
+        limits: SubscriptionLimits,
+    ) -> Result<()> {
+        self.writer
+            .write(move |c| {
+                write_subscription_keys(c, &sub, limits)?;
+                if let Some(profile) = &inline_profile {
+                    insert_auth_profile_row(c, profile)?;
+                }
+                let (types, destination) = encode_subscription(&sub)?;
+                c.execute(
+                    "INSERT INTO subscriptions (id, store_hash, owner_client_id, style, event_types, \
+                     destination, auth_profile_id, status, signing_secret, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    params![
+                        sub.id,
+                        sub.store,
+                        sub.owner_client_id,
+                        sub.style.as_str(),
+                        types,
+                        destination,
+                        auth_profile_of(&sub.destination),
+                        sub.status.as_str(),
+                        sub.signing_secret.0,
+                        millis(sub.created_at),
+                        millis(sub.updated_at)
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_subscription(&self, store: &str, id: &str) -> Result<Option<SubscriptionRecord>> {
+        let (store, id) = (store.to_owned(), id.to_owned());
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {} FROM subscriptions WHERE store_hash = ?1 AND id = ?2",
+                rows::SUBSCRIPTION_COLUMNS
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params![store, id])?;
+            match rows.next()? {
+                Some(row) => Ok(Some(rows::subscription(row)?.1)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn update_subscription(
+        &self,
+        sub: SubscriptionRecord,
+        limits: SubscriptionLimits,
+    ) -> Result<()> {
+        self.writer
+            .write(move |c| {
+                write_subscription_keys(c, &sub, limits)?;
+                let (types, destination) = encode_subscription(&sub)?;
+                let n = c.execute(
+                    "UPDATE subscriptions SET event_types = ?3, destination = ?4, auth_profile_id = ?5, \
+                     status = ?6, signing_secret = ?7, updated_at = ?8 WHERE store_hash = ?1 AND id = ?2",
+                    params![
+                        sub.store,
+                        sub.id,
+                        types,
+                        destination,
+                        auth_profile_of(&sub.destination),
+                        sub.status.as_str(),
+                        sub.signing_secret.0,
+                        millis(sub.updated_at)
+                    ],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn delete_subscription(&self, store: &str, id: &str) -> Result<()> {
+        let (store, id) = (store.to_owned(), id.to_owned());
+        self.writer
+            .write(move |c| {
+                let n = c.execute(
+                    "DELETE FROM subscriptions WHERE store_hash = ?1 AND id = ?2",
+                    params![store, id],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                c.execute("DELETE FROM subscription_keys WHERE subscription_id = ?1", [&id])?;
+                c.execute(
+                    "DELETE FROM auth_profiles WHERE store_hash = ?1 AND inline_for = ?2",
+                    params![store, id],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        scope: Scope,
+        filter: SubscriptionFilter,
+        page: PageRequest,
+    ) -> Result<Page<SubscriptionRecord>> {
+        self.read(move |c| {
+            let mut w = Where::new("store_hash = ?N", Value::Text(scope.store));
+            if let Some(owner) = scope.owner {
+                w.and("owner_client_id = ?N", Value::Text(owner));
+            }
+            if let Some(style) = filter.style {
+                w.and("style = ?N", Value::Text(style.as_str().into()));
+            }
+            if let Some(active) = filter.is_active {
+                w.and("(status = 'ACTIVE') = ?N", Value::Integer(active.into()));
+            }
+            if let Some(event_type) = filter.event_type {
+                w.and(
+                    "id IN (SELECT subscription_id FROM subscription_keys WHERE event_type = ?N)",
+                    Value::Text(event_type),
+                );
+            }
+            let sql = w.page_query("subscriptions", rows::SUBSCRIPTION_COLUMNS, page);
+            let total: i64 = c.query_row(&w.count_query("subscriptions"), params_from_iter(&w.args[..w.filter_args]), |r| r.get(0))?;
+            let mut stmt = c.prepare(&sql)?;
+            let mut rows = stmt.query(params_from_iter(w.args.iter()))?;
+            let mut items = Vec::new();
+            while let Some(row) = rows.next()? {
+                items.push(rows::subscription(row)?);
+            }
+            Ok(into_page(items, page.first, total))
+        })
+        .await
+    }
+}
