@@ -11,7 +11,10 @@ fn token(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get("x-auth-token") {
         return v.to_str().ok().map(str::trim).filter(|t| !t.is_empty());
     }
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, rest) = value.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -31,7 +34,10 @@ pub async fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<Prin
     let Some(token) = token(headers) else {
         return Err(unauthorized());
     };
-    match store.principal_by_token_hash(&secrets::hash_token(token)).await {
+    match store
+        .principal_by_token_hash(&secrets::hash_token(token))
+        .await
+    {
         Ok(Some(principal)) => Ok(principal),
         Ok(None) => Err(unauthorized()),
         Err(e) => {

@@ -66,9 +66,12 @@ impl ApiError {
     /// classification, code, errorType, errorCode (SPEC §5 "Errors").
     fn shape(&self) -> (&'static str, String, &'static str, u16) {
         match self {
-            ApiError::Validation { code, .. } => {
-                ("ValidationError", code.to_string(), "ValidationException", 400)
-            }
+            ApiError::Validation { code, .. } => (
+                "ValidationError",
+                code.to_string(),
+                "ValidationException",
+                400,
+            ),
             ApiError::AccessDenied(_) => (
                 "AccessDeniedError",
                 "AccessDenied".into(),

@@ -41,11 +41,17 @@ fn graphql_error(status: StatusCode, error: ApiError) -> Response {
 }
 
 /// The store a request acts on: the token's own, or for an admin the one in the path.
-async fn resolve_store(app: &AppState, principal: &Principal, path_store: Option<String>) -> Result<String, Response> {
+async fn resolve_store(
+    app: &AppState,
+    principal: &Principal,
+    path_store: Option<String>,
+) -> Result<String, Response> {
     let denied = |store: &str| {
         graphql_error(
             StatusCode::FORBIDDEN,
-            ApiError::AccessDenied(format!("Access denied: this token cannot act on store {store:?}")),
+            ApiError::AccessDenied(format!(
+                "Access denied: this token cannot act on store {store:?}"
+            )),
         )
     };
     match (principal.role, path_store, principal.store.as_deref()) {
@@ -72,7 +78,12 @@ async fn resolve_store(app: &AppState, principal: &Principal, path_store: Option
     }
 }
 
-async fn run(app: AppState, path_store: Option<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn run(
+    app: AppState,
+    path_store: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let principal = match authenticate(app.services.store.as_ref(), &headers).await {
         Ok(p) => p,
         Err(response) => return response,
@@ -99,7 +110,11 @@ async fn run(app: AppState, path_store: Option<String>, headers: HeaderMap, body
             )
         }
     };
-    let mut request: async_graphql::Request = match serde_json::from_slice(&body) {
+    let parsed = serde_json::from_slice::<Value>(&body).and_then(|v| match v {
+        Value::Object(_) => serde_json::from_value::<async_graphql::Request>(v),
+        _ => Err(serde::de::Error::custom("expected a JSON object")),
+    });
+    let mut request = match parsed {
         Ok(r) => r,
         Err(e) => {
             return graphql_error(
@@ -110,6 +125,12 @@ async fn run(app: AppState, path_store: Option<String>, headers: HeaderMap, body
             )
         }
     };
+    if request.query.trim().is_empty() {
+        return graphql_error(
+            StatusCode::BAD_REQUEST,
+            ApiError::validation("the request has no \"query\""),
+        );
+    }
     if let Cow::Owned(stripped) = strip_line_comments(&request.query) {
         request.query = stripped;
     }
@@ -142,7 +163,10 @@ fn syntax_error(e: &async_graphql::ServerError) -> Value {
     let error = match e.locations.first() {
         Some(pos) => ApiError::coded(
             "InvalidSyntax",
-            format!("Syntax error at line {}, column {}: {detail}", pos.line, pos.column),
+            format!(
+                "Syntax error at line {}, column {}: {detail}",
+                pos.line, pos.column
+            ),
         ),
         None => ApiError::coded("InvalidSyntax", format!("Syntax error: {detail}")),
     };
@@ -170,6 +194,20 @@ fn classify_errors(response: &mut Value) {
             .is_some();
         if !has_class {
             error["extensions"] = validation.clone();
+            let clearer = match error["message"].as_str() {
+                Some("Query is nested too deep.") => Some(format!(
+                    "the query is nested too deep: the depth limit is {}",
+                    crate::graphql::MAX_DEPTH
+                )),
+                Some("Query is too complex.") => Some(format!(
+                    "the query is too complex: the complexity limit is {}",
+                    crate::graphql::MAX_COMPLEXITY
+                )),
+                _ => None,
+            };
+            if let Some(message) = clearer {
+                error["message"] = Value::String(message);
+            }
         }
     }
 }

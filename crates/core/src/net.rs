@@ -182,7 +182,10 @@ mod tests {
             ..Default::default()
         };
         assert!(p.check_url("http://example.com/x").is_ok());
-        assert_eq!(p.check_url("ftp://example.com"), Err(DestinationError::BadScheme));
+        assert_eq!(
+            p.check_url("ftp://example.com"),
+            Err(DestinationError::BadScheme)
+        );
     }
 
     #[test]
@@ -201,7 +204,10 @@ mod tests {
             "https://[64:ff9b::a00:1]/",
         ] {
             assert!(
-                matches!(policy().check_url(url), Err(DestinationError::Forbidden(..))),
+                matches!(
+                    policy().check_url(url),
+                    Err(DestinationError::Forbidden(..))
+                ),
                 "{url}"
             );
         }

@@ -135,10 +135,7 @@ mod tests {
     fn seal_open_round_trip_and_binding() {
         let c = Cipher::from_base64(&Cipher::generate_key()).unwrap();
         let sealed = c.seal("ctx:a", b"example-client-secret").unwrap();
-        assert!(!sealed
-            .0
-            .windows(b"example".len())
-            .any(|w| w == b"example"));
+        assert!(!sealed.0.windows(b"example".len()).any(|w| w == b"example"));
         assert_eq!(c.open("ctx:a", &sealed).unwrap(), b"example-client-secret");
         assert!(c.open("ctx:b", &sealed).is_err());
         let other = Cipher::from_base64(&Cipher::generate_key()).unwrap();

@@ -40,7 +40,12 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKRELAY_ALLOWED_NETWORKS", value_name = "CIDRS")]
     pub allowed_networks: Option<String>,
     /// Base64 of 32 bytes; encrypts stored secrets. Generated in the data dir when absent.
-    #[arg(long, env = "HOOKRELAY_MASTER_KEY", hide_env_values = true, value_name = "KEY")]
+    #[arg(
+        long,
+        env = "HOOKRELAY_MASTER_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     pub master_key: Option<String>,
 }
 
@@ -99,7 +104,10 @@ impl Storage {
             .clone()
             .or_else(|| file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let database_url = args.database_url.clone().or_else(|| file.database_url.clone());
+        let database_url = args
+            .database_url
+            .clone()
+            .or_else(|| file.database_url.clone());
         Ok(Storage {
             data_dir,
             database_url,
@@ -152,9 +160,9 @@ impl ServeConfig {
             .clone()
             .or_else(|| file.listen.clone())
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen = listen_text
-            .parse()
-            .with_context(|| format!("--listen {listen_text:?} is not an address like 127.0.0.1:8080"))?;
+        let listen = listen_text.parse().with_context(|| {
+            format!("--listen {listen_text:?} is not an address like 127.0.0.1:8080")
+        })?;
         let networks = match (&args.allowed_networks, &file.allowed_networks) {
             (Some(text), _) => text.clone(),
             (None, Networks::Text(text)) => text.clone(),

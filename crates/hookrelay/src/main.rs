@@ -16,10 +16,20 @@ use serde_json::json;
 use config::{ServeArgs, ServeConfig, Storage, StorageArgs};
 
 #[derive(Parser)]
-#[command(name = "hookrelay", version, about = "Self-hosted webhook and event-delivery service")]
+#[command(
+    name = "hookrelay",
+    version,
+    about = "Self-hosted webhook and event-delivery service"
+)]
 struct Cli {
     /// Log format.
-    #[arg(long, global = true, env = "HOOKRELAY_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "HOOKRELAY_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -156,7 +166,10 @@ async fn token(cmd: TokenCommand) -> Result<()> {
         } => {
             match (&store, role.needs_store()) {
                 (None, true) => bail!("--store is required for role {}", role.as_str()),
-                (Some(_), false) => bail!("role {} is not bound to a store; leave out --store", role.as_str()),
+                (Some(_), false) => bail!(
+                    "role {} is not bound to a store; leave out --store",
+                    role.as_str()
+                ),
                 (Some(s), true) if !ids::is_valid_store_hash(s) => {
                     bail!("--store {s:?} must be 1-32 characters of [a-z0-9]")
                 }
@@ -228,7 +241,8 @@ async fn store(cmd: StoreCommand) -> Result<()> {
 async fn serve(config: ServeConfig) -> Result<()> {
     let path = config.storage.sqlite_path()?;
     let cipher = config.cipher()?;
-    let store = SqliteStore::open(&path).with_context(|| format!("opening database {}", path.display()))?;
+    let store =
+        SqliteStore::open(&path).with_context(|| format!("opening database {}", path.display()))?;
     let services = Services {
         store: Arc::new(store) as Arc<dyn Store>,
         cipher,

@@ -19,14 +19,18 @@ async fn buy_with_prime_auth_profile_examples_run_as_pasted() {
     let bob = server.client("storeb");
 
     // Option 1: OAuth 2.0 client credentials, `// Optional` and `// Required` lines included.
-    let body = server.gql(&alice, &seed("bwp_create_auth_profile_oauth")).await;
+    let body = server
+        .gql(&alice, &seed("bwp_create_auth_profile_oauth"))
+        .await;
     assert_eq!(
         body,
         json!({"data": {"createAuthProfile": {"authProfileId": "example-authprofilealiasid"}}})
     );
 
     // Option 2: basic auth. The seed uses the same alias, so it runs in another store.
-    let body = server.gql(&bob, &seed("bwp_create_auth_profile_basic")).await;
+    let body = server
+        .gql(&bob, &seed("bwp_create_auth_profile_basic"))
+        .await;
     assert_eq!(
         body,
         json!({"data": {"createAuthProfile": {"authProfileId": "example-authprofilealiasid"}}})
@@ -50,7 +54,10 @@ async fn buy_with_prime_auth_profile_examples_run_as_pasted() {
         )
         .await;
     let oauth = &profile["authProfile"]["authConfig"]["oAuthConfig"];
-    assert_eq!(oauth["clientParameters"]["clientId"], "example-new-clientid");
+    assert_eq!(
+        oauth["clientParameters"]["clientId"],
+        "example-new-clientid"
+    );
     assert_eq!(oauth["authEndpoint"], ENDPOINT);
     assert_eq!(oauth["httpMethod"], "POST");
     assert_eq!(
@@ -82,7 +89,8 @@ async fn buy_with_prime_auth_profile_examples_run_as_pasted() {
     );
 
     // Delete: the request selects `authProfile { authProfileId }`.
-    let delete = seed("bwp_delete_auth_profile").replace("example-authprofileid", "example-authprofilealiasid");
+    let delete = seed("bwp_delete_auth_profile")
+        .replace("example-authprofileid", "example-authprofilealiasid");
     let body = server.gql(&alice, &delete).await;
     assert_eq!(
         body,
@@ -97,7 +105,10 @@ async fn buy_with_prime_auth_profile_examples_run_as_pasted() {
         json!({"data": {"deleteAuthProfile": {"authProfileId": "example-authprofilealiasid"}}})
     );
     let gone = server
-        .gql(&alice, r#"{ authProfile(authProfileId: "example-authprofilealiasid") { authProfileId } }"#)
+        .gql(
+            &alice,
+            r#"{ authProfile(authProfileId: "example-authprofilealiasid") { authProfileId } }"#,
+        )
         .await;
     assert_eq!(classification(&gone), "AccessDeniedError");
 }
@@ -106,13 +117,22 @@ async fn buy_with_prime_auth_profile_examples_run_as_pasted() {
 async fn generated_auth_profile_id_without_alias() {
     let server = Server::start().await;
     let alice = server.client("storea");
-    let query = seed("bwp_create_auth_profile_basic").replace("authProfileAliasId: \"example-authprofilealiasid\",", "");
+    let query = seed("bwp_create_auth_profile_basic")
+        .replace("authProfileAliasId: \"example-authprofilealiasid\",", "");
     let data = server.gql_ok(&alice, &query).await;
     let id = data["createAuthProfile"]["authProfileId"].as_str().unwrap();
     assert!(id.starts_with("ap_"), "{id}");
-    let listed = server.gql_ok(&alice, "{ authProfiles { totalCount edges { node { authProfileId } } } }").await;
+    let listed = server
+        .gql_ok(
+            &alice,
+            "{ authProfiles { totalCount edges { node { authProfileId } } } }",
+        )
+        .await;
     assert_eq!(listed["authProfiles"]["totalCount"], 1);
-    assert_eq!(listed["authProfiles"]["edges"][0]["node"]["authProfileId"], id);
+    assert_eq!(
+        listed["authProfiles"]["edges"][0]["node"]["authProfileId"],
+        id
+    );
 }
 
 /// The `createEventSubscription` examples of the Buy with Prime API reference write the
@@ -121,7 +141,9 @@ async fn generated_auth_profile_id_without_alias() {
 async fn create_event_subscription_examples_of_the_reference() {
     let server = Server::start().await;
     let alice = server.client("storea");
-    server.gql_ok(&alice, &seed("bwp_create_auth_profile_oauth")).await;
+    server
+        .gql_ok(&alice, &seed("bwp_create_auth_profile_oauth"))
+        .await;
 
     let with_profile = r#"mutation {
     createEventSubscription(
@@ -168,7 +190,12 @@ subscriptionId
     let mut ids = Vec::new();
     for query in [with_profile, inline, plain] {
         let data = server.gql_ok(&alice, query).await;
-        ids.push(data["createEventSubscription"]["subscriptionId"].as_str().unwrap().to_owned());
+        ids.push(
+            data["createEventSubscription"]["subscriptionId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     let q = |id: &str| {
         format!(
@@ -192,21 +219,39 @@ subscriptionId
     );
     // An inline auth config is private to its subscription: no profile id is shown.
     let second = server.gql_ok(&alice, &q(&ids[1])).await;
-    assert_eq!(second["eventSubscription"]["eventSubscriptionDetails"]["destination"]["authProfileId"], Value::Null);
+    assert_eq!(
+        second["eventSubscription"]["eventSubscriptionDetails"]["destination"]["authProfileId"],
+        Value::Null
+    );
     let third = server.gql_ok(&alice, &q(&ids[2])).await;
-    assert_eq!(third["eventSubscription"]["eventSubscriptionDetails"]["destination"]["method"], "PUT");
+    assert_eq!(
+        third["eventSubscription"]["eventSubscriptionDetails"]["destination"]["method"],
+        "PUT"
+    );
 
-    let listed = server.gql_ok(&alice, "{ eventSubscriptions { totalCount edges { cursor node { subscriptionId } } } }").await;
+    let listed = server
+        .gql_ok(
+            &alice,
+            "{ eventSubscriptions { totalCount edges { cursor node { subscriptionId } } } }",
+        )
+        .await;
     assert_eq!(listed["eventSubscriptions"]["totalCount"], 3);
     // The inline profile is not one of the caller's listed profiles.
-    let profiles = server.gql_ok(&alice, "{ authProfiles { totalCount } }").await;
+    let profiles = server
+        .gql_ok(&alice, "{ authProfiles { totalCount } }")
+        .await;
     assert_eq!(profiles["authProfiles"]["totalCount"], 1);
 
     let deleted = server
         .gql_ok(&alice, &format!(r#"mutation {{ deleteEventSubscription(subscriptionId: "{}") {{ subscriptionId }} }}"#, ids[1]))
         .await;
-    assert_eq!(deleted["deleteEventSubscription"]["subscriptionId"], ids[1].as_str());
-    let listed = server.gql_ok(&alice, "{ eventSubscriptions { totalCount } }").await;
+    assert_eq!(
+        deleted["deleteEventSubscription"]["subscriptionId"],
+        ids[1].as_str()
+    );
+    let listed = server
+        .gql_ok(&alice, "{ eventSubscriptions { totalCount } }")
+        .await;
     assert_eq!(listed["eventSubscriptions"]["totalCount"], 2);
 }
 
@@ -214,9 +259,15 @@ subscriptionId
 async fn bigcommerce_create_event_source_example_parses_and_answers_clearly() {
     let server = Server::start().await;
     let alice = server.client("storea");
-    let variables: Value = serde_json::from_str(&fixture("bc_create_event_source.variables.json")).unwrap();
+    let variables: Value =
+        serde_json::from_str(&fixture("bc_create_event_source.variables.json")).unwrap();
     let (status, body) = server
-        .gql_at("/stores/storea/graphql", &alice, &fixture("bc_create_event_source.graphql"), variables)
+        .gql_at(
+            "/stores/storea/graphql",
+            &alice,
+            &fixture("bc_create_event_source.graphql"),
+            variables,
+        )
         .await;
     assert_eq!(status, 200);
     // EventBridge arrives with a later version: until then a clear, classified refusal.
@@ -230,8 +281,11 @@ async fn bigcommerce_eventbridge_webhook_example_missing_brace_is_a_syntax_error
     let server = Server::start().await;
     let alice = server.client("storea");
     let query = fixture("bc_create_eventbridge_webhook.graphql");
-    let variables: Value = serde_json::from_str(&fixture("bc_create_eventbridge_webhook.variables.json")).unwrap();
-    let (status, body) = server.gql_at("/stores/storea/graphql", &alice, &query, variables).await;
+    let variables: Value =
+        serde_json::from_str(&fixture("bc_create_eventbridge_webhook.variables.json")).unwrap();
+    let (status, body) = server
+        .gql_at("/stores/storea/graphql", &alice, &query, variables)
+        .await;
     assert_eq!(status, 200);
     let error = only_error(&body);
     let lines = query.lines().count();
@@ -241,13 +295,19 @@ async fn bigcommerce_eventbridge_webhook_example_missing_brace_is_a_syntax_error
         format!("Syntax error at line {expected_line}, column 1: expected selection"),
         "{body}"
     );
-    assert_eq!(error["locations"], json!([{"line": expected_line, "column": 1}]));
+    assert_eq!(
+        error["locations"],
+        json!([{"line": expected_line, "column": 1}])
+    );
     assert_eq!(error["extensions"]["classification"], "ValidationError");
     assert_eq!(error["extensions"]["code"], "InvalidSyntax");
 
     // With the missing brace added, the same example is valid GraphQL.
     let fixed = format!("{query}}}\n");
-    let variables: Value = serde_json::from_str(&fixture("bc_create_eventbridge_webhook.variables.json")).unwrap();
-    let (_, body) = server.gql_at("/stores/storea/graphql", &alice, &fixed, variables).await;
+    let variables: Value =
+        serde_json::from_str(&fixture("bc_create_eventbridge_webhook.variables.json")).unwrap();
+    let (_, body) = server
+        .gql_at("/stores/storea/graphql", &alice, &fixed, variables)
+        .await;
     assert_eq!(code(&body), "NotAvailable", "{body}");
 }

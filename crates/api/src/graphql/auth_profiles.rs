@@ -7,7 +7,9 @@ use hookrelay_core::{ids, AuthConfig, AuthProfileRecord};
 use hookrelay_store::StoreError;
 
 use super::context::{request_ctx, RequestCtx};
-use super::types::{connection, connection_type, page_request, KeyValueInput, KeyValueObject, Method};
+use super::types::{
+    connection, connection_type, page_request, KeyValueInput, KeyValueObject, Method,
+};
 use super::validate;
 use crate::error::{ApiError, ApiResult};
 
@@ -209,7 +211,11 @@ pub struct AuthProfileQuery;
 #[Object]
 impl AuthProfileQuery {
     /// One auth profile, without its secrets.
-    async fn auth_profile(&self, ctx: &Context<'_>, auth_profile_id: String) -> ApiResult<Option<AuthProfile>> {
+    async fn auth_profile(
+        &self,
+        ctx: &Context<'_>,
+        auth_profile_id: String,
+    ) -> ApiResult<Option<AuthProfile>> {
         let rc = request_ctx(ctx)?;
         let record = visible_profile(rc, &auth_profile_id).await?;
         view(rc, record).map(Some)
@@ -224,7 +230,11 @@ impl AuthProfileQuery {
     ) -> ApiResult<AuthProfileConnection> {
         let rc = request_ctx(ctx)?;
         let page = page_request("/authProfiles", first, after)?;
-        let found = rc.services.store.list_auth_profiles(rc.scope(), page).await?;
+        let found = rc
+            .services
+            .store
+            .list_auth_profiles(rc.scope(), page)
+            .await?;
         connection(found, &page, |r| view(rc, r))
     }
 }
@@ -250,7 +260,11 @@ impl AuthProfileMutation {
             }
             None => ids::new_id("ap"),
         };
-        let config = validate::auth_config(&rc.services.policy, &format!("{path}/authConfig"), input.auth_config)?;
+        let config = validate::auth_config(
+            &rc.services.policy,
+            &format!("{path}/authConfig"),
+            input.auth_config,
+        )?;
         let now = Utc::now();
         let record = AuthProfileRecord {
             store: rc.store.clone(),
@@ -288,8 +302,15 @@ impl AuthProfileMutation {
             input.auth_config,
         )?;
         let sealed = seal(rc, &id, &config)?;
-        match rc.services.store.update_auth_profile(&rc.store, &id, config.kind(), sealed).await {
-            Ok(()) => Ok(UpdateAuthProfileResponse { auth_profile_id: id }),
+        match rc
+            .services
+            .store
+            .update_auth_profile(&rc.store, &id, config.kind(), sealed)
+            .await
+        {
+            Ok(()) => Ok(UpdateAuthProfileResponse {
+                auth_profile_id: id,
+            }),
             Err(StoreError::NotFound) => Err(ApiError::no_such("auth profile", &id)),
             Err(e) => Err(e.into()),
         }

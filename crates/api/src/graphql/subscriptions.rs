@@ -10,7 +10,9 @@ use hookrelay_store::{Conflict, StoreError, SubscriptionFilter, SubscriptionLimi
 
 use super::auth_profiles::{self, AuthConfigInput};
 use super::context::{request_ctx, RequestCtx};
-use super::types::{connection, connection_type, page_request, KeyValueInput, KeyValueObject, Method};
+use super::types::{
+    connection, connection_type, page_request, KeyValueInput, KeyValueObject, Method,
+};
 use super::validate;
 use crate::error::{ApiError, ApiResult};
 
@@ -118,7 +120,11 @@ pub struct EventSubscription {
     pub signing_secret: Option<String>,
 }
 
-connection_type!(EventSubscriptionConnection, EventSubscriptionEdge, EventSubscription);
+connection_type!(
+    EventSubscriptionConnection,
+    EventSubscriptionEdge,
+    EventSubscription
+);
 
 pub fn signing_context(store: &str, id: &str) -> String {
     format!("signing_secret:{store}:{id}")
@@ -134,14 +140,19 @@ pub fn signing_secret_for(rc: &RequestCtx, sub: &SubscriptionRecord) -> ApiResul
         .cipher
         .open(&signing_context(&sub.store, &sub.id), &sub.signing_secret)
         .map_err(ApiError::internal)?;
-    String::from_utf8(bytes).map(Some).map_err(ApiError::internal)
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(ApiError::internal)
 }
 
 /// A new sealed signing secret for subscription `id`.
 pub fn new_signing_secret(rc: &RequestCtx, id: &str) -> ApiResult<hookrelay_core::Sealed> {
     rc.services
         .cipher
-        .seal(&signing_context(&rc.store, id), secrets::new_signing_secret().as_bytes())
+        .seal(
+            &signing_context(&rc.store, id),
+            secrets::new_signing_secret().as_bytes(),
+        )
         .map_err(ApiError::internal)
 }
 
@@ -160,7 +171,9 @@ fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<EventSubscription
             auth_profile_id: auth_profile_id.clone().filter(|_| !inline_auth),
             headers: headers.iter().map(KeyValueObject::from).collect(),
         }),
-        Destination::EventBridge { arn } => DestinationData::EventBridgeData(EventBridgeData { arn: arn.clone() }),
+        Destination::EventBridge { arn } => {
+            DestinationData::EventBridgeData(EventBridgeData { arn: arn.clone() })
+        }
     };
     Ok(EventSubscription {
         subscription_id: sub.id,
@@ -188,7 +201,10 @@ async fn visible_subscription(rc: &RequestCtx, id: &str) -> ApiResult<Subscripti
     rc.visible(record, |s| &s.owner_client_id, "event subscription", id)
 }
 
-fn requested_types(path: &str, input: &CreateEventSubscriptionInput) -> ApiResult<Vec<(String, String)>> {
+fn requested_types(
+    path: &str,
+    input: &CreateEventSubscriptionInput,
+) -> ApiResult<Vec<(String, String)>> {
     match (&input.event_type, &input.event_types) {
         (Some(t), None) => Ok(vec![(format!("{path}/eventType"), t.clone())]),
         (None, Some(ts)) => Ok(ts
@@ -199,7 +215,9 @@ fn requested_types(path: &str, input: &CreateEventSubscriptionInput) -> ApiResul
         (Some(_), Some(_)) => Err(ApiError::validation(format!(
             "{path} must have one of eventType or eventTypes, not both"
         ))),
-        (None, None) => Err(ApiError::validation(format!("{path} must have eventType or eventTypes"))),
+        (None, None) => Err(ApiError::validation(format!(
+            "{path} must have eventType or eventTypes"
+        ))),
     }
 }
 
@@ -208,7 +226,11 @@ pub struct SubscriptionQuery;
 
 #[Object]
 impl SubscriptionQuery {
-    async fn event_subscription(&self, ctx: &Context<'_>, subscription_id: String) -> ApiResult<Option<EventSubscription>> {
+    async fn event_subscription(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: String,
+    ) -> ApiResult<Option<EventSubscription>> {
         let rc = request_ctx(ctx)?;
         let sub = visible_subscription(rc, &subscription_id).await?;
         view(rc, sub).map(Some)
@@ -227,7 +249,11 @@ impl SubscriptionQuery {
             style: Some(Style::BuyWithPrime),
             ..Default::default()
         };
-        let found = rc.services.store.list_subscriptions(rc.scope(), filter, page).await?;
+        let found = rc
+            .services
+            .store
+            .list_subscriptions(rc.scope(), filter, page)
+            .await?;
         connection(found, &page, |s| view(rc, s))
     }
 }
@@ -285,10 +311,14 @@ impl SubscriptionMutation {
             .insert_subscription(record, inline_profile, SubscriptionLimits::default())
             .await
         {
-            Ok(()) => Ok(CreateEventSubscriptionResponse { subscription_id: id }),
+            Ok(()) => Ok(CreateEventSubscriptionResponse {
+                subscription_id: id,
+            }),
             Err(StoreError::Conflict(Conflict::Subscription(existing))) => Err(ApiError::coded(
                 "SubscriptionAlreadyExists",
-                format!("a subscription to this event type and destination already exists: {existing}"),
+                format!(
+                    "a subscription to this event type and destination already exists: {existing}"
+                ),
             )),
             Err(e) => Err(e.into()),
         }
@@ -301,9 +331,16 @@ impl SubscriptionMutation {
     ) -> ApiResult<DeleteEventSubscriptionResponse> {
         let rc = request_ctx(ctx)?;
         visible_subscription(rc, &subscription_id).await?;
-        match rc.services.store.delete_subscription(&rc.store, &subscription_id).await {
+        match rc
+            .services
+            .store
+            .delete_subscription(&rc.store, &subscription_id)
+            .await
+        {
             Ok(()) => Ok(DeleteEventSubscriptionResponse { subscription_id }),
-            Err(StoreError::NotFound) => Err(ApiError::no_such("event subscription", &subscription_id)),
+            Err(StoreError::NotFound) => {
+                Err(ApiError::no_such("event subscription", &subscription_id))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -337,7 +374,8 @@ async fn webhook_destination(
             (Some(id), None)
         }
         (None, Some(config)) => {
-            let config = validate::auth_config(&rc.services.policy, &format!("{path}/authConfig"), config)?;
+            let config =
+                validate::auth_config(&rc.services.policy, &format!("{path}/authConfig"), config)?;
             let id = ids::new_id("ap");
             let now = Utc::now();
             let profile = AuthProfileRecord {

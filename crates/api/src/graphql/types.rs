@@ -140,7 +140,11 @@ fn decode_cursor(cursor: &str) -> Option<i64> {
 }
 
 /// Checks `first` / `after` of the field at `path` (e.g. `/eventSubscriptions`).
-pub fn page_request(path: &str, first: Option<i32>, after: Option<String>) -> ApiResult<PageRequest> {
+pub fn page_request(
+    path: &str,
+    first: Option<i32>,
+    after: Option<String>,
+) -> ApiResult<PageRequest> {
     let first = first.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&first) {
         return Err(ApiError::validation(format!(

@@ -43,7 +43,10 @@ fn is_token_char(b: u8) -> bool {
 /// Headers or header parameters: valid names and values, no more than 50.
 fn header_pairs(path: &str, pairs: Vec<KeyValueInput>) -> ApiResult<Vec<KeyValue>> {
     if pairs.len() > MAX_PAIRS {
-        return Err(invalid(path, format!("must have at most {MAX_PAIRS} entries")));
+        return Err(invalid(
+            path,
+            format!("must have at most {MAX_PAIRS} entries"),
+        ));
     }
     pairs
         .into_iter()
@@ -55,7 +58,9 @@ fn header_pairs(path: &str, pairs: Vec<KeyValueInput>) -> ApiResult<Vec<KeyValue
                     format!("{:?} is not a valid HTTP header name", kv.key),
                 ));
             }
-            if kv.value.len() > MAX_TEXT || kv.value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            if kv.value.len() > MAX_TEXT
+                || kv.value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+            {
                 return Err(invalid(
                     &format!("{path}/{i}/value"),
                     "must be a valid HTTP header value (no line breaks, at most 4096 bytes)",
@@ -73,13 +78,23 @@ pub fn webhook_headers(path: &str, pairs: Option<Vec<KeyValueInput>>) -> ApiResu
         let name = kv.key.to_ascii_lowercase();
         let reserved = matches!(
             name.as_str(),
-            "host" | "content-length" | "authorization" | "transfer-encoding" | "connection"
-                | "te" | "upgrade" | "keep-alive" | "proxy-authorization"
+            "host"
+                | "content-length"
+                | "authorization"
+                | "transfer-encoding"
+                | "connection"
+                | "te"
+                | "upgrade"
+                | "keep-alive"
+                | "proxy-authorization"
         ) || name.starts_with("webhook-");
         if reserved {
             return Err(invalid(
                 &format!("{path}/{i}/key"),
-                format!("{:?} is set by hookrelay and cannot be a custom header", kv.key),
+                format!(
+                    "{:?} is set by hookrelay and cannot be a custom header",
+                    kv.key
+                ),
             ));
         }
     }
@@ -88,7 +103,10 @@ pub fn webhook_headers(path: &str, pairs: Option<Vec<KeyValueInput>>) -> ApiResu
 
 fn body_pairs(path: &str, pairs: Vec<KeyValueInput>) -> ApiResult<Vec<KeyValue>> {
     if pairs.len() > MAX_PAIRS {
-        return Err(invalid(path, format!("must have at most {MAX_PAIRS} entries")));
+        return Err(invalid(
+            path,
+            format!("must have at most {MAX_PAIRS} entries"),
+        ));
     }
     pairs
         .into_iter()
@@ -96,7 +114,10 @@ fn body_pairs(path: &str, pairs: Vec<KeyValueInput>) -> ApiResult<Vec<KeyValue>>
         .map(|(i, kv)| {
             text(&format!("{path}/{i}/key"), &kv.key, 256)?;
             if kv.value.len() > MAX_TEXT {
-                return Err(invalid(&format!("{path}/{i}/value"), "must be at most 4096 bytes long"));
+                return Err(invalid(
+                    &format!("{path}/{i}/value"),
+                    "must be at most 4096 bytes long",
+                ));
             }
             Ok(kv.into())
         })
@@ -104,14 +125,30 @@ fn body_pairs(path: &str, pairs: Vec<KeyValueInput>) -> ApiResult<Vec<KeyValue>>
 }
 
 /// `AuthConfigInput` → `AuthConfig`: exactly one of the two options, every field checked.
-pub fn auth_config(policy: &AddressPolicy, path: &str, input: AuthConfigInput) -> ApiResult<AuthConfig> {
+pub fn auth_config(
+    policy: &AddressPolicy,
+    path: &str,
+    input: AuthConfigInput,
+) -> ApiResult<AuthConfig> {
     match (input.o_auth_config, input.basic_auth_config) {
         (Some(oauth), None) => {
             let path = format!("{path}/oAuthConfig");
             let client = oauth.client_parameters;
-            text(&format!("{path}/clientParameters/clientId"), &client.client_id, MAX_NAME)?;
-            text(&format!("{path}/clientParameters/clientSecret"), &client.client_secret, MAX_TEXT)?;
-            let auth_endpoint = url(policy, &format!("{path}/authEndpoint"), &oauth.auth_endpoint)?;
+            text(
+                &format!("{path}/clientParameters/clientId"),
+                &client.client_id,
+                MAX_NAME,
+            )?;
+            text(
+                &format!("{path}/clientParameters/clientSecret"),
+                &client.client_secret,
+                MAX_TEXT,
+            )?;
+            let auth_endpoint = url(
+                policy,
+                &format!("{path}/authEndpoint"),
+                &oauth.auth_endpoint,
+            )?;
             let params = oauth.http_parameters.unwrap_or_default();
             Ok(AuthConfig::OAuth(OAuthConfig {
                 client_id: client.client_id,
@@ -135,7 +172,10 @@ pub fn auth_config(policy: &AddressPolicy, path: &str, input: AuthConfigInput) -
                 return Err(invalid(&format!("{path}/username"), "must not contain ':'"));
             }
             if basic.password.len() > MAX_TEXT {
-                return Err(invalid(&format!("{path}/password"), "must be at most 4096 bytes long"));
+                return Err(invalid(
+                    &format!("{path}/password"),
+                    "must be at most 4096 bytes long",
+                ));
             }
             Ok(AuthConfig::Basic(BasicAuthConfig {
                 username: basic.username,
@@ -146,17 +186,27 @@ pub fn auth_config(policy: &AddressPolicy, path: &str, input: AuthConfigInput) -
             path,
             "must have exactly one of oAuthConfig or basicAuthConfig, not both",
         )),
-        (None, None) => Err(invalid(path, "must have one of oAuthConfig or basicAuthConfig")),
+        (None, None) => Err(invalid(
+            path,
+            "must have one of oAuthConfig or basicAuthConfig",
+        )),
     }
 }
 
 /// One or many event types, each known to the catalog; duplicates dropped, order kept.
-pub fn event_types(catalog: &Catalog, path: &str, types: Vec<(String, String)>) -> ApiResult<Vec<String>> {
+pub fn event_types(
+    catalog: &Catalog,
+    path: &str,
+    types: Vec<(String, String)>,
+) -> ApiResult<Vec<String>> {
     if types.is_empty() {
         return Err(invalid(path, "must name at least one event type"));
     }
     if types.len() > MAX_EVENT_TYPES {
-        return Err(invalid(path, format!("must name at most {MAX_EVENT_TYPES} event types")));
+        return Err(invalid(
+            path,
+            format!("must name at most {MAX_EVENT_TYPES} event types"),
+        ));
     }
     let mut out: Vec<String> = Vec::with_capacity(types.len());
     for (field, name) in types {

@@ -44,6 +44,8 @@ pub struct EventBridgeWebhook {
     pub signing_secret: Option<String>,
 }
 
+// clippy reads the repeated `ty = …` of different fields as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(Interface)]
 #[graphql(
     field(name = "id", ty = "&ID"),
@@ -247,7 +249,10 @@ pub struct WebhookMutations;
 #[Object]
 impl WebhookMutations {
     /// Creates an EventBridge partner event source for the store.
-    async fn create_event_source(&self, input: CreateEventSourceInput) -> ApiResult<CreateEventSourceResult> {
+    async fn create_event_source(
+        &self,
+        input: CreateEventSourceInput,
+    ) -> ApiResult<CreateEventSourceResult> {
         let _ = input;
         Err(not_available("/webhook/createEventSource"))
     }
@@ -257,14 +262,21 @@ impl WebhookMutations {
         Err(not_available("/webhook/deleteEventSource"))
     }
 
-    async fn create_event_bridge_webhook(&self, input: CreateEventBridgeWebhookInput) -> ApiResult<WebhookResult> {
+    async fn create_event_bridge_webhook(
+        &self,
+        input: CreateEventBridgeWebhookInput,
+    ) -> ApiResult<WebhookResult> {
         let _ = input;
         Err(not_available("/webhook/createEventBridgeWebhook"))
     }
 
     /// Creates an HTTPS webhook for one scope (a wildcard scope such as `store/order/*`
     /// included).
-    async fn create_https_webhook(&self, ctx: &Context<'_>, input: CreateHttpsWebhookInput) -> ApiResult<WebhookResult> {
+    async fn create_https_webhook(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateHttpsWebhookInput,
+    ) -> ApiResult<WebhookResult> {
         let rc = request_ctx(ctx)?;
         let path = "/webhook/createHttpsWebhook/input";
         let event_types = validate::event_types(
@@ -272,7 +284,11 @@ impl WebhookMutations {
             path,
             vec![(format!("{path}/scope"), input.scope)],
         )?;
-        let url = validate::url(&rc.services.policy, &format!("{path}/destination"), &input.destination)?;
+        let url = validate::url(
+            &rc.services.policy,
+            &format!("{path}/destination"),
+            &input.destination,
+        )?;
         let headers = validate::webhook_headers(&format!("{path}/headers"), input.headers)?;
         let id = ids::new_id("wh");
         let now = Utc::now();
@@ -303,24 +319,37 @@ impl WebhookMutations {
             .insert_subscription(record.clone(), None, limits())
             .await
             .map_err(|e| store_error(e, path))?;
-        Ok(WebhookResult { webhook: view(rc, record)? })
+        Ok(WebhookResult {
+            webhook: view(rc, record)?,
+        })
     }
 
     /// Changes a webhook's state, scope, destination or headers. `isActive: true` also
     /// reactivates a webhook hookrelay deactivated.
-    async fn update_webhook(&self, ctx: &Context<'_>, input: UpdateWebhookInput) -> ApiResult<WebhookResult> {
+    async fn update_webhook(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateWebhookInput,
+    ) -> ApiResult<WebhookResult> {
         let rc = request_ctx(ctx)?;
         let path = "/webhook/updateWebhook/input/data";
         let mut sub = visible_webhook(rc, &input.id).await?;
         let data = input.data;
         if let Some(scope) = data.scope {
-            sub.event_types =
-                validate::event_types(&rc.services.catalog, path, vec![(format!("{path}/scope"), scope)])?;
+            sub.event_types = validate::event_types(
+                &rc.services.catalog,
+                path,
+                vec![(format!("{path}/scope"), scope)],
+            )?;
         }
         match &mut sub.destination {
             Destination::Webhook { url, headers, .. } => {
                 if let Some(destination) = data.destination {
-                    *url = validate::url(&rc.services.policy, &format!("{path}/destination"), &destination)?;
+                    *url = validate::url(
+                        &rc.services.policy,
+                        &format!("{path}/destination"),
+                        &destination,
+                    )?;
                 }
                 if data.headers.is_some() {
                     *headers = validate::webhook_headers(&format!("{path}/headers"), data.headers)?;
@@ -350,7 +379,9 @@ impl WebhookMutations {
                 StoreError::NotFound => ApiError::no_such("webhook", &sub.id),
                 e => store_error(e, path),
             })?;
-        Ok(WebhookResult { webhook: view(rc, sub)? })
+        Ok(WebhookResult {
+            webhook: view(rc, sub)?,
+        })
     }
 
     async fn delete_webhook(&self, ctx: &Context<'_>, id: ID) -> ApiResult<DeleteWebhookResult> {
@@ -390,7 +421,11 @@ impl StoreQuery {
             is_active,
             event_type: scope,
         };
-        let found = rc.services.store.list_subscriptions(rc.scope(), filter, page).await?;
+        let found = rc
+            .services
+            .store
+            .list_subscriptions(rc.scope(), filter, page)
+            .await?;
         connection(found, &page, |s| view(rc, s))
     }
 }

@@ -27,7 +27,10 @@ pub struct Token {
 
 /// Runs the CLI with `args` and returns stdout; panics with stderr if it fails.
 pub fn cli(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).output().expect("run hookrelay");
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run hookrelay");
     assert!(
         out.status.success(),
         "hookrelay {args:?} failed: {}",
@@ -38,8 +41,14 @@ pub fn cli(args: &[&str]) -> String {
 
 /// Runs the CLI expecting failure; returns stderr.
 pub fn cli_fails(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).output().expect("run hookrelay");
-    assert!(!out.status.success(), "hookrelay {args:?} should have failed");
+    let out = Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("run hookrelay");
+    assert!(
+        !out.status.success(),
+        "hookrelay {args:?} should have failed"
+    );
     String::from_utf8(out.stderr).expect("utf-8 stderr")
 }
 
@@ -96,7 +105,11 @@ impl Server {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if !sent {
                     if let Some(addr) = line.split("listening on ").nth(1) {
-                        let addr = addr.split_whitespace().next().unwrap_or_default().to_owned();
+                        let addr = addr
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned();
                         let _ = tx.send(Ok(addr));
                         sent = true;
                         continue;
@@ -130,7 +143,14 @@ impl Server {
     /// `token create` through the CLI, against this server's data dir, while it runs.
     pub fn token(&self, role: &str, store: Option<&str>) -> Token {
         let data = self.data_dir();
-        let mut args = vec!["token", "create", "--data-dir", data.to_str().unwrap(), "--role", role];
+        let mut args = vec![
+            "token",
+            "create",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--role",
+            role,
+        ];
         if let Some(s) = store {
             args.extend(["--store", s]);
         }
@@ -146,7 +166,13 @@ impl Server {
     }
 
     /// POST a GraphQL request to `path`; returns status and body.
-    pub async fn gql_at(&self, path: &str, token: &Token, query: &str, variables: Value) -> (u16, Value) {
+    pub async fn gql_at(
+        &self,
+        path: &str,
+        token: &Token,
+        query: &str,
+        variables: Value,
+    ) -> (u16, Value) {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
@@ -181,8 +207,12 @@ impl Server {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let status = wait_timeout(&mut self.child, Duration::from_secs(20)).expect("server exits on SIGTERM");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let status = wait_timeout(&mut self.child, Duration::from_secs(20))
+            .expect("server exits on SIGTERM");
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         (status, dir)
     }
@@ -208,17 +238,23 @@ impl Drop for Server {
 
 /// The single error of a GraphQL response.
 pub fn only_error(body: &Value) -> &Value {
-    let errors = body["errors"].as_array().unwrap_or_else(|| panic!("expected errors: {body}"));
+    let errors = body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("expected errors: {body}"));
     assert_eq!(errors.len(), 1, "expected one error: {body}");
     &errors[0]
 }
 
 pub fn classification(body: &Value) -> &str {
-    only_error(body)["extensions"]["classification"].as_str().unwrap_or("")
+    only_error(body)["extensions"]["classification"]
+        .as_str()
+        .unwrap_or("")
 }
 
 pub fn code(body: &Value) -> &str {
-    only_error(body)["extensions"]["code"].as_str().unwrap_or("")
+    only_error(body)["extensions"]["code"]
+        .as_str()
+        .unwrap_or("")
 }
 
 pub fn message(body: &Value) -> &str {
@@ -227,7 +263,9 @@ pub fn message(body: &Value) -> &str {
 
 /// A fixture file under `tests/fixtures`.
 pub fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -244,5 +282,7 @@ pub fn data_dir_bytes(dir: &Path) -> Vec<u8> {
 }
 
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
 }

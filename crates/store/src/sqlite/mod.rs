@@ -140,7 +140,14 @@ fn write_subscription_keys(
         conn.execute(
             "INSERT INTO subscription_keys (store_hash, owner_client_id, style, event_type, \
              destination_key, subscription_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![sub.store, sub.owner_client_id, style, event_type, destination_key, sub.id],
+            params![
+                sub.store,
+                sub.owner_client_id,
+                style,
+                event_type,
+                destination_key,
+                sub.id
+            ],
         )?;
     }
     Ok(())
@@ -156,10 +163,10 @@ fn auth_profile_of(destination: &Destination) -> Option<&str> {
 }
 
 fn encode_subscription(sub: &SubscriptionRecord) -> Result<(String, String)> {
-    let types = serde_json::to_string(&sub.event_types)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let destination = serde_json::to_string(&sub.destination)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let types =
+        serde_json::to_string(&sub.event_types).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let destination =
+        serde_json::to_string(&sub.destination).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok((types, destination))
 }
 
@@ -251,7 +258,7 @@ fn into_page<T>(mut items: Vec<(i64, T)>, first: usize, total: i64) -> Page<T> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ready(&self) -> Result<()> {
-        let version = self.read(|c| migrate::version(c)).await?;
+        let version = self.read(migrate::version).await?;
         if version < migrate::LATEST {
             return Err(StoreError::Database(format!(
                 "schema version {version}, expected {}",
@@ -297,9 +304,13 @@ impl Store for SqliteStore {
     async fn store_exists(&self, store_hash: &str) -> Result<bool> {
         let hash = store_hash.to_owned();
         self.read(move |c| {
-            Ok(c.query_row("SELECT 1 FROM stores WHERE store_hash = ?1", [hash], |_| Ok(()))
+            Ok(
+                c.query_row("SELECT 1 FROM stores WHERE store_hash = ?1", [hash], |_| {
+                    Ok(())
+                })
                 .optional()?
-                .is_some())
+                .is_some(),
+            )
         })
         .await
     }
@@ -479,12 +490,19 @@ impl Store for SqliteStore {
         page: PageRequest,
     ) -> Result<Page<AuthProfileRecord>> {
         self.read(move |c| {
-            let mut w = Where::new("store_hash = ?N AND inline_for IS NULL", Value::Text(scope.store));
+            let mut w = Where::new(
+                "store_hash = ?N AND inline_for IS NULL",
+                Value::Text(scope.store),
+            );
             if let Some(owner) = scope.owner {
                 w.and("owner_client_id = ?N", Value::Text(owner));
             }
             let sql = w.page_query("auth_profiles", rows::AUTH_PROFILE_COLUMNS, page);
-            let total: i64 = c.query_row(&w.count_query("auth_profiles"), params_from_iter(&w.args[..w.filter_args]), |r| r.get(0))?;
+            let total: i64 = c.query_row(
+                &w.count_query("auth_profiles"),
+                params_from_iter(&w.args[..w.filter_args]),
+                |r| r.get(0),
+            )?;
             let mut stmt = c.prepare(&sql)?;
             let mut rows = stmt.query(params_from_iter(w.args.iter()))?;
             let mut items = Vec::new();
@@ -591,7 +609,10 @@ impl Store for SqliteStore {
                 if n == 0 {
                     return Err(StoreError::NotFound);
                 }
-                c.execute("DELETE FROM subscription_keys WHERE subscription_id = ?1", [&id])?;
+                c.execute(
+                    "DELETE FROM subscription_keys WHERE subscription_id = ?1",
+                    [&id],
+                )?;
                 c.execute(
                     "DELETE FROM auth_profiles WHERE store_hash = ?1 AND inline_for = ?2",
                     params![store, id],
@@ -625,7 +646,11 @@ impl Store for SqliteStore {
                 );
             }
             let sql = w.page_query("subscriptions", rows::SUBSCRIPTION_COLUMNS, page);
-            let total: i64 = c.query_row(&w.count_query("subscriptions"), params_from_iter(&w.args[..w.filter_args]), |r| r.get(0))?;
+            let total: i64 = c.query_row(
+                &w.count_query("subscriptions"),
+                params_from_iter(&w.args[..w.filter_args]),
+                |r| r.get(0),
+            )?;
             let mut stmt = c.prepare(&sql)?;
             let mut rows = stmt.query(params_from_iter(w.args.iter()))?;
             let mut items = Vec::new();

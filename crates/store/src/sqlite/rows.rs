@@ -2,8 +2,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use hookrelay_core::{
-    AuthKind, AuthProfileRecord, Destination, Sealed, Style, SubscriptionRecord,
-    SubscriptionStatus,
+    AuthKind, AuthProfileRecord, Destination, Sealed, Style, SubscriptionRecord, SubscriptionStatus,
 };
 use rusqlite::Row;
 

@@ -1,0 +1,263 @@
+//! Bad input gets a clear, classified error and changes nothing.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+const COUNTS: &str = "{ authProfiles { totalCount } eventSubscriptions { totalCount } store { webhooks { totalCount } } }";
+
+fn zero() -> Value {
+    json!({"authProfiles": {"totalCount": 0}, "eventSubscriptions": {"totalCount": 0}, "store": {"webhooks": {"totalCount": 0}}})
+}
+
+fn subscription(url: &str) -> String {
+    format!(
+        r#"mutation {{ createEventSubscription(input: {{ destination: {{ webhook: {{ url: "{url}", method: POST }} }}, eventType: "ORDER_CONFIRMED" }}) {{ subscriptionId }} }}"#
+    )
+}
+
+fn webhook(url: &str) -> String {
+    format!(
+        r#"mutation {{ webhook {{ createHttpsWebhook(input: {{ scope: "store/order/created", destination: "{url}" }}) {{ webhook {{ id }} }} }} }}"#
+    )
+}
+
+fn oauth_profile(endpoint: &str) -> String {
+    format!(
+        r#"mutation {{ createAuthProfile(input: {{ authConfig: {{ oAuthConfig: {{ clientParameters: {{ clientId: "c", clientSecret: "s" }}, authEndpoint: "{endpoint}", httpMethod: POST }} }} }}) {{ authProfileId }} }}"#
+    )
+}
+
+/// With the defaults (https only, no allowed networks), as in production.
+#[tokio::test]
+async fn destinations_must_be_https_and_public() {
+    let server = Server::start_with(Options {
+        args: vec![],
+        envs: vec![],
+    })
+    .await;
+    let alice = server.client("storea");
+
+    let body = server
+        .gql(&alice, &subscription("http://example.com/hook"))
+        .await;
+    assert_eq!(classification(&body), "ValidationError");
+    assert_eq!(
+        message(&body),
+        "/createEventSubscription/input/destination/webhook/url must be an https URL"
+    );
+    assert_eq!(
+        only_error(&body)["extensions"]["errorType"],
+        "ValidationException"
+    );
+    assert_eq!(only_error(&body)["extensions"]["errorCode"], 400);
+
+    let body = server
+        .gql(&alice, &webhook("http://example.com/hook"))
+        .await;
+    assert_eq!(
+        message(&body),
+        "/webhook/createHttpsWebhook/input/destination must be an https URL"
+    );
+
+    let body = server
+        .gql(&alice, &oauth_profile("http://auth.example.com/token"))
+        .await;
+    assert_eq!(
+        message(&body),
+        "/createAuthProfile/input/authConfig/oAuthConfig/authEndpoint must be an https URL"
+    );
+
+    for (url, what) in [
+        ("https://127.0.0.1:8443/hook", "loopback"),
+        ("https://10.0.0.7/hook", "private"),
+        ("https://169.254.169.254/latest/meta-data", "link-local"),
+        ("https://100.64.1.1/", "CGNAT"),
+        ("https://[::1]/hook", "loopback"),
+        ("https://[::ffff:192.168.1.1]/hook", "private"),
+        ("https://0.0.0.0/", "unspecified"),
+        ("https://224.0.0.1/", "multicast"),
+    ] {
+        let body = server.gql(&alice, &subscription(url)).await;
+        assert_eq!(classification(&body), "ValidationError", "{url}: {body}");
+        assert!(message(&body).contains(what), "{url}: {body}");
+        let body = server.gql(&alice, &webhook(url)).await;
+        assert!(message(&body).contains(what), "{url}: {body}");
+        let body = server.gql(&alice, &oauth_profile(url)).await;
+        assert!(message(&body).contains(what), "{url}: {body}");
+    }
+    for url in ["https://localhost/hook", "https://api.localhost:8443/x"] {
+        let body = server.gql(&alice, &subscription(url)).await;
+        assert!(
+            message(&body).ends_with("must not point to localhost"),
+            "{body}"
+        );
+    }
+    for url in [
+        "not a url",
+        "https://user:pw@example.com/",
+        "ftp://example.com/",
+    ] {
+        let body = server.gql(&alice, &subscription(url)).await;
+        assert_eq!(classification(&body), "ValidationError", "{url}: {body}");
+    }
+    assert_eq!(server.gql_ok(&alice, COUNTS).await, zero());
+
+    // A public name is accepted at creation (it is checked again, after DNS, on delivery).
+    server
+        .gql_ok(&alice, &subscription("https://hooks.example.com/in"))
+        .await;
+}
+
+#[tokio::test]
+async fn event_types_and_shapes_are_checked() {
+    let server = Server::start().await;
+    let alice = server.client("storea");
+    let cases = [
+        (
+            r#"mutation { createEventSubscription(input: { destination: { webhook: { url: "http://127.0.0.1:9/" } }, eventType: "ORDER_EXPLODED" }) { subscriptionId } }"#,
+            "/createEventSubscription/input/eventType \"ORDER_EXPLODED\" is not a known event type",
+        ),
+        (
+            r#"mutation { createEventSubscription(input: { destination: { webhook: { url: "http://127.0.0.1:9/" } }, eventTypes: ["ORDER_CONFIRMED", "nope"] }) { subscriptionId } }"#,
+            "/createEventSubscription/input/eventTypes/1 \"nope\" is not a known event type",
+        ),
+        (
+            r#"mutation { createEventSubscription(input: { destination: { webhook: { url: "http://127.0.0.1:9/" } }, eventType: "ORDER_CONFIRMED", eventTypes: ["ORDER_CONFIRMED"] }) { subscriptionId } }"#,
+            "/createEventSubscription/input must have one of eventType or eventTypes, not both",
+        ),
+        (
+            r#"mutation { createEventSubscription(input: { destination: { webhook: { url: "http://127.0.0.1:9/" } } }) { subscriptionId } }"#,
+            "/createEventSubscription/input must have eventType or eventTypes",
+        ),
+        (
+            r#"mutation { createEventSubscription(input: { destination: { }, eventType: "ORDER_CONFIRMED" }) { subscriptionId } }"#,
+            "/createEventSubscription/input/destination must have webhook or eventBridge",
+        ),
+        (
+            r#"mutation { createEventSubscription(input: { destination: { webhook: { url: "http://127.0.0.1:9/", method: POST, httpMethod: PUT } }, eventType: "ORDER_CONFIRMED" }) { subscriptionId } }"#,
+            "/createEventSubscription/input/destination/webhook/method and /createEventSubscription/input/destination/webhook/httpMethod disagree; give one of them",
+        ),
+        (
+            r#"mutation { createEventSubscription(input: { destination: { webhook: { url: "http://127.0.0.1:9/", headers: [{ key: "Authorization", value: "x" }] } }, eventType: "ORDER_CONFIRMED" }) { subscriptionId } }"#,
+            "/createEventSubscription/input/destination/webhook/headers/0/key \"Authorization\" is set by hookrelay and cannot be a custom header",
+        ),
+        (
+            r#"mutation { webhook { createHttpsWebhook(input: { scope: "store/nothing/*", destination: "http://127.0.0.1:9/" }) { webhook { id } } } }"#,
+            "/webhook/createHttpsWebhook/input/scope \"store/nothing/*\" is a wildcard that matches no known event type",
+        ),
+        (
+            r#"mutation { webhook { createHttpsWebhook(input: { scope: "store/order/created", destination: "http://127.0.0.1:9/", headers: [{ key: "webhook-id", value: "x" }] }) { webhook { id } } } }"#,
+            "/webhook/createHttpsWebhook/input/headers/0/key \"webhook-id\" is set by hookrelay and cannot be a custom header",
+        ),
+        (
+            r#"mutation { createAuthProfile(input: { authConfig: { } }) { authProfileId } }"#,
+            "/createAuthProfile/input/authConfig must have one of oAuthConfig or basicAuthConfig",
+        ),
+        (
+            r#"mutation { createAuthProfile(input: { authConfig: { basicAuthConfig: { username: "a", password: "b" }, oAuthConfig: { clientParameters: { clientId: "c", clientSecret: "d" }, authEndpoint: "http://127.0.0.1:9/t" } } }) { authProfileId } }"#,
+            "/createAuthProfile/input/authConfig must have exactly one of oAuthConfig or basicAuthConfig, not both",
+        ),
+        (
+            r#"mutation { createAuthProfile(input: { authProfileAliasId: "has spaces", authConfig: { basicAuthConfig: { username: "a", password: "b" } } }) { authProfileId } }"#,
+            "/createAuthProfile/input/authProfileAliasId must be 1 to 128 characters of letters, digits, '.', '_', ':' or '-'",
+        ),
+        (
+            r#"mutation { createAuthProfile(input: { authConfig: { basicAuthConfig: { username: "", password: "b" } } }) { authProfileId } }"#,
+            "/createAuthProfile/input/authConfig/basicAuthConfig/username must not be empty",
+        ),
+        (
+            "{ eventSubscriptions(first: 1001) { totalCount } }",
+            "/eventSubscriptions/first must be between 1 and 1000, got 1001",
+        ),
+        (
+            r#"{ store { webhooks(after: "garbage") { totalCount } } }"#,
+            "/store/webhooks/after is not a cursor this API gave out",
+        ),
+    ];
+    for (query, expected) in cases {
+        let body = server.gql(&alice, query).await;
+        assert_eq!(classification(&body), "ValidationError", "{query}: {body}");
+        assert_eq!(message(&body), expected, "{query}");
+    }
+    // Wrong GraphQL types and unknown fields are classified as validation errors too.
+    for query in [
+        r#"{ eventSubscriptions(first: "ten") { totalCount } }"#,
+        r#"mutation { createEventSubscription(input: { destination: { webhook: { url: "http://127.0.0.1:9/", method: DELETE } }, eventType: "ORDER_CONFIRMED" }) { subscriptionId } }"#,
+        r#"mutation { createAuthProfile(input: { authConfig: { basicAuthConfig: { username: "a" } } }) { authProfileId } }"#,
+        "{ noSuchField }",
+    ] {
+        let body = server.gql(&alice, query).await;
+        assert_eq!(classification(&body), "ValidationError", "{query}: {body}");
+        assert_eq!(body["data"], Value::Null, "{query}: {body}");
+    }
+    assert_eq!(server.gql_ok(&alice, COUNTS).await, zero());
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_requests() {
+    let server = Server::start().await;
+    let alice = server.client("storea");
+    let url = format!("{}/graphql", server.base);
+    let post = |body: Vec<u8>| {
+        server
+            .http
+            .post(&url)
+            .header("X-Auth-Token", &alice.token)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    for bad in [&b"{not json"[..], b"[]", b"{\"variables\": {}}", b""] {
+        let resp = post(bad.to_vec()).await.unwrap();
+        assert_eq!(resp.status(), 400, "{}", String::from_utf8_lossy(bad));
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(classification(&body), "ValidationError");
+    }
+    let huge =
+        serde_json::to_vec(&json!({"query": format!("{{ eventTypes }} #{}", "x".repeat(2 << 20))}))
+            .unwrap();
+    let resp = post(huge).await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(classification(&body), "ValidationError");
+    assert!(message(&body).contains("larger than"), "{body}");
+
+    // Too deep: refused before it runs.
+    let mut deep = String::from("{ __schema { types { fields { type ");
+    for _ in 0..20 {
+        deep.push_str("{ ofType ");
+    }
+    deep.push_str("{ name }");
+    deep.push_str(&"}".repeat(20));
+    deep.push_str(" } } } }");
+    let body = server.gql(&alice, &deep).await;
+    assert_eq!(classification(&body), "ValidationError", "{body}");
+    assert!(message(&body).to_lowercase().contains("depth"), "{body}");
+
+    // The introspection query GraphiQL sends is within the limits.
+    let introspection = r#"query IntrospectionQuery { __schema { queryType { name } mutationType { name }
+      types { ...FullType } directives { name locations args { ...InputValue } } } }
+    fragment FullType on __Type { kind name description
+      fields(includeDeprecated: true) { name args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+      inputFields { ...InputValue } interfaces { ...TypeRef }
+      enumValues(includeDeprecated: true) { name isDeprecated deprecationReason } possibleTypes { ...TypeRef } }
+    fragment InputValue on __InputValue { name type { ...TypeRef } defaultValue }
+    fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind name ofType {
+      kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }"#;
+    let body = server.gql_ok(&alice, introspection).await;
+    let types = body["__schema"]["types"].as_array().unwrap();
+    for name in [
+        "EventSubscription",
+        "HttpsWebhook",
+        "EventBridgeWebhook",
+        "AuthProfile",
+        "HttpMethod",
+    ] {
+        assert!(
+            types.iter().any(|t| t["name"] == name),
+            "{name} missing from the schema"
+        );
+    }
+}
