@@ -20,7 +20,7 @@ use hookrelay_core::{
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 use crate::{
     Conflict, NewClient, Page, PageRequest, Result, Scope, Store, StoreError, SubscriptionFilter,
@@ -196,12 +196,10 @@ fn insert_auth_profile_row(conn: &Connection, p: &AuthProfileRecord) -> Result<(
 }
 
 /// A `WHERE` clause built from conditions with numbered parameters (`?N` in a condition
-/// becomes that parameter's number), shared by the count and the page query.
+/// becomes that parameter's number), for a count and a page of one listing.
 struct Where {
     cond: String,
     args: Vec<Value>,
-    /// How many of `args` belong to the filter (the rest are paging).
-    filter_args: usize,
 }
 
 impl Where {
@@ -209,7 +207,6 @@ impl Where {
         let mut w = Where {
             cond: String::new(),
             args: Vec::new(),
-            filter_args: 0,
         };
         w.push(first, value);
         w
@@ -217,7 +214,6 @@ impl Where {
 
     fn push(&mut self, cond: &str, value: Value) {
         self.args.push(value);
-        self.filter_args = self.args.len();
         self.cond
             .push_str(&cond.replace("?N", &format!("?{}", self.args.len())));
     }
@@ -227,32 +223,59 @@ impl Where {
         self.push(cond, value);
     }
 
-    fn count_query(&self, table: &str) -> String {
-        format!("SELECT COUNT(*) FROM {table} WHERE {}", self.cond)
-    }
-
-    /// The page query; call after every filter condition is in.
-    fn page_query(&mut self, table: &str, columns: &str, page: PageRequest) -> String {
+    /// The total count of matching rows and the page `page` of them, in `seq` order.
+    fn page<T>(
+        mut self,
+        c: &Connection,
+        table: &str,
+        columns: &str,
+        page: PageRequest,
+        map: fn(&Row<'_>) -> Result<(i64, T)>,
+    ) -> Result<Page<T>> {
+        let total: i64 = c.query_row(
+            &format!("SELECT COUNT(*) FROM {table} WHERE {}", self.cond),
+            params_from_iter(&self.args),
+            |r| r.get(0),
+        )?;
         self.args.push(Value::Integer(page.after.unwrap_or(0)));
         self.args.push(Value::Integer(page.first as i64 + 1));
         let n = self.args.len();
-        format!(
+        let sql = format!(
             "SELECT {columns} FROM {table} WHERE {} AND seq > ?{} ORDER BY seq LIMIT ?{n}",
             self.cond,
             n - 1
-        )
+        );
+        let mut stmt = c.prepare(&sql)?;
+        let mut rows = stmt.query(params_from_iter(&self.args))?;
+        let mut items = Vec::new();
+        while let Some(row) = rows.next()? {
+            items.push(map(row)?);
+        }
+        let has_next = items.len() > page.first;
+        items.truncate(page.first);
+        Ok(Page {
+            items,
+            has_next,
+            total: total.max(0) as u64,
+        })
     }
 }
 
-/// `LIMIT first + 1` tells whether there is a next page.
-fn into_page<T>(mut items: Vec<(i64, T)>, first: usize, total: i64) -> Page<T> {
-    let has_next = items.len() > first;
-    items.truncate(first);
-    Page {
-        items,
-        has_next,
-        total: total.max(0) as u64,
-    }
+/// The record `id` of `store` in `table`.
+fn by_id<T>(
+    c: &Connection,
+    table: &str,
+    columns: &str,
+    store: &str,
+    id: &str,
+    map: fn(&Row<'_>) -> Result<(i64, T)>,
+) -> Result<Option<T>> {
+    let sql = format!("SELECT {columns} FROM {table} WHERE store_hash = ?1 AND id = ?2");
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![store, id])?;
+    rows.next()?
+        .map(|row| map(row).map(|(_, record)| record))
+        .transpose()
 }
 
 #[async_trait]
@@ -421,16 +444,14 @@ impl Store for SqliteStore {
     async fn get_auth_profile(&self, store: &str, id: &str) -> Result<Option<AuthProfileRecord>> {
         let (store, id) = (store.to_owned(), id.to_owned());
         self.read(move |c| {
-            let sql = format!(
-                "SELECT {} FROM auth_profiles WHERE store_hash = ?1 AND id = ?2",
-                rows::AUTH_PROFILE_COLUMNS
-            );
-            let mut stmt = c.prepare_cached(&sql)?;
-            let mut rows = stmt.query(params![store, id])?;
-            match rows.next()? {
-                Some(row) => Ok(Some(rows::auth_profile(row)?.1)),
-                None => Ok(None),
-            }
+            by_id(
+                c,
+                "auth_profiles",
+                rows::AUTH_PROFILE_COLUMNS,
+                &store,
+                &id,
+                rows::auth_profile,
+            )
         })
         .await
     }
@@ -497,19 +518,13 @@ impl Store for SqliteStore {
             if let Some(owner) = scope.owner {
                 w.and("owner_client_id = ?N", Value::Text(owner));
             }
-            let sql = w.page_query("auth_profiles", rows::AUTH_PROFILE_COLUMNS, page);
-            let total: i64 = c.query_row(
-                &w.count_query("auth_profiles"),
-                params_from_iter(&w.args[..w.filter_args]),
-                |r| r.get(0),
-            )?;
-            let mut stmt = c.prepare(&sql)?;
-            let mut rows = stmt.query(params_from_iter(w.args.iter()))?;
-            let mut items = Vec::new();
-            while let Some(row) = rows.next()? {
-                items.push(rows::auth_profile(row)?);
-            }
-            Ok(into_page(items, page.first, total))
+            w.page(
+                c,
+                "auth_profiles",
+                rows::AUTH_PROFILE_COLUMNS,
+                page,
+                rows::auth_profile,
+            )
         })
         .await
     }
@@ -553,16 +568,14 @@ impl Store for SqliteStore {
     async fn get_subscription(&self, store: &str, id: &str) -> Result<Option<SubscriptionRecord>> {
         let (store, id) = (store.to_owned(), id.to_owned());
         self.read(move |c| {
-            let sql = format!(
-                "SELECT {} FROM subscriptions WHERE store_hash = ?1 AND id = ?2",
-                rows::SUBSCRIPTION_COLUMNS
-            );
-            let mut stmt = c.prepare_cached(&sql)?;
-            let mut rows = stmt.query(params![store, id])?;
-            match rows.next()? {
-                Some(row) => Ok(Some(rows::subscription(row)?.1)),
-                None => Ok(None),
-            }
+            by_id(
+                c,
+                "subscriptions",
+                rows::SUBSCRIPTION_COLUMNS,
+                &store,
+                &id,
+                rows::subscription,
+            )
         })
         .await
     }
@@ -645,19 +658,13 @@ impl Store for SqliteStore {
                     Value::Text(event_type),
                 );
             }
-            let sql = w.page_query("subscriptions", rows::SUBSCRIPTION_COLUMNS, page);
-            let total: i64 = c.query_row(
-                &w.count_query("subscriptions"),
-                params_from_iter(&w.args[..w.filter_args]),
-                |r| r.get(0),
-            )?;
-            let mut stmt = c.prepare(&sql)?;
-            let mut rows = stmt.query(params_from_iter(w.args.iter()))?;
-            let mut items = Vec::new();
-            while let Some(row) = rows.next()? {
-                items.push(rows::subscription(row)?);
-            }
-            Ok(into_page(items, page.first, total))
+            w.page(
+                c,
+                "subscriptions",
+                rows::SUBSCRIPTION_COLUMNS,
+                page,
+                rows::subscription,
+            )
         })
         .await
     }
