@@ -3,6 +3,13 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// The current time at the precision records keep (milliseconds), so that a record reads
+/// back exactly as it was answered when made.
+pub fn now() -> DateTime<Utc> {
+    let ms = Utc::now().timestamp_millis();
+    DateTime::from_timestamp_millis(ms).unwrap_or_else(Utc::now)
+}
+
 /// What a token may do (SPEC §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -326,3 +326,37 @@ async fn health_graphiql_and_graceful_shutdown() {
         .await;
     assert_eq!(data["store"]["webhooks"]["totalCount"], 1);
 }
+
+#[tokio::test]
+async fn json_logs() {
+    let mut options = Options::default();
+    options.args.extend(["--log-format".into(), "json".into()]);
+    let server = Server::start_with(options).await;
+    let app = server.client("shop");
+    server.gql_ok(&app, "{ eventTypes }").await;
+    let logs = server.logs.clone();
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("hookrelay stopped"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no shutdown log: {:?}",
+            logs.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for line in logs.lock().unwrap().iter() {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+}

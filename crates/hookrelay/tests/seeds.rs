@@ -215,7 +215,7 @@ subscriptionId
     assert_eq!(details["eventTypes"], json!(["REFUND_REQUESTED"]));
     assert_eq!(
         details["destination"],
-        json!({"__typename": "WebhookData", "url": "https://my-webhook.com/", "method": "POST", "authProfileId": "example-authprofilealiasid"})
+        json!({"__typename": "WebhookData", "url": "https://my-webhook.com", "method": "POST", "authProfileId": "example-authprofilealiasid"})
     );
     // An inline auth config is private to its subscription: no profile id is shown.
     let second = server.gql_ok(&alice, &q(&ids[1])).await;

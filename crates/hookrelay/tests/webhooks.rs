@@ -87,6 +87,8 @@ async fn webhook_lifecycle() {
     let edges = listed["store"]["webhooks"]["edges"].as_array().unwrap();
     assert_eq!(edges.len(), 1);
     assert_eq!(edges[0]["node"]["id"], id.as_str());
+    // Read back exactly as answered at creation.
+    assert_eq!(edges[0]["node"]["createdAt"], hook["createdAt"]);
     assert_eq!(edges[0]["node"]["destination"], "http://127.0.0.1:9/new");
 
     // A failed update changes nothing.

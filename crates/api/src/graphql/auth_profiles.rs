@@ -265,7 +265,7 @@ impl AuthProfileMutation {
             &format!("{path}/authConfig"),
             input.auth_config,
         )?;
-        let now = Utc::now();
+        let now = hookrelay_core::now();
         let record = AuthProfileRecord {
             store: rc.store.clone(),
             id: id.clone(),

@@ -273,7 +273,7 @@ impl SubscriptionMutation {
         let types = requested_types(path, &input)?;
         let event_types = validate::event_types(&rc.services.catalog, path, types)?;
         let id = ids::new_id("sub");
-        let now = Utc::now();
+        let now = hookrelay_core::now();
         let (destination, inline_profile) = match (input.destination.webhook, input.destination.event_bridge) {
             (Some(webhook), None) => webhook_destination(rc, &id, &format!("{path}/destination/webhook"), webhook).await?,
             (None, Some(_)) => {
@@ -377,7 +377,7 @@ async fn webhook_destination(
             let config =
                 validate::auth_config(&rc.services.policy, &format!("{path}/authConfig"), config)?;
             let id = ids::new_id("ap");
-            let now = Utc::now();
+            let now = hookrelay_core::now();
             let profile = AuthProfileRecord {
                 store: rc.store.clone(),
                 id: id.clone(),

@@ -291,7 +291,7 @@ impl WebhookMutations {
         )?;
         let headers = validate::webhook_headers(&format!("{path}/headers"), input.headers)?;
         let id = ids::new_id("wh");
-        let now = Utc::now();
+        let now = hookrelay_core::now();
         let record = SubscriptionRecord {
             store: rc.store.clone(),
             id: id.clone(),
@@ -370,7 +370,7 @@ impl WebhookMutations {
                 SubscriptionStatus::Inactive
             };
         }
-        sub.updated_at = Utc::now();
+        sub.updated_at = hookrelay_core::now();
         rc.services
             .store
             .update_subscription(sub.clone(), limits())

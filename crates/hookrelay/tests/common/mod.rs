@@ -17,6 +17,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     child: Child,
     pub http: reqwest::Client,
+    /// Every line the server wrote to stderr after its start line.
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -100,16 +102,20 @@ impl Server {
             .expect("spawn hookrelay serve");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Some(logs.clone());
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if !sent {
                     if let Some(addr) = line.split("listening on ").nth(1) {
-                        let addr = addr
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned();
+                        // Text or JSON logs: the address is the run of address characters.
+                        let addr: String = addr
+                            .chars()
+                            .take_while(|c| {
+                                c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')
+                            })
+                            .collect();
                         let _ = tx.send(Ok(addr));
                         sent = true;
                         continue;
@@ -117,6 +123,9 @@ impl Server {
                     if line.contains("error") {
                         let _ = tx.send(Err(line.clone()));
                     }
+                }
+                if let Some(lines) = &log {
+                    lines.lock().unwrap().push(line.clone());
                 }
                 if std::env::var_os("HOOKRELAY_TEST_LOGS").is_some() {
                     eprintln!("[server] {line}");
@@ -133,6 +142,7 @@ impl Server {
             dir,
             child,
             http: reqwest::Client::new(),
+            logs,
         }
     }
 
