@@ -6,8 +6,10 @@
 //! out of each other's way.
 
 mod migrate;
+mod query;
 mod rows;
 mod writer;
+mod writes;
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,19 +17,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use hookrelay_core::{
-    ApiClient, AuthKind, AuthProfileRecord, Destination, Principal, Role, Sealed, StoreRecord,
+    ApiClient, AuthKind, AuthProfileRecord, Principal, Role, Sealed, StoreRecord,
     SubscriptionRecord,
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
     Conflict, NewClient, Page, PageRequest, Result, Scope, Store, StoreError, SubscriptionFilter,
     SubscriptionLimits,
 };
+use query::{by_id, Where};
 use rows::{millis, time};
 use writer::Writer;
+use writes::{
+    auth_profile_of, encode_subscription, ensure_store, insert_auth_profile_row,
+    write_subscription_keys,
+};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const READERS: u32 = 4;
@@ -88,194 +95,6 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
     }
-}
-
-fn ensure_store(conn: &Connection, store_hash: &str) -> Result<()> {
-    conn.execute(
-        "INSERT INTO stores (store_hash, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-        params![store_hash, millis(Utc::now())],
-    )?;
-    Ok(())
-}
-
-/// Keeps the duplicate and count rules for `sub` (which may already exist: its own rows
-/// do not count against it), then writes its key rows.
-fn write_subscription_keys(
-    conn: &Connection,
-    sub: &SubscriptionRecord,
-    limits: SubscriptionLimits,
-) -> Result<()> {
-    let style = sub.style.as_str();
-    let destination_key = sub.destination.identity();
-    conn.execute(
-        "DELETE FROM subscription_keys WHERE subscription_id = ?1",
-        [&sub.id],
-    )?;
-    for event_type in &sub.event_types {
-        let existing: Option<String> = conn
-            .query_row(
-                "SELECT subscription_id FROM subscription_keys WHERE store_hash = ?1 \
-                 AND owner_client_id = ?2 AND style = ?3 AND event_type = ?4 AND destination_key = ?5",
-                params![sub.store, sub.owner_client_id, style, event_type, destination_key],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(id) = existing {
-            return Err(StoreError::Conflict(Conflict::Subscription(id)));
-        }
-        if let Some(limit) = limits.max_per_type {
-            let count: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM subscription_keys WHERE store_hash = ?1 \
-                 AND owner_client_id = ?2 AND style = ?3 AND event_type = ?4",
-                params![sub.store, sub.owner_client_id, style, event_type],
-                |r| r.get(0),
-            )?;
-            if count as usize >= limit {
-                return Err(StoreError::LimitReached {
-                    scope: event_type.clone(),
-                    limit,
-                });
-            }
-        }
-        conn.execute(
-            "INSERT INTO subscription_keys (store_hash, owner_client_id, style, event_type, \
-             destination_key, subscription_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                sub.store,
-                sub.owner_client_id,
-                style,
-                event_type,
-                destination_key,
-                sub.id
-            ],
-        )?;
-    }
-    Ok(())
-}
-
-fn auth_profile_of(destination: &Destination) -> Option<&str> {
-    match destination {
-        Destination::Webhook {
-            auth_profile_id, ..
-        } => auth_profile_id.as_deref(),
-        Destination::EventBridge { .. } => None,
-    }
-}
-
-fn encode_subscription(sub: &SubscriptionRecord) -> Result<(String, String)> {
-    let types =
-        serde_json::to_string(&sub.event_types).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let destination =
-        serde_json::to_string(&sub.destination).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok((types, destination))
-}
-
-fn insert_auth_profile_row(conn: &Connection, p: &AuthProfileRecord) -> Result<()> {
-    conn.execute(
-        "INSERT INTO auth_profiles (store_hash, id, owner_client_id, kind, config, inline_for, \
-         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            p.store,
-            p.id,
-            p.owner_client_id,
-            p.kind.as_str(),
-            p.config.0,
-            p.inline_for,
-            millis(p.created_at),
-            millis(p.updated_at)
-        ],
-    )
-    .map_err(|e| {
-        if rows::is_unique_violation(&e) {
-            StoreError::Conflict(Conflict::AuthProfile)
-        } else {
-            e.into()
-        }
-    })?;
-    Ok(())
-}
-
-/// A `WHERE` clause built from conditions with numbered parameters (`?N` in a condition
-/// becomes that parameter's number), for a count and a page of one listing.
-struct Where {
-    cond: String,
-    args: Vec<Value>,
-}
-
-impl Where {
-    fn new(first: &str, value: Value) -> Self {
-        let mut w = Where {
-            cond: String::new(),
-            args: Vec::new(),
-        };
-        w.push(first, value);
-        w
-    }
-
-    fn push(&mut self, cond: &str, value: Value) {
-        self.args.push(value);
-        self.cond
-            .push_str(&cond.replace("?N", &format!("?{}", self.args.len())));
-    }
-
-    fn and(&mut self, cond: &str, value: Value) {
-        self.cond.push_str(" AND ");
-        self.push(cond, value);
-    }
-
-    /// The total count of matching rows and the page `page` of them, in `seq` order.
-    fn page<T>(
-        mut self,
-        c: &Connection,
-        table: &str,
-        columns: &str,
-        page: PageRequest,
-        map: fn(&Row<'_>) -> Result<(i64, T)>,
-    ) -> Result<Page<T>> {
-        let total: i64 = c.query_row(
-            &format!("SELECT COUNT(*) FROM {table} WHERE {}", self.cond),
-            params_from_iter(&self.args),
-            |r| r.get(0),
-        )?;
-        self.args.push(Value::Integer(page.after.unwrap_or(0)));
-        self.args.push(Value::Integer(page.first as i64 + 1));
-        let n = self.args.len();
-        let sql = format!(
-            "SELECT {columns} FROM {table} WHERE {} AND seq > ?{} ORDER BY seq LIMIT ?{n}",
-            self.cond,
-            n - 1
-        );
-        let mut stmt = c.prepare(&sql)?;
-        let mut rows = stmt.query(params_from_iter(&self.args))?;
-        let mut items = Vec::new();
-        while let Some(row) = rows.next()? {
-            items.push(map(row)?);
-        }
-        let has_next = items.len() > page.first;
-        items.truncate(page.first);
-        Ok(Page {
-            items,
-            has_next,
-            total: total.max(0) as u64,
-        })
-    }
-}
-
-/// The record `id` of `store` in `table`.
-fn by_id<T>(
-    c: &Connection,
-    table: &str,
-    columns: &str,
-    store: &str,
-    id: &str,
-    map: fn(&Row<'_>) -> Result<(i64, T)>,
-) -> Result<Option<T>> {
-    let sql = format!("SELECT {columns} FROM {table} WHERE store_hash = ?1 AND id = ?2");
-    let mut stmt = c.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params![store, id])?;
-    rows.next()?
-        .map(|row| map(row).map(|(_, record)| record))
-        .transpose()
 }
 
 #[async_trait]

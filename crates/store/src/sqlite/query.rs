@@ -1,0 +1,89 @@
+//! Read helpers shared by the listings and lookups of the SQLite store.
+
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, Row};
+
+use crate::{Page, PageRequest, Result};
+
+/// A `WHERE` clause built from conditions with numbered parameters (`?N` in a condition
+/// becomes that parameter's number), for a count and a page of one listing.
+pub(crate) struct Where {
+    cond: String,
+    args: Vec<Value>,
+}
+
+impl Where {
+    pub(crate) fn new(first: &str, value: Value) -> Self {
+        let mut w = Where {
+            cond: String::new(),
+            args: Vec::new(),
+        };
+        w.push(first, value);
+        w
+    }
+
+    fn push(&mut self, cond: &str, value: Value) {
+        self.args.push(value);
+        self.cond
+            .push_str(&cond.replace("?N", &format!("?{}", self.args.len())));
+    }
+
+    pub(crate) fn and(&mut self, cond: &str, value: Value) {
+        self.cond.push_str(" AND ");
+        self.push(cond, value);
+    }
+
+    /// The total count of matching rows and the page `page` of them, in `seq` order.
+    pub(crate) fn page<T>(
+        mut self,
+        c: &Connection,
+        table: &str,
+        columns: &str,
+        page: PageRequest,
+        map: fn(&Row<'_>) -> Result<(i64, T)>,
+    ) -> Result<Page<T>> {
+        let total: i64 = c.query_row(
+            &format!("SELECT COUNT(*) FROM {table} WHERE {}", self.cond),
+            params_from_iter(&self.args),
+            |r| r.get(0),
+        )?;
+        self.args.push(Value::Integer(page.after.unwrap_or(0)));
+        self.args.push(Value::Integer(page.first as i64 + 1));
+        let n = self.args.len();
+        let sql = format!(
+            "SELECT {columns} FROM {table} WHERE {} AND seq > ?{} ORDER BY seq LIMIT ?{n}",
+            self.cond,
+            n - 1
+        );
+        let mut stmt = c.prepare(&sql)?;
+        let mut rows = stmt.query(params_from_iter(&self.args))?;
+        let mut items = Vec::new();
+        while let Some(row) = rows.next()? {
+            items.push(map(row)?);
+        }
+        let has_next = items.len() > page.first;
+        items.truncate(page.first);
+        Ok(Page {
+            items,
+            has_next,
+            total: total.max(0) as u64,
+        })
+    }
+}
+
+/// The record `id` of `store` in `table`.
+pub(crate) fn by_id<T>(
+    c: &Connection,
+    table: &str,
+    columns: &str,
+    store: &str,
+    id: &str,
+    map: fn(&Row<'_>) -> Result<(i64, T)>,
+) -> Result<Option<T>> {
+    let sql = format!("SELECT {columns} FROM {table} WHERE store_hash = ?1 AND id = ?2");
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![store, id])?;
+    rows.next()?
+        .map(|row| map(row).map(|(_, record)| record))
+        .transpose()
+}
