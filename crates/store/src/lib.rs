@@ -78,6 +78,8 @@ pub struct Scope {
 pub struct PageRequest {
     pub first: usize,
     pub after: Option<i64>,
+    /// Count every matching record too (a scan: only when the caller asked for it).
+    pub count_total: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -85,7 +87,8 @@ pub struct Page<T> {
     /// Each item with its cursor position.
     pub items: Vec<(i64, T)>,
     pub has_next: bool,
-    pub total: u64,
+    /// Set when `count_total` was asked for.
+    pub total: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default)]

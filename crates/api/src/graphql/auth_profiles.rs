@@ -229,7 +229,7 @@ impl AuthProfileQuery {
         after: Option<String>,
     ) -> ApiResult<AuthProfileConnection> {
         let rc = request_ctx(ctx)?;
-        let page = page_request("/authProfiles", first, after)?;
+        let page = page_request(ctx, "/authProfiles", first, after)?;
         let found = rc
             .services
             .store

@@ -244,7 +244,7 @@ impl SubscriptionQuery {
         after: Option<String>,
     ) -> ApiResult<EventSubscriptionConnection> {
         let rc = request_ctx(ctx)?;
-        let page = page_request("/eventSubscriptions", first, after)?;
+        let page = page_request(ctx, "/eventSubscriptions", first, after)?;
         let filter = SubscriptionFilter {
             style: Some(Style::BuyWithPrime),
             ..Default::default()

@@ -139,18 +139,26 @@ fn decode_cursor(cursor: &str) -> Option<i64> {
         .ok()
 }
 
-/// Checks `first` / `after` of the field at `path` (e.g. `/eventSubscriptions`).
-pub fn page_request(
-    path: &str,
-    first: Option<i32>,
-    after: Option<String>,
-) -> ApiResult<PageRequest> {
+/// `first`, defaulted and within 1..=1000.
+fn check_first(path: &str, first: Option<i32>) -> ApiResult<usize> {
     let first = first.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&first) {
         return Err(ApiError::validation(format!(
             "{path}/first must be between 1 and {MAX_PAGE}, got {first}"
         )));
     }
+    Ok(first as usize)
+}
+
+/// Checks `first` / `after` of the connection field at `path` (e.g.
+/// `/eventSubscriptions`); the total is counted only when `totalCount` is selected.
+pub fn page_request(
+    ctx: &async_graphql::Context<'_>,
+    path: &str,
+    first: Option<i32>,
+    after: Option<String>,
+) -> ApiResult<PageRequest> {
+    let first = check_first(path, first)?;
     let after = match after {
         None => None,
         Some(c) => Some(decode_cursor(&c).ok_or_else(|| {
@@ -158,8 +166,9 @@ pub fn page_request(
         })?),
     };
     Ok(PageRequest {
-        first: first as usize,
+        first,
         after,
+        count_total: ctx.look_ahead().field("totalCount").exists(),
     })
 }
 
@@ -181,7 +190,8 @@ pub fn connection<R, T, C: From<Parts<T>>>(
             end_cursor: edges.last().map(|e| e.1.clone()),
         },
         edges,
-        total_count: page.total,
+        // Only resolved when selected, and then it was counted.
+        total_count: page.total.unwrap_or(0),
     }))
 }
 
@@ -193,8 +203,8 @@ mod tests {
     fn cursors_round_trip_and_reject_junk() {
         assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
         assert_eq!(decode_cursor("nope"), None);
-        assert!(page_request("/x", Some(1001), None).is_err());
-        assert!(page_request("/x", Some(0), None).is_err());
-        assert!(page_request("/x", Some(1000), None).is_ok());
+        assert!(check_first("/x", Some(1001)).is_err());
+        assert!(check_first("/x", Some(0)).is_err());
+        assert!(check_first("/x", Some(1000)).is_ok());
     }
 }

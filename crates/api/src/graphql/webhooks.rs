@@ -415,7 +415,7 @@ impl StoreQuery {
         scope: Option<String>,
     ) -> ApiResult<WebhookConnection> {
         let rc = request_ctx(ctx)?;
-        let page = page_request("/store/webhooks", first, after)?;
+        let page = page_request(ctx, "/store/webhooks", first, after)?;
         let filter = SubscriptionFilter {
             style: Some(Style::BigCommerce),
             is_active,

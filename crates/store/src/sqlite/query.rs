@@ -33,7 +33,7 @@ impl Where {
         self.push(cond, value);
     }
 
-    /// The total count of matching rows and the page `page` of them, in `seq` order.
+    /// The page `page` of matching rows in `seq` order, and their total count if asked.
     pub(crate) fn page<T>(
         mut self,
         c: &Connection,
@@ -42,11 +42,16 @@ impl Where {
         page: PageRequest,
         map: fn(&Row<'_>) -> Result<(i64, T)>,
     ) -> Result<Page<T>> {
-        let total: i64 = c.query_row(
-            &format!("SELECT COUNT(*) FROM {table} WHERE {}", self.cond),
-            params_from_iter(&self.args),
-            |r| r.get(0),
-        )?;
+        let total = if page.count_total {
+            let n: i64 = c.query_row(
+                &format!("SELECT COUNT(*) FROM {table} WHERE {}", self.cond),
+                params_from_iter(&self.args),
+                |r| r.get(0),
+            )?;
+            Some(n.max(0) as u64)
+        } else {
+            None
+        };
         self.args.push(Value::Integer(page.after.unwrap_or(0)));
         self.args.push(Value::Integer(page.first as i64 + 1));
         let n = self.args.len();
@@ -66,7 +71,7 @@ impl Where {
         Ok(Page {
             items,
             has_next,
-            total: total.max(0) as u64,
+            total,
         })
     }
 }
