@@ -174,13 +174,7 @@ impl Store for SqliteStore {
                         millis(Utc::now())
                     ],
                 )
-                .map_err(|e| {
-                    if rows::is_unique_violation(&e) {
-                        StoreError::Conflict(Conflict::Client)
-                    } else {
-                        e.into()
-                    }
-                })?;
+                .map_err(rows::conflict_as(Conflict::Client))?;
                 Ok(())
             })
             .await

@@ -6,7 +6,7 @@ use hookrelay_core::{
 };
 use rusqlite::Row;
 
-use crate::{Result, StoreError};
+use crate::{Conflict, Result, StoreError};
 
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -74,11 +74,15 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(
-        e,
+/// A unique-key violation becomes `Conflict(conflict)`; any other error stays a database error.
+pub(crate) fn conflict_as(conflict: Conflict) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| match &e {
         rusqlite::Error::SqliteFailure(f, _)
             if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-    )
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            StoreError::Conflict(conflict)
+        }
+        _ => e.into(),
+    }
 }

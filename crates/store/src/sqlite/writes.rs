@@ -102,12 +102,6 @@ pub(crate) fn insert_auth_profile_row(conn: &Connection, p: &AuthProfileRecord) 
             millis(p.updated_at)
         ],
     )
-    .map_err(|e| {
-        if rows::is_unique_violation(&e) {
-            StoreError::Conflict(Conflict::AuthProfile)
-        } else {
-            e.into()
-        }
-    })?;
+    .map_err(rows::conflict_as(Conflict::AuthProfile))?;
     Ok(())
 }
