@@ -111,7 +111,23 @@ async fn run(
         }
     };
     let parsed = serde_json::from_slice::<Value>(&body).and_then(|v| match v {
-        Value::Object(_) => serde_json::from_value::<async_graphql::Request>(v),
+        Value::Object(mut fields) => {
+            // Postman exports (BigCommerce's collection among them) carry `variables` as a
+            // JSON-encoded string.
+            if let Some(Value::String(text)) = fields.get("variables") {
+                let decoded = if text.trim().is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_str(text).map_err(|e| {
+                        serde::de::Error::custom(format!(
+                            "\"variables\" is a string but not JSON: {e}"
+                        ))
+                    })?
+                };
+                fields.insert("variables".into(), decoded);
+            }
+            serde_json::from_value::<async_graphql::Request>(Value::Object(fields))
+        }
         _ => Err(serde::de::Error::custom("expected a JSON object")),
     });
     let mut request = match parsed {

@@ -311,3 +311,28 @@ async fn bigcommerce_eventbridge_webhook_example_missing_brace_is_a_syntax_error
         .await;
     assert_eq!(code(&body), "NotAvailable", "{body}");
 }
+
+/// BigCommerce's Postman collection sends `variables` as a JSON-encoded string.
+#[tokio::test]
+async fn variables_as_a_json_string_like_postman_sends_them() {
+    let server = Server::start().await;
+    let alice = server.client("storea");
+    let query = r#"mutation CreateHttps($input: CreateHttpsWebhookInput!) { webhook { createHttpsWebhook(input: $input) { webhook { id scope } } } }"#;
+    let variables = "{\n \"input\": {\n \t\"scope\": \"store/customer/created\",\n \t\"destination\": \"http://127.0.0.1:9/hook\"\n }\n}";
+    let (status, body) = server
+        .gql_at("/stores/storea/graphql", &alice, query, json!(variables))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["data"]["webhook"]["createHttpsWebhook"]["webhook"]["scope"], "store/customer/created",
+        "{body}"
+    );
+    let (status, body) = server
+        .gql_at("/graphql", &alice, query, json!("{not json"))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        message(&body).contains("\"variables\" is a string but not JSON"),
+        "{body}"
+    );
+}
