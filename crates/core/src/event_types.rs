@@ -131,11 +131,6 @@ impl Catalog {
         self.types.iter().map(String::as_str)
     }
 
-    /// Is `name` a concrete type that events may be published with?
-    pub fn contains(&self, name: &str) -> bool {
-        self.types.contains(name)
-    }
-
     /// Checks a type a subscription names: a known type, or a wildcard `prefix/*` that
     /// covers at least one known type.
     pub fn check_subscribable(&self, name: &str) -> Result<(), EventTypeError> {

@@ -208,26 +208,22 @@ event_types = ["acme/widget/created", "acme/widget/deleted"]
     assert!(message(&body).ends_with("must be an https URL"), "{body}");
 
     // Mistakes in the file are refused at start, clearly.
-    std::fs::write(&config, "allow_htttp = true\n").unwrap();
-    let err = cli_fails(&[
+    let data_dir = dir.path().join("d");
+    let serve_with_file = [
         "serve",
         "--config",
         config.to_str().unwrap(),
         "--data-dir",
-        dir.path().join("d").to_str().unwrap(),
-    ]);
+        data_dir.to_str().unwrap(),
+    ];
+    std::fs::write(&config, "allow_htttp = true\n").unwrap();
+    let err = cli_fails(&serve_with_file);
     assert!(
         err.contains("allow_htttp") && err.contains("hookrelay.toml"),
         "{err}"
     );
     std::fs::write(&config, "allowed_networks = \"not-a-network\"\n").unwrap();
-    let err = cli_fails(&[
-        "serve",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        dir.path().join("d").to_str().unwrap(),
-    ]);
+    let err = cli_fails(&serve_with_file);
     assert!(err.contains("not-a-network"), "{err}");
     let err = cli_fails(&[
         "serve",
