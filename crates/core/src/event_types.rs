@@ -131,6 +131,11 @@ impl Catalog {
         self.types.iter().map(String::as_str)
     }
 
+    /// Is `name` a concrete type of the catalog (what an event may be published as)?
+    pub fn is_known(&self, name: &str) -> bool {
+        self.types.contains(name)
+    }
+
     /// Checks a type a subscription names: a known type, or a wildcard `prefix/*` that
     /// covers at least one known type.
     pub fn check_subscribable(&self, name: &str) -> Result<(), EventTypeError> {

@@ -8,6 +8,9 @@ pub mod event_types;
 pub mod ids;
 pub mod model;
 pub mod net;
+pub mod payload;
+pub mod retry;
 pub mod secrets;
+pub mod signing;
 
 pub use model::*;

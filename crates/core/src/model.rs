@@ -278,6 +278,13 @@ impl Destination {
     }
 }
 
+/// A rotated-out signing secret and when it stops signing.
+#[derive(Debug, Clone)]
+pub struct PreviousSecret {
+    pub secret: Sealed,
+    pub until: DateTime<Utc>,
+}
+
 /// A subscription of either style.
 #[derive(Debug, Clone)]
 pub struct SubscriptionRecord {
@@ -290,6 +297,8 @@ pub struct SubscriptionRecord {
     pub status: SubscriptionStatus,
     /// Sealed `whsec_…` signing secret.
     pub signing_secret: Sealed,
+    /// The secret replaced by the last rotation, which keeps signing until `until`.
+    pub previous_secret: Option<PreviousSecret>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -101,6 +101,16 @@ impl Cipher {
 }
 
 /// A new access token: `hrat_` and 32 random bytes, base64url.
+/// The associated data that binds a sealed signing secret to its subscription.
+pub fn signing_secret_context(store: &str, subscription_id: &str) -> String {
+    format!("signing_secret:{store}:{subscription_id}")
+}
+
+/// The associated data that binds a sealed auth config to its profile.
+pub fn auth_config_context(store: &str, profile_id: &str) -> String {
+    format!("auth_profile:{store}:{profile_id}")
+}
+
 pub fn new_access_token() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);

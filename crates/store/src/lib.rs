@@ -4,12 +4,14 @@
 
 use async_trait::async_trait;
 use hookrelay_core::{
-    ApiClient, AuthKind, AuthProfileRecord, Principal, Sealed, StoreRecord, Style,
+    ApiClient, AuthKind, AuthProfileRecord, PreviousSecret, Principal, Sealed, StoreRecord, Style,
     SubscriptionRecord,
 };
 
+pub mod delivery;
 pub mod sqlite;
 
+pub use delivery::*;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -106,8 +108,63 @@ pub struct SubscriptionLimits {
     pub max_per_type: Option<usize>,
 }
 
+/// Events, deliveries and leases: what ingest, the delivery engine and the delivery log
+/// ask of a database.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait DeliveryStore: Send + Sync + 'static {
+    /// Writes each event and one delivery per matching active subscription, all in one
+    /// transaction, answering only after commit. With `claim_for`, the deliveries are
+    /// written IN_FLIGHT, leased to that node (which delivers them straight away).
+    async fn ingest(&self, events: Vec<NewEvent>, claim_for: Option<String>)
+        -> Result<Vec<Ingested>>;
+    /// Records that `node` is alive, and hands the IN_FLIGHT deliveries of nodes silent for
+    /// longer than `lease_timeout` back to PENDING. Returns how many it took back.
+    async fn heartbeat(&self, node: &str, lease_timeout: std::time::Duration) -> Result<u64>;
+    /// Hands every delivery `node` holds back to PENDING and forgets the node (clean stop).
+    async fn leave(&self, node: &str) -> Result<u64>;
+    /// Claims up to `limit` due PENDING deliveries for `node`, oldest due first, skipping
+    /// the subscriptions in `exclude` (their host is paused or saturated).
+    async fn claim_due(
+        &self,
+        node: &str,
+        limit: usize,
+        exclude: Vec<String>,
+    ) -> Result<Vec<ClaimedDelivery>>;
+    /// When the earliest PENDING delivery is due.
+    async fn next_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>>;
+    /// Writes attempts and state changes. Returns the subscriptions that this deactivated.
+    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<Vec<String>>;
+    async fn backlog(&self) -> Result<Backlog>;
+
+    // --- the delivery log ---
+    async fn list_deliveries(
+        &self,
+        store: &str,
+        filter: DeliveryFilter,
+        page: PageRequest,
+    ) -> Result<Page<DeliveryRecord>>;
+    async fn get_delivery(
+        &self,
+        store: &str,
+        id: &str,
+    ) -> Result<Option<(DeliveryRecord, Vec<AttemptRecord>)>>;
+    /// Makes a delivery PENDING and due now, with a fresh round of retries (`NotFound` if
+    /// there is none). A delivery that is already waiting or in flight is left as it is.
+    async fn retry_delivery(&self, store: &str, id: &str) -> Result<DeliveryRecord>;
+    /// Starts again every delivery that matches; returns how many.
+    async fn replay_deliveries(&self, store: &str, filter: ReplayFilter) -> Result<u64>;
+    /// Replaces a subscription's signing secret, keeping `previous` signing until its end.
+    async fn rotate_signing_secret(
+        &self,
+        store: &str,
+        id: &str,
+        secret: Sealed,
+        previous: PreviousSecret,
+    ) -> Result<()>;
+}
+
+#[async_trait]
+pub trait Store: DeliveryStore {
     /// Readiness: the database answers and the schema is current.
     async fn ready(&self) -> Result<()>;
 
@@ -154,7 +211,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     async fn get_subscription(&self, store: &str, id: &str) -> Result<Option<SubscriptionRecord>>;
     /// Replaces a subscription's mutable fields (types, destination, status), keeping the
-    /// same rules as insert.
+    /// same rules as insert. Made ACTIVE, its parked deliveries become due.
     async fn update_subscription(
         &self,
         subscription: SubscriptionRecord,

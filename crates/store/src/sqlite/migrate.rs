@@ -5,7 +5,10 @@ use rusqlite::Connection;
 use crate::{Result, StoreError};
 
 /// Every migration in order; index + 1 is the version it brings the schema to.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_delivery.sql"),
+];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
 

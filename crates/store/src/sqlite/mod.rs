@@ -5,6 +5,7 @@
 //! while the server runs) open the same file; SQLite's locking and a busy timeout keep them
 //! out of each other's way.
 
+mod deliveries;
 mod migrate;
 mod query;
 mod rows;
@@ -40,7 +41,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const READERS: u32 = 4;
 
 pub struct SqliteStore {
-    writer: Writer,
+    pub(crate) writer: Writer,
     readers: r2d2::Pool<SqliteConnectionManager>,
 }
 
@@ -80,7 +81,7 @@ impl SqliteStore {
         migrate::migrate(&mut open_connection(path)?)
     }
 
-    async fn read<T, F>(&self, work: F) -> Result<T>
+    pub(crate) async fn read<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -418,6 +419,9 @@ impl Store for SqliteStore {
                 )?;
                 if n == 0 {
                     return Err(StoreError::NotFound);
+                }
+                if sub.status.is_active() {
+                    deliveries::resume_parked(c, &sub.id)?;
                 }
                 Ok(())
             })

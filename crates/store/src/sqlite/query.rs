@@ -35,16 +35,29 @@ impl Where {
 
     /// The page `page` of matching rows in `seq` order, and their total count if asked.
     pub(crate) fn page<T>(
-        mut self,
+        self,
         c: &Connection,
         table: &str,
         columns: &str,
         page: PageRequest,
         map: fn(&Row<'_>) -> Result<(i64, T)>,
     ) -> Result<Page<T>> {
+        self.page_with_key(c, table, columns, "seq", page, map)
+    }
+
+    /// [`Where::page`] over any `FROM` clause, ordered by the integer column `key`.
+    pub(crate) fn page_with_key<T>(
+        mut self,
+        c: &Connection,
+        from: &str,
+        columns: &str,
+        key: &str,
+        page: PageRequest,
+        map: fn(&Row<'_>) -> Result<(i64, T)>,
+    ) -> Result<Page<T>> {
         let total = if page.count_total {
             let n: i64 = c.query_row(
-                &format!("SELECT COUNT(*) FROM {table} WHERE {}", self.cond),
+                &format!("SELECT COUNT(*) FROM {from} WHERE {}", self.cond),
                 params_from_iter(&self.args),
                 |r| r.get(0),
             )?;
@@ -56,11 +69,11 @@ impl Where {
         self.args.push(Value::Integer(page.first as i64 + 1));
         let n = self.args.len();
         let sql = format!(
-            "SELECT {columns} FROM {table} WHERE {} AND seq > ?{} ORDER BY seq LIMIT ?{n}",
+            "SELECT {columns} FROM {from} WHERE {} AND {key} > ?{} ORDER BY {key} LIMIT ?{n}",
             self.cond,
             n - 1
         );
-        let mut stmt = c.prepare(&sql)?;
+        let mut stmt = c.prepare_cached(&sql)?;
         let mut rows = stmt.query(params_from_iter(&self.args))?;
         let mut items = Vec::new();
         while let Some(row) = rows.next()? {

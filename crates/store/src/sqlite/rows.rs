@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use hookrelay_core::{
-    AuthKind, AuthProfileRecord, Destination, Sealed, Style, SubscriptionRecord, SubscriptionStatus,
+    AuthKind, AuthProfileRecord, Destination, PreviousSecret, Sealed, Style, SubscriptionRecord, SubscriptionStatus,
 };
 use rusqlite::Row;
 
@@ -40,7 +40,8 @@ pub(crate) fn auth_profile(row: &Row<'_>) -> Result<(i64, AuthProfileRecord)> {
 }
 
 pub(crate) const SUBSCRIPTION_COLUMNS: &str = "seq, store_hash, id, owner_client_id, style, \
-     event_types, destination, status, signing_secret, created_at, updated_at";
+     event_types, destination, status, signing_secret, created_at, updated_at, \
+     previous_signing_secret, previous_secret_until";
 
 pub(crate) fn subscription(row: &Row<'_>) -> Result<(i64, SubscriptionRecord)> {
     let style: String = row.get(4)?;
@@ -64,6 +65,13 @@ pub(crate) fn subscription(row: &Row<'_>) -> Result<(i64, SubscriptionRecord)> {
             signing_secret: Sealed(row.get(8)?),
             created_at: time(row.get(9)?)?,
             updated_at: time(row.get(10)?)?,
+            previous_secret: match (row.get::<_, Option<Vec<u8>>>(11)?, row.get(12)?) {
+                (Some(secret), Some(until)) => Some(PreviousSecret {
+                    secret: Sealed(secret),
+                    until: time(until)?,
+                }),
+                _ => None,
+            },
         },
     ))
 }

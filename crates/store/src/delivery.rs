@@ -1,0 +1,178 @@
+//! The records of the delivery side: events, deliveries and their attempts, and what the
+//! engine hands the store to write (new events, outcomes).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+/// A delivery's state (SPEC §5 "Beyond the seeds").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting for its first or next attempt (or parked while its subscription is not active).
+    Pending,
+    /// Claimed by a node that is working on it.
+    InFlight,
+    Succeeded,
+    /// Every retry used up.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "PENDING",
+            DeliveryStatus::InFlight => "IN_FLIGHT",
+            DeliveryStatus::Succeeded => "SUCCEEDED",
+            DeliveryStatus::Failed => "FAILED",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "PENDING" => Some(DeliveryStatus::Pending),
+            "IN_FLIGHT" => Some(DeliveryStatus::InFlight),
+            "SUCCEEDED" => Some(DeliveryStatus::Succeeded),
+            "FAILED" => Some(DeliveryStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// An event to write at ingest.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub store: String,
+    pub event_type: String,
+    /// Compact JSON.
+    pub data: String,
+    pub resources: Vec<String>,
+    pub idempotency_key: Option<String>,
+    pub time: DateTime<Utc>,
+    /// The event types a subscription may name to match this event: the type itself and
+    /// every wildcard above it (`store/order/*`, `store/*`).
+    pub patterns: Vec<String>,
+    /// Deliver to this subscription only (a test event), whatever its types.
+    pub only_subscription: Option<String>,
+}
+
+/// An event as the delivery path needs it.
+#[derive(Debug, Clone)]
+pub struct EventData {
+    pub seq: i64,
+    pub id: String,
+    pub store: String,
+    pub event_type: String,
+    pub data: String,
+    pub resources: Vec<String>,
+    pub time: DateTime<Utc>,
+}
+
+/// A delivery that this node holds (claimed at ingest or by the scheduler).
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub seq: i64,
+    pub id: String,
+    pub subscription_id: String,
+    /// Attempts made so far, in all rounds.
+    pub attempt_count: u32,
+    /// Attempts made in this round (indexes the retry schedule).
+    pub round_attempts: u32,
+    pub event: Arc<EventData>,
+}
+
+/// What ingest did with one event.
+#[derive(Debug, Clone)]
+pub enum Ingested {
+    /// Written; the deliveries that were created (claimed by the node that asked, if any).
+    Created {
+        event_id: String,
+        deliveries: Vec<ClaimedDelivery>,
+        claimed: bool,
+    },
+    /// The idempotency key was used before: the first event's id; nothing delivered again.
+    Duplicate { event_id: String },
+    /// The store does not exist.
+    UnknownStore,
+}
+
+/// One attempt, as logged.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub status_code: Option<u16>,
+    /// Why it failed, in words; `None` on success.
+    pub error: Option<String>,
+    /// The response body, cut at 4 KiB.
+    pub response_body: Option<String>,
+}
+
+/// What happens to a delivery next.
+#[derive(Debug, Clone)]
+pub enum Next {
+    Succeeded,
+    /// Failed; try again at `due_at`.
+    Retry { due_at: DateTime<Utc> },
+    /// Failed and no retry is left: FAILED, and the subscription is deactivated.
+    Failed,
+    /// Not attempted (a paused host, a subscription that is not active): back to
+    /// PENDING, due at `due_at`, or parked until the subscription is reactivated (`None`).
+    Release { due_at: Option<DateTime<Utc>> },
+    /// Not attempted and never will be (the subscription is gone): FAILED with a reason.
+    Drop { reason: String },
+}
+
+/// The result of working on one claimed delivery.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub seq: i64,
+    pub subscription_id: String,
+    pub store: String,
+    pub attempt: Option<AttemptRecord>,
+    pub next: Next,
+}
+
+/// A delivery as the log shows it.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    pub id: String,
+    pub event_id: String,
+    pub subscription_id: String,
+    pub event_type: String,
+    pub status: DeliveryStatus,
+    pub attempt_count: u32,
+    /// When a PENDING delivery is next tried (`None` while parked, or not pending).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which deliveries a log listing covers (always within one store).
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub subscription_id: Option<String>,
+    /// Only deliveries of subscriptions this client owns.
+    pub owner: Option<String>,
+    pub status: Option<DeliveryStatus>,
+}
+
+/// Which deliveries `replay_deliveries` starts again.
+#[derive(Debug, Clone)]
+pub struct ReplayFilter {
+    pub subscription_id: String,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub status: DeliveryStatus,
+}
+
+/// How much waits in the database.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Backlog {
+    /// PENDING and due now.
+    pub due: u64,
+    /// PENDING and due later.
+    pub scheduled: u64,
+    /// PENDING and parked (subscription not active).
+    pub parked: u64,
+    pub in_flight: u64,
+}
