@@ -243,6 +243,22 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     }
 }
 
+/// Prometheus text format. The database gauges are read at scrape time.
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    let Some(handle) = &app.services.metrics else {
+        return http_error(StatusCode::NOT_FOUND, "NotFound", "metrics are not enabled");
+    };
+    app.services.engine.refresh_gauges().await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
+
 pub async fn not_found() -> Response {
     http_error(StatusCode::NOT_FOUND, "NotFound", "no such route")
 }

@@ -5,17 +5,24 @@ pub mod auth;
 pub mod error;
 pub mod graphql;
 mod handler;
+pub mod ingest;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 pub use graphql::context::Services;
 
 /// Largest GraphQL request body accepted.
 pub const MAX_GRAPHQL_BODY: usize = 1024 * 1024;
+
+/// Largest batch ingest body accepted (each event's `data` is held to `max_event_bytes` too).
+pub const MAX_BATCH_BODY: usize = 16 * 1024 * 1024;
+
+/// Room for an event's envelope around its `data`.
+const EVENT_ENVELOPE: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -33,6 +40,14 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let single = Router::new()
+        .route("/v1/events", post(ingest::publish_one))
+        .layer(DefaultBodyLimit::max(
+            state.services.max_event_bytes + EVENT_ENVELOPE,
+        ));
+    let batch = Router::new()
+        .route("/v1/events/batch", post(ingest::publish_batch))
+        .layer(DefaultBodyLimit::max(MAX_BATCH_BODY));
     Router::new()
         .route(
             "/graphql",
@@ -45,6 +60,9 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_GRAPHQL_BODY))
         .route("/healthz", get(handler::healthz))
         .route("/readyz", get(handler::readyz))
+        .route("/metrics", get(handler::metrics))
+        .merge(single)
+        .merge(batch)
         .fallback(handler::not_found)
         .with_state(state)
 }

@@ -3,11 +3,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hookrelay_core::net::AddressPolicy;
+use hookrelay_core::retry::RetrySchedule;
 use hookrelay_core::secrets::Cipher;
+use hookrelay_delivery::breaker::BreakerConfig;
+use hookrelay_delivery::ingest::DEFAULT_MAX_EVENT_BYTES;
+use hookrelay_delivery::EngineConfig;
 use serde::Deserialize;
 
 /// Options every command that touches the database takes.
@@ -47,6 +52,56 @@ pub struct ServeArgs {
         value_name = "KEY"
     )]
     pub master_key: Option<String>,
+    /// Seconds to wait before each retry, comma-separated; its length is the number of retries.
+    #[arg(long, env = "HOOKRELAY_RETRY_SCHEDULE", value_name = "SECS,...")]
+    pub retry_schedule: Option<String>,
+    /// Whole-request timeout of one webhook attempt (e.g. 10s, 500ms).
+    #[arg(long, env = "HOOKRELAY_REQUEST_TIMEOUT", value_name = "DURATION")]
+    pub request_timeout: Option<String>,
+    /// Largest event `data` accepted, in bytes of JSON.
+    #[arg(long, env = "HOOKRELAY_MAX_EVENT_BYTES", value_name = "BYTES")]
+    pub max_event_bytes: Option<usize>,
+    /// How long a silent node keeps its deliveries before others take them (e.g. 30s).
+    #[arg(long, env = "HOOKRELAY_LEASE_TIMEOUT", value_name = "DURATION")]
+    pub lease_timeout: Option<String>,
+    /// Requests in flight per destination host at most.
+    #[arg(long, env = "HOOKRELAY_MAX_IN_FLIGHT_PER_HOST", value_name = "N")]
+    pub max_in_flight_per_host: Option<usize>,
+    /// Circuit breaker: the sliding window (e.g. 2m).
+    #[arg(long, env = "HOOKRELAY_BREAKER_WINDOW", value_name = "DURATION")]
+    pub breaker_window: Option<String>,
+    /// Circuit breaker: requests in the window before it may open.
+    #[arg(long, env = "HOOKRELAY_BREAKER_MIN_REQUESTS", value_name = "N")]
+    pub breaker_min_requests: Option<u32>,
+    /// Circuit breaker: opens below this share of successes (0-1).
+    #[arg(long, env = "HOOKRELAY_BREAKER_SUCCESS_RATIO", value_name = "RATIO")]
+    pub breaker_success_ratio: Option<f64>,
+    /// Circuit breaker: how long a failing host is paused (e.g. 3m).
+    #[arg(long, env = "HOOKRELAY_BREAKER_PAUSE", value_name = "DURATION")]
+    pub breaker_pause: Option<String>,
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+pub fn parse_duration(name: &str, text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+        .with_context(|| format!("{name} {text:?} is not a duration like 10s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => bail!("{name} {text:?}: the unit must be ms, s, m or h"),
+    };
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +127,15 @@ struct FileConfig {
     /// Event types added to the built-in catalog.
     #[serde(default)]
     event_types: Vec<String>,
+    retry_schedule: Option<String>,
+    request_timeout: Option<String>,
+    max_event_bytes: Option<usize>,
+    lease_timeout: Option<String>,
+    max_in_flight_per_host: Option<usize>,
+    breaker_window: Option<String>,
+    breaker_min_requests: Option<u32>,
+    breaker_success_ratio: Option<f64>,
+    breaker_pause: Option<String>,
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig> {
@@ -115,6 +179,16 @@ impl Storage {
         })
     }
 
+    /// Event types the config file adds to the catalog.
+    pub fn extra_event_types(&self) -> Vec<String> {
+        self.file.event_types.clone()
+    }
+
+    /// `max_event_bytes` from the config file, or the default.
+    pub fn max_event_bytes(&self) -> usize {
+        self.file.max_event_bytes.unwrap_or(DEFAULT_MAX_EVENT_BYTES)
+    }
+
     /// The SQLite file, with the data dir created (owner-only) if needed.
     pub fn sqlite_path(&self) -> Result<PathBuf> {
         if let Some(url) = &self.database_url {
@@ -149,6 +223,8 @@ pub struct ServeConfig {
     pub policy: AddressPolicy,
     pub master_key: Option<String>,
     pub extra_event_types: Vec<String>,
+    pub engine: EngineConfig,
+    pub max_event_bytes: usize,
 }
 
 impl ServeConfig {
@@ -171,12 +247,94 @@ impl ServeConfig {
         };
         let allowed_networks = AddressPolicy::parse_networks(&networks)
             .map_err(|e| anyhow::anyhow!("allowed_networks: {e}"))?;
+        let policy = AddressPolicy {
+            allow_http: args.allow_http.or(file.allow_http).unwrap_or(false),
+            allowed_networks,
+        };
+        let duration = |name: &str, flag: &Option<String>, key: &Option<String>, default: Duration| {
+            match flag.as_ref().or(key.as_ref()) {
+                Some(text) => parse_duration(name, text),
+                None => Ok(default),
+            }
+        };
+        let defaults = EngineConfig::default();
+        let retry = match args.retry_schedule.as_ref().or(file.retry_schedule.as_ref()) {
+            Some(text) => RetrySchedule::parse(text).map_err(|e| anyhow::anyhow!(e))?,
+            None => RetrySchedule::default(),
+        };
+        let request_timeout = duration(
+            "request_timeout",
+            &args.request_timeout,
+            &file.request_timeout,
+            defaults.request_timeout,
+        )?;
+        if request_timeout.is_zero() {
+            bail!("request_timeout must be more than 0");
+        }
+        let lease_timeout = duration(
+            "lease_timeout",
+            &args.lease_timeout,
+            &file.lease_timeout,
+            defaults.lease_timeout,
+        )?;
+        if lease_timeout < Duration::from_millis(300) {
+            bail!("lease_timeout must be at least 300ms");
+        }
+        let max_in_flight_per_host = args
+            .max_in_flight_per_host
+            .or(file.max_in_flight_per_host)
+            .unwrap_or(defaults.max_in_flight_per_host);
+        if max_in_flight_per_host == 0 {
+            bail!("max_in_flight_per_host must be at least 1");
+        }
+        let breaker = BreakerConfig {
+            window: duration(
+                "breaker_window",
+                &args.breaker_window,
+                &file.breaker_window,
+                defaults.breaker.window,
+            )?,
+            min_requests: args
+                .breaker_min_requests
+                .or(file.breaker_min_requests)
+                .unwrap_or(defaults.breaker.min_requests),
+            min_success_ratio: args
+                .breaker_success_ratio
+                .or(file.breaker_success_ratio)
+                .unwrap_or(defaults.breaker.min_success_ratio),
+            pause: duration(
+                "breaker_pause",
+                &args.breaker_pause,
+                &file.breaker_pause,
+                defaults.breaker.pause,
+            )?,
+        };
+        if !(0.0..=1.0).contains(&breaker.min_success_ratio) {
+            bail!("breaker_success_ratio must be between 0 and 1");
+        }
+        if breaker.window.is_zero() {
+            bail!("breaker_window must be more than 0");
+        }
+        let max_event_bytes = args
+            .max_event_bytes
+            .or(file.max_event_bytes)
+            .unwrap_or(DEFAULT_MAX_EVENT_BYTES);
+        if !(1..=16 * 1024 * 1024).contains(&max_event_bytes) {
+            bail!("max_event_bytes must be between 1 and 16777216");
+        }
         Ok(ServeConfig {
             listen,
-            policy: AddressPolicy {
-                allow_http: args.allow_http.or(file.allow_http).unwrap_or(false),
-                allowed_networks,
+            engine: EngineConfig {
+                retry,
+                request_timeout,
+                lease_timeout,
+                max_in_flight_per_host,
+                breaker,
+                policy: policy.clone(),
+                ..defaults
             },
+            max_event_bytes,
+            policy,
             master_key: args.master_key.clone().or_else(|| file.master_key.clone()),
             extra_event_types: file.event_types.clone(),
             storage,

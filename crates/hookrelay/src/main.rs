@@ -4,13 +4,17 @@ mod config;
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use hookrelay_api::{AppState, Services};
 use hookrelay_core::event_types::Catalog;
 use hookrelay_core::{ids, secrets, Role};
-use hookrelay_store::{NewClient, SqliteStore, Store, StoreError};
+use hookrelay_delivery::ingest::{prepare, PublishRequest};
+use hookrelay_delivery::Engine;
+use hookrelay_store::{DeliveryStore, Ingested, NewClient, SqliteStore, Store, StoreError};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
 use config::{ServeArgs, ServeConfig, Storage, StorageArgs};
@@ -53,6 +57,33 @@ enum Command {
     /// Manage stores (tenants).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Publish one event (the same checks and fan-out as POST /v1/events); a running
+    /// server delivers it.
+    Publish(PublishArgs),
+}
+
+#[derive(clap::Args)]
+struct PublishArgs {
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// The store the event belongs to.
+    #[arg(long)]
+    store: String,
+    /// The event type, e.g. store/order/created or ORDER_CONFIRMED.
+    #[arg(long = "type")]
+    event_type: String,
+    /// The event's data: a JSON object or array.
+    #[arg(long)]
+    data: String,
+    /// Resources the event concerns (repeatable).
+    #[arg(long = "resource")]
+    resources: Vec<String>,
+    /// Publishing again with the same key (for the store) delivers nothing twice.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// The event time, RFC 3339 (default: now).
+    #[arg(long)]
+    time: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -141,6 +172,38 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Token(cmd) => token(cmd).await,
         Command::Store(cmd) => store(cmd).await,
+        Command::Publish(args) => publish(args).await,
+    }
+}
+
+async fn publish(args: PublishArgs) -> Result<()> {
+    let storage = Storage::resolve(&args.storage)?;
+    let catalog = Catalog::with_defaults(storage.extra_event_types());
+    let data: Box<serde_json::value::RawValue> = serde_json::from_str(&args.data)
+        .map_err(|e| anyhow::anyhow!("--data is not JSON: {e}"))?;
+    let request = PublishRequest {
+        store: args.store.clone(),
+        event_type: args.event_type,
+        data,
+        resources: (!args.resources.is_empty()).then_some(args.resources),
+        idempotency_key: args.idempotency_key,
+        time: args.time,
+    };
+    let event = prepare(request, &catalog, storage.max_event_bytes())
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
+    let db = open_store(&args.storage)?;
+    let written = db.ingest(vec![event], None).await.context("writing the event")?;
+    match written.into_iter().next() {
+        Some(Ingested::Created { event_id, deliveries, .. }) => print_json_line(&json!({
+            "eventId": event_id,
+            "deliveries": deliveries.len(),
+        })),
+        Some(Ingested::Duplicate { event_id }) => print_json_line(&json!({
+            "eventId": event_id,
+            "duplicate": true,
+        })),
+        Some(Ingested::UnknownStore) => bail!("unknown store {:?}", args.store),
+        None => bail!("the event was not written"),
     }
 }
 
@@ -238,16 +301,37 @@ async fn store(cmd: StoreCommand) -> Result<()> {
     }
 }
 
+fn install_metrics() -> Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(hookrelay_delivery::metrics::ATTEMPT_SECONDS.to_owned()),
+            hookrelay_delivery::metrics::ATTEMPT_BUCKETS,
+        )
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    hookrelay_delivery::metrics::describe();
+    Ok(handle)
+}
+
 async fn serve(config: ServeConfig) -> Result<()> {
     let path = config.storage.sqlite_path()?;
-    let cipher = config.cipher()?;
-    let store =
-        SqliteStore::open(&path).with_context(|| format!("opening database {}", path.display()))?;
+    let cipher = Arc::new(config.cipher()?);
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&path).with_context(|| format!("opening database {}", path.display()))?,
+    );
+    let metrics = install_metrics()?;
+    let engine = Engine::start(store.clone(), cipher.clone(), config.engine.clone())
+        .await
+        .context("starting the delivery engine")?;
     let services = Services {
-        store: Arc::new(store) as Arc<dyn Store>,
+        store,
         cipher,
         catalog: Catalog::with_defaults(config.extra_event_types.clone()),
         policy: config.policy.clone(),
+        engine: engine.clone(),
+        max_event_bytes: config.max_event_bytes,
+        metrics: Some(metrics),
     };
     let app = hookrelay_api::router(AppState::new(services));
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -259,6 +343,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server error")?;
+    engine.shutdown(Duration::from_secs(5)).await;
     tracing::info!("hookrelay stopped");
     Ok(())
 }

@@ -133,7 +133,7 @@ pub struct AuthProfile {
 connection_type!(AuthProfileConnection, AuthProfileEdge, AuthProfile);
 
 pub fn seal_context(store: &str, id: &str) -> String {
-    format!("auth_profile:{store}:{id}")
+    hookrelay_core::secrets::auth_config_context(store, id)
 }
 
 /// Seals an auth config for the profile `id` of `store`.
@@ -308,9 +308,12 @@ impl AuthProfileMutation {
             .update_auth_profile(&rc.store, &id, config.kind(), sealed)
             .await
         {
-            Ok(()) => Ok(UpdateAuthProfileResponse {
-                auth_profile_id: id,
-            }),
+            Ok(()) => {
+                rc.services.engine.auth_profile_changed(&rc.store, &id);
+                Ok(UpdateAuthProfileResponse {
+                    auth_profile_id: id,
+                })
+            }
             Err(StoreError::NotFound) => Err(ApiError::no_such("auth profile", &id)),
             Err(e) => Err(e.into()),
         }
@@ -326,10 +329,13 @@ impl AuthProfileMutation {
         let id = auth_profile_id;
         visible_profile(rc, &id).await?;
         match rc.services.store.delete_auth_profile(&rc.store, &id).await {
-            Ok(()) => Ok(DeleteAuthProfileResponse {
-                auth_profile_id: id.clone(),
-                auth_profile: DeletedAuthProfile { auth_profile_id: id },
-            }),
+            Ok(()) => {
+                rc.services.engine.auth_profile_changed(&rc.store, &id);
+                Ok(DeleteAuthProfileResponse {
+                    auth_profile_id: id.clone(),
+                    auth_profile: DeletedAuthProfile { auth_profile_id: id },
+                })
+            }
             Err(StoreError::InUse(users)) => Err(ApiError::coded(
                 "AuthProfileInUse",
                 format!(

@@ -14,9 +14,14 @@ use crate::error::{ApiError, ApiResult};
 /// Services shared by every request.
 pub struct Services {
     pub store: Arc<dyn Store>,
-    pub cipher: Cipher,
+    pub cipher: Arc<Cipher>,
     pub catalog: Catalog,
     pub policy: AddressPolicy,
+    pub engine: Arc<hookrelay_delivery::Engine>,
+    /// `max_event_bytes`: the largest event `data` accepted.
+    pub max_event_bytes: usize,
+    /// Renders `/metrics`; `None` when no metrics recorder is installed.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// One GraphQL request's caller and store.

@@ -3,6 +3,7 @@
 pub mod auth_profiles;
 pub mod comments;
 pub mod context;
+pub mod deliveries;
 pub mod subscriptions;
 pub mod types;
 pub mod validate;
@@ -37,6 +38,7 @@ pub struct QueryRoot(
     auth_profiles::AuthProfileQuery,
     subscriptions::SubscriptionQuery,
     webhooks::WebhookQueryRoot,
+    deliveries::DeliveryQuery,
     CatalogQuery,
 );
 
@@ -46,6 +48,7 @@ pub struct MutationRoot(
     auth_profiles::AuthProfileMutation,
     subscriptions::SubscriptionMutation,
     webhooks::WebhookMutationRoot,
+    deliveries::DeliveryMutation,
 );
 
 pub type ApiSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

@@ -127,7 +127,7 @@ connection_type!(
 );
 
 pub fn signing_context(store: &str, id: &str) -> String {
-    format!("signing_secret:{store}:{id}")
+    secrets::signing_secret_context(store, id)
 }
 
 /// The signing secret, for its owner; `None` for anyone else.
@@ -302,6 +302,7 @@ impl SubscriptionMutation {
             destination,
             status: SubscriptionStatus::Active,
             signing_secret: new_signing_secret(rc, &id)?,
+            previous_secret: None,
             created_at: now,
             updated_at: now,
         };
@@ -337,7 +338,10 @@ impl SubscriptionMutation {
             .delete_subscription(&rc.store, &subscription_id)
             .await
         {
-            Ok(()) => Ok(DeleteEventSubscriptionResponse { subscription_id }),
+            Ok(()) => {
+                rc.services.engine.subscription_changed(&subscription_id);
+                Ok(DeleteEventSubscriptionResponse { subscription_id })
+            }
             Err(StoreError::NotFound) => {
                 Err(ApiError::no_such("event subscription", &subscription_id))
             }

@@ -311,6 +311,7 @@ impl WebhookMutations {
                 SubscriptionStatus::Inactive
             },
             signing_secret: new_signing_secret(rc, &id)?,
+            previous_secret: None,
             created_at: now,
             updated_at: now,
         };
@@ -379,6 +380,7 @@ impl WebhookMutations {
                 StoreError::NotFound => ApiError::no_such("webhook", &sub.id),
                 e => store_error(e, path),
             })?;
+        rc.services.engine.subscription_changed(&sub.id);
         Ok(WebhookResult {
             webhook: view(rc, sub)?,
         })
@@ -388,7 +390,10 @@ impl WebhookMutations {
         let rc = request_ctx(ctx)?;
         visible_webhook(rc, &id).await?;
         match rc.services.store.delete_subscription(&rc.store, &id).await {
-            Ok(()) => Ok(DeleteWebhookResult { id }),
+            Ok(()) => {
+                rc.services.engine.subscription_changed(&id);
+                Ok(DeleteWebhookResult { id })
+            }
             Err(StoreError::NotFound) => Err(ApiError::no_such("webhook", &id)),
             Err(e) => Err(e.into()),
         }

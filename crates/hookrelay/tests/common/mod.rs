@@ -2,6 +2,8 @@
 //! directory, tokens made through its real CLI, and a GraphQL client.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -213,6 +215,44 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// POST `body` to an ingest route (`/v1/events` or `/v1/events/batch`) with a
+    /// publisher's token; returns status and JSON body.
+    pub async fn post_json(&self, path: &str, token: &Token, body: &Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&token.token)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Publishes one event; panics unless it is accepted. Returns the event id.
+    pub async fn publish(&self, token: &Token, store: &str, event_type: &str, data: Value) -> String {
+        let (status, body) = self
+            .post_json(
+                "/v1/events",
+                token,
+                &json!({"store": store, "type": event_type, "data": data}),
+            )
+            .await;
+        assert_eq!(status, 202, "publish answered {status}: {body}");
+        body["eventId"].as_str().expect("eventId").to_owned()
+    }
+
+    /// Kills the process with SIGKILL (no shutdown at all) and returns its data dir.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"))
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -1,0 +1,346 @@
+//! The delivery log and its controls (SPEC §5 "Beyond the seeds"): `deliveries`,
+//! `delivery`, `retryDelivery`, `replayDeliveries`, `rotateSigningSecret`, `sendTestEvent`.
+//! They take subscription ids of either style.
+
+use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject};
+use chrono::{DateTime, Duration, Utc};
+use hookrelay_core::{ids, PreviousSecret, SubscriptionRecord};
+use hookrelay_delivery::ingest::patterns_for;
+use hookrelay_store::{
+    AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, Ingested, NewEvent,
+    ReplayFilter,
+};
+
+use super::context::{request_ctx, RequestCtx};
+use super::subscriptions::{new_signing_secret, signing_secret_for};
+use super::types::{connection, connection_type, page_request};
+use crate::error::{ApiError, ApiResult};
+
+/// How long a rotated-out signing secret keeps signing.
+pub const ROTATION_OVERLAP: Duration = Duration::hours(24);
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(name = "DeliveryStatus")]
+pub enum StatusValue {
+    Pending,
+    InFlight,
+    Succeeded,
+    Failed,
+}
+
+impl From<DeliveryStatus> for StatusValue {
+    fn from(s: DeliveryStatus) -> Self {
+        match s {
+            DeliveryStatus::Pending => StatusValue::Pending,
+            DeliveryStatus::InFlight => StatusValue::InFlight,
+            DeliveryStatus::Succeeded => StatusValue::Succeeded,
+            DeliveryStatus::Failed => StatusValue::Failed,
+        }
+    }
+}
+
+impl From<StatusValue> for DeliveryStatus {
+    fn from(s: StatusValue) -> Self {
+        match s {
+            StatusValue::Pending => DeliveryStatus::Pending,
+            StatusValue::InFlight => DeliveryStatus::InFlight,
+            StatusValue::Succeeded => DeliveryStatus::Succeeded,
+            StatusValue::Failed => DeliveryStatus::Failed,
+        }
+    }
+}
+
+/// One attempt of a delivery.
+#[derive(SimpleObject)]
+#[graphql(name = "DeliveryAttempt")]
+pub struct Attempt {
+    started_at: DateTime<Utc>,
+    duration_ms: u64,
+    /// The HTTP status the endpoint answered, if it answered.
+    status_code: Option<u16>,
+    /// Why the attempt failed, in words; null on success.
+    error: Option<String>,
+    /// The first 4 KiB of the response body.
+    response_body: Option<String>,
+}
+
+impl From<AttemptRecord> for Attempt {
+    fn from(a: AttemptRecord) -> Self {
+        Attempt {
+            started_at: a.started_at,
+            duration_ms: a.duration_ms,
+            status_code: a.status_code,
+            error: a.error,
+            response_body: a.response_body,
+        }
+    }
+}
+
+/// One event on its way to one subscription.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Delivery {
+    /// Also the `webhook-id` header and the Buy with Prime `idempotencyKey`.
+    id: String,
+    event_id: String,
+    subscription_id: String,
+    event_type: String,
+    status: StatusValue,
+    attempt_count: u32,
+    next_attempt_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    #[graphql(skip)]
+    store: String,
+    #[graphql(skip)]
+    loaded_attempts: Option<Vec<AttemptRecord>>,
+}
+
+#[ComplexObject]
+impl Delivery {
+    /// Every attempt, oldest first.
+    async fn attempts(&self, ctx: &Context<'_>) -> ApiResult<Vec<Attempt>> {
+        if let Some(loaded) = &self.loaded_attempts {
+            return Ok(loaded.iter().cloned().map(Attempt::from).collect());
+        }
+        let rc = request_ctx(ctx)?;
+        let found = rc.services.store.get_delivery(&self.store, &self.id).await?;
+        Ok(found
+            .map(|(_, attempts)| attempts.into_iter().map(Attempt::from).collect())
+            .unwrap_or_default())
+    }
+}
+
+fn view(store: &str, d: DeliveryRecord, attempts: Option<Vec<AttemptRecord>>) -> Delivery {
+    Delivery {
+        id: d.id,
+        event_id: d.event_id,
+        subscription_id: d.subscription_id,
+        event_type: d.event_type,
+        status: d.status.into(),
+        attempt_count: d.attempt_count,
+        next_attempt_at: d.next_attempt_at,
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+        store: store.to_owned(),
+        loaded_attempts: attempts,
+    }
+}
+
+connection_type!(DeliveryConnection, DeliveryEdge, Delivery);
+
+#[derive(SimpleObject)]
+pub struct ReplayDeliveriesResponse {
+    subscription_id: String,
+    /// How many deliveries were started again.
+    count: u64,
+}
+
+#[derive(SimpleObject)]
+pub struct RotateSigningSecretResponse {
+    subscription_id: String,
+    /// The new secret (to its owner only).
+    signing_secret: Option<String>,
+    /// Until when the previous secret signs alongside the new one.
+    previous_secret_expires_at: DateTime<Utc>,
+}
+
+#[derive(SimpleObject)]
+pub struct SendTestEventResponse {
+    event_id: String,
+    delivery_id: String,
+}
+
+/// A subscription of either style that the caller may see, or `AccessDenied`.
+async fn visible_subscription(rc: &RequestCtx, id: &str) -> ApiResult<SubscriptionRecord> {
+    let record = rc.services.store.get_subscription(&rc.store, id).await?;
+    rc.visible(record, |s| &s.owner_client_id, "subscription", id)
+}
+
+/// A delivery whose subscription the caller may see, or `AccessDenied`.
+async fn visible_delivery(
+    rc: &RequestCtx,
+    id: &str,
+) -> ApiResult<(DeliveryRecord, Vec<AttemptRecord>)> {
+    let found = rc.services.store.get_delivery(&rc.store, id).await?;
+    let Some((delivery, attempts)) = found else {
+        return Err(ApiError::no_such("delivery", id));
+    };
+    let sub = rc
+        .services
+        .store
+        .get_subscription(&rc.store, &delivery.subscription_id)
+        .await?;
+    match sub {
+        Some(s) if rc.can_see(&s.owner_client_id) => Ok((delivery, attempts)),
+        _ => Err(ApiError::no_such("delivery", id)),
+    }
+}
+
+#[derive(Default)]
+pub struct DeliveryQuery;
+
+#[Object]
+impl DeliveryQuery {
+    /// The delivery log, newest last: of one subscription (of either style), or of every
+    /// subscription the caller may see.
+    async fn deliveries(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: Option<String>,
+        status: Option<StatusValue>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<DeliveryConnection> {
+        let rc = request_ctx(ctx)?;
+        let page = page_request(ctx, "/deliveries", first, after)?;
+        if let Some(id) = &subscription_id {
+            visible_subscription(rc, id).await?;
+        }
+        let filter = DeliveryFilter {
+            subscription_id,
+            owner: rc.scope().owner,
+            status: status.map(Into::into),
+        };
+        let found = rc
+            .services
+            .store
+            .list_deliveries(&rc.store, filter, page)
+            .await?;
+        connection(found, &page, |d| Ok(view(&rc.store, d, None)))
+    }
+
+    async fn delivery(&self, ctx: &Context<'_>, id: String) -> ApiResult<Option<Delivery>> {
+        let rc = request_ctx(ctx)?;
+        let (delivery, attempts) = visible_delivery(rc, &id).await?;
+        Ok(Some(view(&rc.store, delivery, Some(attempts))))
+    }
+}
+
+#[derive(Default)]
+pub struct DeliveryMutation;
+
+#[Object]
+impl DeliveryMutation {
+    /// Sends a delivery again now, with a fresh round of retries.
+    async fn retry_delivery(&self, ctx: &Context<'_>, id: String) -> ApiResult<Delivery> {
+        let rc = request_ctx(ctx)?;
+        visible_delivery(rc, &id).await?;
+        let delivery = rc.services.store.retry_delivery(&rc.store, &id).await?;
+        rc.services.engine.wake();
+        Ok(view(&rc.store, delivery, None))
+    }
+
+    /// Sends again every delivery of a subscription in `status` (default FAILED) created
+    /// between `since` and `until`.
+    async fn replay_deliveries(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: String,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        #[graphql(default_with = "StatusValue::Failed")] status: StatusValue,
+    ) -> ApiResult<ReplayDeliveriesResponse> {
+        let rc = request_ctx(ctx)?;
+        visible_subscription(rc, &subscription_id).await?;
+        if !matches!(status, StatusValue::Failed | StatusValue::Succeeded) {
+            return Err(ApiError::validation(
+                "/replayDeliveries/status must be FAILED or SUCCEEDED",
+            ));
+        }
+        if let (Some(s), Some(u)) = (since, until) {
+            if s > u {
+                return Err(ApiError::validation(
+                    "/replayDeliveries/since must not be after until",
+                ));
+            }
+        }
+        let count = rc
+            .services
+            .store
+            .replay_deliveries(
+                &rc.store,
+                ReplayFilter {
+                    subscription_id: subscription_id.clone(),
+                    since,
+                    until,
+                    status: status.into(),
+                },
+            )
+            .await?;
+        rc.services.engine.wake();
+        Ok(ReplayDeliveriesResponse {
+            subscription_id,
+            count,
+        })
+    }
+
+    /// A new signing secret; the old one keeps signing alongside it for 24 hours.
+    async fn rotate_signing_secret(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: String,
+    ) -> ApiResult<RotateSigningSecretResponse> {
+        let rc = request_ctx(ctx)?;
+        let mut sub = visible_subscription(rc, &subscription_id).await?;
+        let until = hookrelay_core::now() + ROTATION_OVERLAP;
+        let previous = PreviousSecret {
+            secret: sub.signing_secret.clone(),
+            until,
+        };
+        let secret = new_signing_secret(rc, &sub.id)?;
+        rc.services
+            .store
+            .rotate_signing_secret(&rc.store, &sub.id, secret.clone(), previous)
+            .await?;
+        rc.services.engine.subscription_changed(&sub.id);
+        sub.signing_secret = secret;
+        Ok(RotateSigningSecretResponse {
+            signing_secret: signing_secret_for(rc, &sub)?,
+            subscription_id,
+            previous_secret_expires_at: until,
+        })
+    }
+
+    /// Delivers a test event to this subscription only.
+    async fn send_test_event(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: String,
+    ) -> ApiResult<SendTestEventResponse> {
+        let rc = request_ctx(ctx)?;
+        let sub = visible_subscription(rc, &subscription_id).await?;
+        let event_type = sub
+            .event_types
+            .first()
+            .map(|t| t.replace('*', "test"))
+            .unwrap_or_else(|| "hookrelay/test".into());
+        let event = NewEvent {
+            id: ids::new_id("evt"),
+            store: rc.store.clone(),
+            patterns: patterns_for(&event_type),
+            event_type,
+            data: serde_json::json!({"test": true, "message": "a test event from hookrelay"})
+                .to_string(),
+            resources: Vec::new(),
+            idempotency_key: None,
+            time: hookrelay_core::now(),
+            only_subscription: Some(sub.id.clone()),
+        };
+        let written = rc.services.engine.publish(vec![event]).await?;
+        match written.into_iter().next() {
+            Some(Ingested::Created {
+                event_id,
+                deliveries,
+                ..
+            }) => match deliveries.first() {
+                Some(d) => Ok(SendTestEventResponse {
+                    event_id,
+                    delivery_id: d.id.clone(),
+                }),
+                None => Err(ApiError::internal("test event created no delivery")),
+            },
+            _ => Err(ApiError::internal("test event was not written")),
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! The engine: wiring of ingest hand-off, scheduler, dispatcher, recorder and heartbeat.
+//!
+//! Durability comes from the database: a delivery is written (PENDING, or IN_FLIGHT leased
+//! to this node) in the transaction that accepts its event, and only an outcome written
+//! later changes that. Memory holds at most `max_held` deliveries; the rest wait in the
+//! database until the scheduler claims them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use hookrelay_core::net::AddressPolicy;
+use hookrelay_core::retry::RetrySchedule;
+use hookrelay_core::secrets::Cipher;
+use hookrelay_store::{ClaimedDelivery, Ingested, NewEvent, Next, Outcome, Store, StoreError};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+
+use crate::breaker::BreakerConfig;
+use crate::dispatcher::{DispatchLimits, Dispatcher, Msg, Work};
+use crate::oauth::TokenCache;
+use crate::sender::WebhookSender;
+use crate::target::Targets;
+use crate::worker::Worker;
+use crate::{http, metrics};
+
+/// Outcomes written per transaction at most.
+const OUTCOME_BATCH: usize = 2048;
+/// Deliveries claimed per scheduler round at most.
+const CLAIM_BATCH: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub retry: RetrySchedule,
+    pub request_timeout: Duration,
+    /// A node whose heartbeat is older than this loses its deliveries to the others.
+    pub lease_timeout: Duration,
+    /// How often the scheduler looks for due deliveries when nothing wakes it.
+    pub poll_interval: Duration,
+    pub max_in_flight_per_host: usize,
+    pub max_queued_per_host: usize,
+    /// Deliveries held in memory at most (queued, in flight, outcome not yet written).
+    pub max_held: usize,
+    pub breaker: BreakerConfig,
+    pub policy: AddressPolicy,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            retry: RetrySchedule::default(),
+            request_timeout: Duration::from_secs(10),
+            lease_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            max_in_flight_per_host: 32,
+            max_queued_per_host: 2048,
+            max_held: 16384,
+            breaker: BreakerConfig::default(),
+            policy: AddressPolicy::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    node: String,
+    config: EngineConfig,
+    targets: Arc<Targets>,
+    tokens: Arc<TokenCache>,
+    worker: Arc<Worker>,
+    dispatch: mpsc::UnboundedSender<Msg>,
+    /// Deliveries in memory: claimed and not yet recorded.
+    held: Arc<AtomicUsize>,
+    wake: Arc<Notify>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Starts the engine's tasks on the current runtime.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        cipher: Arc<Cipher>,
+        config: EngineConfig,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let node = hookrelay_core::ids::new_id("node");
+        store.heartbeat(&node, config.lease_timeout).await?;
+        let policy = Arc::new(config.policy.clone());
+        let client = http::build_client(
+            policy.clone(),
+            config.request_timeout,
+            config.max_in_flight_per_host,
+        )?;
+        let tokens = Arc::new(TokenCache::new(client.clone(), policy.clone()));
+        let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
+        let worker = Arc::new(Worker {
+            sender: WebhookSender {
+                client,
+                tokens: tokens.clone(),
+                policy,
+                request_timeout: config.request_timeout,
+            },
+            retry: config.retry.clone(),
+            outcomes: outcomes_tx,
+            blocked: Mutex::new(Arc::new(Vec::new())),
+        });
+        let (dispatch, inbox) = mpsc::unbounded_channel();
+        let dispatcher = Dispatcher::new(
+            DispatchLimits {
+                max_in_flight_per_host: config.max_in_flight_per_host,
+                max_queued_per_host: config.max_queued_per_host,
+                breaker: config.breaker,
+            },
+            worker.clone(),
+            inbox,
+            dispatch.clone(),
+        );
+        let engine = Arc::new(Engine {
+            targets: Arc::new(Targets::new(store.clone(), cipher)),
+            store,
+            node,
+            config,
+            tokens,
+            worker,
+            dispatch,
+            held: Arc::new(AtomicUsize::new(0)),
+            wake: Arc::new(Notify::new()),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let tasks = vec![
+            tokio::spawn(dispatcher.run()),
+            tokio::spawn(engine.clone().record_loop(outcomes_rx)),
+            tokio::spawn(engine.clone().schedule_loop()),
+            tokio::spawn(engine.clone().heartbeat_loop()),
+        ];
+        *engine.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+        tracing::info!(node = %engine.node, "delivery engine started");
+        Ok(engine)
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Writes events with their deliveries (committed before this returns) and starts
+    /// delivering them at once.
+    pub async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Ingested>, StoreError> {
+        let claim = self.held.load(Ordering::Relaxed) < self.config.max_held;
+        let results = self
+            .store
+            .ingest(events, claim.then(|| self.node.clone()))
+            .await?;
+        let mut claimed = Vec::new();
+        let mut accepted = 0;
+        for result in &results {
+            if let Ingested::Created {
+                deliveries,
+                claimed: was_claimed,
+                ..
+            } = result
+            {
+                accepted += 1;
+                metrics::deliveries_created(deliveries.len());
+                if *was_claimed {
+                    claimed.extend(deliveries.iter().cloned());
+                }
+            }
+        }
+        metrics::events_accepted(accepted);
+        if claim {
+            self.hand_over(claimed).await;
+        } else {
+            self.wake.notify_one();
+        }
+        Ok(results)
+    }
+
+    /// Something became due (a retry, a replay, a reactivation): look now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A subscription changed or went away.
+    pub fn subscription_changed(&self, id: &str) {
+        self.targets.invalidate(id);
+        self.wake.notify_one();
+    }
+
+    /// An auth profile changed or went away: its cached token is dropped and every
+    /// subscription resolves its auth again on its next attempt.
+    pub fn auth_profile_changed(&self, store: &str, id: &str) {
+        self.tokens.invalidate(&format!("{store}/{id}"), None);
+        self.targets.invalidate_all();
+    }
+
+    /// Refreshes the gauges that come from the database (before a scrape).
+    pub async fn refresh_gauges(&self) {
+        match self.store.backlog().await {
+            Ok(b) => metrics::backlog(b),
+            Err(e) => tracing::warn!(error = %e, "cannot read the delivery backlog"),
+        }
+        metrics::held(self.held.load(Ordering::Relaxed));
+    }
+
+    /// Resolves the targets of claimed deliveries and gives them to the dispatcher. A
+    /// delivery whose target cannot be read now goes back to the database.
+    async fn hand_over(&self, deliveries: Vec<ClaimedDelivery>) {
+        if deliveries.is_empty() {
+            return;
+        }
+        self.held.fetch_add(deliveries.len(), Ordering::Relaxed);
+        let mut resolved = HashMap::new();
+        let mut work = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let key = delivery.subscription_id.clone();
+            let target = match resolved.get(&key) {
+                Some(t) => Ok(Clone::clone(t)),
+                None => {
+                    let t = self.targets.get(&delivery.event.store, &key).await;
+                    if let Ok(t) = &t {
+                        resolved.insert(key, t.clone());
+                    }
+                    t
+                }
+            };
+            match target {
+                Ok(Some(target)) => work.push(Work { delivery, target }),
+                Ok(None) => self.worker.record(Outcome {
+                    seq: delivery.seq,
+                    store: delivery.event.store.clone(),
+                    subscription_id: delivery.subscription_id,
+                    attempt: None,
+                    next: Next::Drop {
+                        reason: "the subscription was deleted".into(),
+                    },
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, delivery_id = %delivery.id, "cannot resolve the subscription; retrying later");
+                    self.worker.record(Outcome {
+                        seq: delivery.seq,
+                        store: delivery.event.store.clone(),
+                        subscription_id: delivery.subscription_id,
+                        attempt: None,
+                        next: Next::Release {
+                            due_at: Some(Utc::now() + chrono::Duration::seconds(5)),
+                        },
+                    });
+                }
+            }
+        }
+        if !work.is_empty() && self.dispatch.send(Msg::Work(work)).is_err() {
+            tracing::warn!("dispatcher is gone; deliveries stay leased until restart");
+        }
+    }
+
+    async fn record_loop(self: Arc<Self>, mut inbox: mpsc::UnboundedReceiver<Outcome>) {
+        let mut batch = Vec::with_capacity(OUTCOME_BATCH);
+        while inbox.recv_many(&mut batch, OUTCOME_BATCH).await > 0 {
+            let n = batch.len();
+            let soonest = batch
+                .iter()
+                .filter_map(|o| match o.next {
+                    Next::Retry { due_at } => Some(due_at),
+                    Next::Release { due_at } => due_at,
+                    _ => None,
+                })
+                .min();
+            loop {
+                match self.store.record_outcomes(batch.clone()).await {
+                    Ok(deactivated) => {
+                        if !deactivated.is_empty() {
+                            metrics::deactivated(deactivated.len());
+                            for id in &deactivated {
+                                tracing::warn!(subscription_id = %id, "subscription deactivated");
+                                self.targets.invalidate(id);
+                            }
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        // Outcomes are facts: never drop them; try again shortly.
+                        tracing::error!(error = %e, outcomes = n, "cannot record outcomes; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            batch.clear();
+            self.held.fetch_sub(n, Ordering::Relaxed);
+            if let Some(due) = soonest {
+                if due <= Utc::now() + chrono::Duration::from_std(self.config.poll_interval).unwrap_or_default() {
+                    self.wake.notify_one();
+                }
+            } else {
+                // Room was freed: the scheduler may claim what ingest left in the database.
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    async fn schedule_loop(self: Arc<Self>) {
+        loop {
+            let room = self
+                .config
+                .max_held
+                .saturating_sub(self.held.load(Ordering::Relaxed));
+            let mut full_batch = false;
+            if room > 0 {
+                let limit = room.min(CLAIM_BATCH);
+                let blocked = self.worker.blocked();
+                match self
+                    .store
+                    .claim_due(&self.node, limit, blocked.as_ref().clone())
+                    .await
+                {
+                    Ok(claimed) => {
+                        full_batch = claimed.len() == limit;
+                        self.hand_over(claimed).await;
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot claim due deliveries"),
+                }
+            }
+            if full_batch {
+                continue;
+            }
+            let mut wait = self.config.poll_interval;
+            if room > 0 {
+                if let Ok(Some(due)) = self.store.next_due().await {
+                    let until = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                    wait = wait.min(until.max(Duration::from_millis(5)));
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>) {
+        let every = (self.config.lease_timeout / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            match self.store.heartbeat(&self.node, self.config.lease_timeout).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(deliveries = n, "took back deliveries of a node that stopped");
+                    self.wake.notify_one();
+                }
+                Err(e) => tracing::error!(error = %e, "heartbeat failed"),
+            }
+        }
+    }
+
+    /// Stops delivering: waits up to `grace` for requests in flight and their outcomes,
+    /// then hands back what this node still holds.
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.dispatch.send(Msg::Stop);
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.held.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            task.abort();
+        }
+        match self.store.leave(&self.node).await {
+            Ok(n) => tracing::info!(handed_back = n, "delivery engine stopped"),
+            Err(e) => tracing::error!(error = %e, "cannot hand back deliveries; they return after the lease timeout"),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Checking a published event (SPEC §4) before it is written: the same rules for the HTTP
+//! ingest and `hookrelay publish`.
+
+use chrono::{DateTime, Utc};
+use hookrelay_core::event_types::Catalog;
+use hookrelay_core::ids;
+use hookrelay_store::NewEvent;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The default `max_event_bytes`: EventBridge's entry limit.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// One event as a publisher sends it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublishRequest {
+    pub store: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub data: Box<RawValue>,
+    #[serde(default)]
+    pub resources: Option<Vec<String>>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    #[serde(default)]
+    pub time: Option<String>,
+}
+
+/// Why an event was refused. `status` is the HTTP status SPEC §4 gives each case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct IngestError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl IngestError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        IngestError {
+            status: 400,
+            code: "ValidationError",
+            message: message.into(),
+        }
+    }
+    pub fn too_large(limit: usize) -> Self {
+        IngestError {
+            status: 413,
+            code: "PayloadTooLarge",
+            message: format!("data must be at most {limit} bytes of JSON"),
+        }
+    }
+    pub fn unknown_type(event_type: &str) -> Self {
+        IngestError {
+            status: 422,
+            code: "UnknownEventType",
+            message: format!("unknown event type {event_type:?}"),
+        }
+    }
+    pub fn unknown_store(store: &str) -> Self {
+        IngestError {
+            status: 422,
+            code: "UnknownStore",
+            message: format!("unknown store {store:?}"),
+        }
+    }
+    pub fn internal() -> Self {
+        IngestError {
+            status: 500,
+            code: "InternalError",
+            message: "the event could not be stored".into(),
+        }
+    }
+}
+
+/// The event types a subscription may name to receive `event_type`: the type itself and
+/// each wildcard scope above it (`store/order/created` → `store/order/*`, `store/*`).
+pub fn patterns_for(event_type: &str) -> Vec<String> {
+    let mut patterns = vec![event_type.to_owned()];
+    for (i, _) in event_type.match_indices('/') {
+        if i + 1 < event_type.len() {
+            patterns.push(format!("{}*", &event_type[..=i]));
+        }
+    }
+    patterns
+}
+
+/// Checks one published event and turns it into the record ingest writes.
+pub fn prepare(
+    request: PublishRequest,
+    catalog: &Catalog,
+    max_event_bytes: usize,
+) -> Result<NewEvent, IngestError> {
+    if !ids::is_valid_store_hash(&request.store) {
+        return Err(IngestError::bad_request(
+            "store must be 1-32 characters of [a-z0-9]",
+        ));
+    }
+    if request.event_type.is_empty()
+        || request.event_type.len() > 256
+        || request.event_type.contains('*')
+    {
+        return Err(IngestError::bad_request(
+            "type must be an event type of 1-256 characters without wildcards",
+        ));
+    }
+    if !catalog.is_known(&request.event_type) {
+        return Err(IngestError::unknown_type(&request.event_type));
+    }
+    if request.data.get().len() > max_event_bytes {
+        return Err(IngestError::too_large(max_event_bytes));
+    }
+    // One compact encoding, so the BigCommerce `hash` matches the bytes delivered.
+    let data: serde_json::Value = serde_json::from_str(request.data.get())
+        .map_err(|e| IngestError::bad_request(format!("data: {e}")))?;
+    if !(data.is_object() || data.is_array()) {
+        return Err(IngestError::bad_request("data must be a JSON object or array"));
+    }
+    let data = data.to_string();
+    if data.len() > max_event_bytes {
+        return Err(IngestError::too_large(max_event_bytes));
+    }
+    let resources = request.resources.unwrap_or_default();
+    if resources.len() > 100 || resources.iter().any(|r| r.is_empty() || r.len() > 2048) {
+        return Err(IngestError::bad_request(
+            "resources must be at most 100 non-empty strings of at most 2048 characters",
+        ));
+    }
+    if let Some(key) = &request.idempotency_key {
+        if key.is_empty() || key.len() > 256 {
+            return Err(IngestError::bad_request(
+                "idempotencyKey must be 1-256 characters",
+            ));
+        }
+    }
+    let time = match &request.time {
+        None => hookrelay_core::now(),
+        Some(text) => DateTime::parse_from_rfc3339(text)
+            .map_err(|_| IngestError::bad_request("time must be an RFC 3339 timestamp"))?
+            .with_timezone(&Utc),
+    };
+    Ok(NewEvent {
+        id: ids::new_id("evt"),
+        patterns: patterns_for(&request.event_type),
+        store: request.store,
+        event_type: request.event_type,
+        data,
+        resources,
+        idempotency_key: request.idempotency_key,
+        time,
+        only_subscription: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: &str) -> PublishRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn wildcard_patterns() {
+        assert_eq!(
+            patterns_for("store/order/created"),
+            vec!["store/order/created", "store/*", "store/order/*"]
+        );
+        assert_eq!(patterns_for("ORDER_CONFIRMED"), vec!["ORDER_CONFIRMED"]);
+    }
+
+    #[test]
+    fn prepares_and_refuses() {
+        let catalog = Catalog::with_defaults(Vec::<String>::new());
+        let e = prepare(
+            request(r#"{"store":"s1","type":"store/order/created","data":{ "b" : 1, "a":[1, 2] },"resources":["r"],"idempotencyKey":"k","time":"2024-01-02T03:04:05Z"}"#),
+            &catalog,
+            1024,
+        )
+        .unwrap();
+        assert_eq!(e.data, r#"{"a":[1,2],"b":1}"#);
+        assert_eq!(e.time.to_rfc3339(), "2024-01-02T03:04:05+00:00");
+        let err = |json: &str, max| prepare(request(json), &catalog, max).unwrap_err();
+        assert_eq!(err(r#"{"store":"s1","type":"nope","data":{}}"#, 1024).status, 422);
+        assert_eq!(err(r#"{"store":"S!","type":"ORDER_CONFIRMED","data":{}}"#, 1024).status, 400);
+        assert_eq!(err(r#"{"store":"s1","type":"ORDER_CONFIRMED","data":{"x":"0123456789"}}"#, 8).status, 413);
+        assert_eq!(err(r#"{"store":"s1","type":"ORDER_CONFIRMED","data":1}"#, 1024).status, 400);
+        assert_eq!(err(r#"{"store":"s1","type":"ORDER_CONFIRMED","data":{},"time":"yesterday"}"#, 1024).status, 400);
+    }
+}

@@ -1,0 +1,84 @@
+//! The engine's metrics (SPEC §4 `/metrics`), through the `metrics` facade; the binary
+//! installs the Prometheus recorder.
+
+use hookrelay_store::Backlog;
+use metrics::{counter, gauge, histogram};
+
+pub const EVENTS_ACCEPTED: &str = "hookrelay_events_accepted_total";
+pub const DELIVERIES: &str = "hookrelay_deliveries_total";
+pub const ATTEMPTS: &str = "hookrelay_attempts_total";
+pub const ATTEMPT_SECONDS: &str = "hookrelay_attempt_duration_seconds";
+pub const BACKLOG: &str = "hookrelay_deliveries_backlog";
+pub const HELD: &str = "hookrelay_deliveries_held";
+pub const BREAKERS_OPEN: &str = "hookrelay_breakers_open";
+pub const BREAKER_OPENED: &str = "hookrelay_breaker_opened_total";
+pub const DEACTIVATED: &str = "hookrelay_subscriptions_deactivated_total";
+
+/// Buckets of the attempt latency histogram, in seconds.
+pub const ATTEMPT_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Describes every metric, so that each appears with help text.
+pub fn describe() {
+    metrics::describe_counter!(EVENTS_ACCEPTED, "Events accepted by ingest (committed).");
+    metrics::describe_counter!(
+        DELIVERIES,
+        "Delivery state changes by outcome: created, succeeded, retry, failed, released, dropped."
+    );
+    metrics::describe_counter!(ATTEMPTS, "Webhook attempts by result.");
+    metrics::describe_histogram!(ATTEMPT_SECONDS, "Duration of one attempt, in seconds.");
+    metrics::describe_gauge!(
+        BACKLOG,
+        "Deliveries waiting in the database: due, scheduled (later), parked, in_flight."
+    );
+    metrics::describe_gauge!(HELD, "Deliveries this node holds in memory.");
+    metrics::describe_gauge!(BREAKERS_OPEN, "Destination hosts paused by the circuit breaker.");
+    metrics::describe_counter!(BREAKER_OPENED, "Times a circuit breaker opened.");
+    metrics::describe_counter!(DEACTIVATED, "Subscriptions deactivated after the last retry failed.");
+}
+
+pub fn events_accepted(n: usize) {
+    counter!(EVENTS_ACCEPTED).increment(n as u64);
+}
+
+pub fn deliveries_created(n: usize) {
+    counter!(DELIVERIES, "outcome" => "created").increment(n as u64);
+}
+
+pub fn delivered(outcome: &'static str) {
+    counter!(DELIVERIES, "outcome" => outcome).increment(1);
+}
+
+pub fn released() {
+    counter!(DELIVERIES, "outcome" => "released").increment(1);
+}
+
+pub fn attempt(success: bool, duration_ms: u64) {
+    let result = if success { "success" } else { "failure" };
+    counter!(ATTEMPTS, "result" => result).increment(1);
+    histogram!(ATTEMPT_SECONDS).record(duration_ms as f64 / 1000.0);
+}
+
+pub fn breaker_opened() {
+    counter!(BREAKER_OPENED).increment(1);
+}
+
+pub fn breakers_open(n: usize) {
+    gauge!(BREAKERS_OPEN).set(n as f64);
+}
+
+pub fn deactivated(n: usize) {
+    counter!(DEACTIVATED).increment(n as u64);
+}
+
+pub fn held(n: usize) {
+    gauge!(HELD).set(n as f64);
+}
+
+pub fn backlog(b: Backlog) {
+    gauge!(BACKLOG, "state" => "due").set(b.due as f64);
+    gauge!(BACKLOG, "state" => "scheduled").set(b.scheduled as f64);
+    gauge!(BACKLOG, "state" => "parked").set(b.parked as f64);
+    gauge!(BACKLOG, "state" => "in_flight").set(b.in_flight as f64);
+}

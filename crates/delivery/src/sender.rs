@@ -1,0 +1,198 @@
+//! One webhook attempt (SPEC §6 "Webhook requests", "Destination auth", "Outcome"): the
+//! body in the subscription's style, Standard Webhooks headers, basic or OAuth
+//! authentication (a 401 drops the cached token and tries once more at once), and the
+//! response read up to 4 KiB.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use hookrelay_core::payload::{self, PayloadInput};
+use hookrelay_core::retry::parse_retry_after;
+use hookrelay_core::signing::signature_header;
+use hookrelay_store::{AttemptRecord, ClaimedDelivery};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+
+use crate::http::describe_error;
+use crate::oauth::TokenCache;
+use crate::resolver::check_target;
+use crate::target::{Auth, Target, TargetKind};
+use hookrelay_core::net::AddressPolicy;
+
+/// How much of a response body the log keeps.
+pub const MAX_LOGGED_BODY: usize = 4096;
+
+/// What one attempt came to.
+pub struct AttemptResult {
+    pub record: AttemptRecord,
+    pub success: bool,
+    /// The receiver's `Retry-After`, when it sent one with a failure.
+    pub retry_after: Option<Duration>,
+}
+
+/// Sends webhook attempts over one shared, pooled, address-checked client.
+pub struct WebhookSender {
+    pub client: reqwest::Client,
+    pub tokens: Arc<TokenCache>,
+    pub policy: Arc<AddressPolicy>,
+    pub request_timeout: Duration,
+}
+
+enum Sent {
+    Response(reqwest::Response),
+    Failed(String),
+}
+
+impl WebhookSender {
+    /// Makes one attempt of `delivery` to `target`.
+    pub async fn attempt(&self, target: &Target, delivery: &ClaimedDelivery) -> AttemptResult {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let finish = |status_code: Option<u16>,
+                      error: Option<String>,
+                      body: Option<String>,
+                      retry_after: Option<Duration>| {
+            let success = error.is_none();
+            AttemptResult {
+                record: AttemptRecord {
+                    started_at,
+                    duration_ms: clock.elapsed().as_millis() as u64,
+                    status_code,
+                    error,
+                    response_body: body,
+                },
+                success,
+                retry_after,
+            }
+        };
+        let TargetKind::Webhook {
+            url,
+            method,
+            headers,
+            auth,
+        } = &target.kind
+        else {
+            return finish(
+                None,
+                Some("EventBridge delivery is not available in this version".into()),
+                None,
+                None,
+            );
+        };
+        if let Err(why) = check_target(&self.policy, url) {
+            return finish(None, Some(why), None, None);
+        }
+        let event = &delivery.event;
+        let body = match payload::build(&PayloadInput {
+            style: target.style,
+            store: &event.store,
+            event_id: &event.id,
+            event_type: &event.event_type,
+            data: &event.data,
+            resources: &event.resources,
+            time: event.time,
+            delivery_id: &delivery.id,
+            subscription_id: &target.id,
+        }) {
+            Ok(body) => bytes::Bytes::from(body),
+            Err(e) => return finish(None, Some(format!("event data is not JSON: {e}")), None, None),
+        };
+
+        let mut refreshed = false;
+        loop {
+            let now = Utc::now();
+            let timestamp = now.timestamp();
+            let mut request = self
+                .client
+                .request(method.clone(), url.clone())
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            request = request
+                .header("webhook-id", &delivery.id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header(
+                    "webhook-signature",
+                    signature_header(&target.signing_keys(now), &delivery.id, timestamp, &body),
+                );
+            let mut bearer = None;
+            match auth {
+                Auth::None => {}
+                Auth::Basic(value) => request = request.header(AUTHORIZATION, value),
+                Auth::Broken(why) => return finish(None, Some(why.clone()), None, None),
+                Auth::OAuth {
+                    key,
+                    version,
+                    config,
+                } => match self.tokens.token(key, version, config).await {
+                    Ok(token) => {
+                        request = request.bearer_auth(&*token);
+                        bearer = Some((key, token));
+                    }
+                    Err(e) => return finish(None, Some(e.to_string()), None, None),
+                },
+            }
+            let sent = match request.body(body.clone()).send().await {
+                Ok(response) => Sent::Response(response),
+                Err(e) => Sent::Failed(describe_error(&e)),
+            };
+            let response = match sent {
+                Sent::Failed(why) => return finish(None, Some(why), None, None),
+                Sent::Response(r) => r,
+            };
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !refreshed {
+                if let Some((key, token)) = bearer {
+                    // The token may have been revoked early: fetch a new one and try again, once.
+                    self.tokens.invalidate(key, Some(&token));
+                    refreshed = true;
+                    continue;
+                }
+            }
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, Utc::now()));
+            let (text, read_error) = read_body(response).await;
+            let code = Some(status.as_u16());
+            return if status.is_success() {
+                finish(code, None, text, None)
+            } else {
+                let mut why = format!("endpoint answered {}", status.as_u16());
+                if status.is_redirection() {
+                    why.push_str(" (redirects are not followed)");
+                }
+                if let Some(e) = read_error {
+                    why.push_str(&format!("; {e}"));
+                }
+                finish(code, Some(why), text, retry_after)
+            };
+        }
+    }
+}
+
+/// Reads at most [`MAX_LOGGED_BODY`] bytes of the body (as text), and whether reading failed.
+async fn read_body(mut response: reqwest::Response) -> (Option<String>, Option<String>) {
+    let mut kept: Vec<u8> = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_LOGGED_BODY - kept.len();
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if kept.len() >= MAX_LOGGED_BODY {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let text = (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).into_owned());
+                return (text, Some(format!("reading the response: {}", describe_error(&e))));
+            }
+        }
+    }
+    let text = (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).into_owned());
+    (text, None)
+}

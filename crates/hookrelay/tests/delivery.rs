@@ -1,0 +1,142 @@
+//! Webhook delivery through the real binary: payloads of both styles, Standard Webhooks
+//! signatures checked with the reference `standardwebhooks` library, headers, methods.
+
+mod common;
+
+use std::time::Duration;
+
+use common::receiver::{eventually, Receiver};
+use common::Server;
+use serde_json::{json, Value};
+use sha1::{Digest, Sha1};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Verifies a request with the reference library, as a receiver would.
+pub fn verify(secret: &str, r: &common::receiver::Received) {
+    let wh = standardwebhooks::Webhook::new(secret).expect("secret");
+    let mut headers = http::HeaderMap::new();
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        headers.insert(name, r.header(name).expect(name).parse().unwrap());
+    }
+    wh.verify(&r.body, &headers)
+        .unwrap_or_else(|e| panic!("signature does not verify: {e:?}"));
+}
+
+#[tokio::test]
+async fn both_styles_arrive_signed_with_their_payloads() {
+    let server = Server::start().await;
+    let client = server.client("shop1");
+    let publisher = server.token("publisher", None);
+    let bwp = Receiver::ok().await;
+    let bc = Receiver::ok().await;
+
+    let data = server
+        .gql_ok(
+            &client,
+            &format!(
+                r#"mutation {{ createEventSubscription(input: {{ destination: {{ webhook: {{ url: "{}/bwp", method: PUT, headers: [{{key: "X-Team", value: "blue"}}] }} }}, eventType: "ORDER_CONFIRMED" }}) {{ subscriptionId }} }}"#,
+                bwp.url
+            ),
+        )
+        .await;
+    let bwp_id = data["createEventSubscription"]["subscriptionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let data = server
+        .gql_ok(
+            &client,
+            &format!(
+                r#"mutation {{ webhook {{ createHttpsWebhook(input: {{ scope: "store/category/*", destination: "{}/bc", isActive: true, headers: [{{key: "X-Shop", value: "one"}}] }}) {{ webhook {{ id }} }} }} }}"#,
+                bc.url
+            ),
+        )
+        .await;
+    let bc_id = data["webhook"]["createHttpsWebhook"]["webhook"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secrets = server
+        .gql_ok(
+            &client,
+            &format!(
+                r#"{{ eventSubscription(subscriptionId: "{bwp_id}") {{ signingSecret }} store {{ webhooks {{ edges {{ node {{ id ... on HttpsWebhook {{ signingSecret }} }} }} }} }} }}"#
+            ),
+        )
+        .await;
+    let bwp_secret = secrets["eventSubscription"]["signingSecret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bc_secret = secrets["store"]["webhooks"]["edges"][0]["node"]["signingSecret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let order = server
+        .publish(&publisher, "shop1", "ORDER_CONFIRMED", json!({"orderId": "o-1", "total": 12.5}))
+        .await;
+    let category = server
+        .publish(&publisher, "shop1", "store/category/updated", json!({"type": "category", "id": 42}))
+        .await;
+
+    let got = bwp.wait_for(1, WAIT).await;
+    let r = &got[0];
+    verify(&bwp_secret, r);
+    assert_eq!(r.method, "PUT");
+    assert_eq!(r.path, "/bwp");
+    assert_eq!(r.header("x-team"), Some("blue"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(r.header("user-agent").unwrap().starts_with("hookrelay/"));
+    let body = r.json();
+    assert_eq!(body["eventId"], order.as_str());
+    assert_eq!(body["eventDescriptor"], "ORDER_CONFIRMED");
+    assert_eq!(body["subscriptionId"], bwp_id.as_str());
+    assert_eq!(body["idempotencyKey"], r.header("webhook-id").unwrap());
+    assert_eq!(body["data"], json!({"orderId": "o-1", "total": 12.5}));
+    assert!(body["eventTime"].as_str().is_some() && body["apiVersion"].as_str().is_some());
+
+    let got = bc.wait_for(1, WAIT).await;
+    let r = &got[0];
+    verify(&bc_secret, r);
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.header("x-shop"), Some("one"));
+    let body = r.json();
+    assert_eq!(body["scope"], "store/category/updated");
+    assert_eq!(body["store_id"], "shop1");
+    assert_eq!(body["producer"], "stores/shop1");
+    assert!(body["created_at"].as_i64().unwrap() > 1_600_000_000);
+    // hash = SHA-1 hex of the JSON-encoded data.
+    let encoded = serde_json::to_string(&body["data"]).unwrap();
+    let hash: String = Sha1::digest(encoded.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(body["hash"], hash.as_str());
+
+    // Exactly one delivery each; the ORDER event did not go to the category webhook.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bwp.count(), 1);
+    assert_eq!(bc.count(), 1);
+
+    // The delivery log shows both as SUCCEEDED with one attempt.
+    let log = eventually("deliveries succeeded", WAIT, || async {
+        let d = server
+            .gql_ok(
+                &client,
+                &format!(
+                    r#"{{ deliveries(subscriptionId: "{bc_id}") {{ edges {{ node {{ id eventId status attemptCount eventType attempts {{ statusCode durationMs error }} }} }} }} }}"#
+                ),
+            )
+            .await;
+        let node = d["deliveries"]["edges"][0]["node"].clone();
+        (node["status"] == "SUCCEEDED").then_some(node)
+    })
+    .await;
+    assert_eq!(log["eventId"], category.as_str());
+    assert_eq!(log["eventType"], "store/category/updated");
+    assert_eq!(log["attemptCount"], 1);
+    assert_eq!(log["attempts"][0]["statusCode"], 204);
+    assert_eq!(log["attempts"][0]["error"], Value::Null);
+}
