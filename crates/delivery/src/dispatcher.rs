@@ -188,7 +188,9 @@ impl Dispatcher {
             return;
         }
         while host.in_flight < limits.max_in_flight_per_host {
-            let Some(work) = host.queue.pop_front() else { break };
+            let Some(work) = host.queue.pop_front() else {
+                break;
+            };
             host.in_flight += 1;
             let worker = self.worker.clone();
             let me = self.me.clone();

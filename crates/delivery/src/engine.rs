@@ -300,7 +300,10 @@ impl Engine {
             batch.clear();
             self.held.fetch_sub(n, Ordering::Relaxed);
             if let Some(due) = soonest {
-                if due <= Utc::now() + chrono::Duration::from_std(self.config.poll_interval).unwrap_or_default() {
+                if due
+                    <= Utc::now()
+                        + chrono::Duration::from_std(self.config.poll_interval).unwrap_or_default()
+                {
                     self.wake.notify_one();
                 }
             } else {
@@ -353,10 +356,17 @@ impl Engine {
         let every = (self.config.lease_timeout / 3).max(Duration::from_millis(100));
         loop {
             tokio::time::sleep(every).await;
-            match self.store.heartbeat(&self.node, self.config.lease_timeout).await {
+            match self
+                .store
+                .heartbeat(&self.node, self.config.lease_timeout)
+                .await
+            {
                 Ok(0) => {}
                 Ok(n) => {
-                    tracing::info!(deliveries = n, "took back deliveries of a node that stopped");
+                    tracing::info!(
+                        deliveries = n,
+                        "took back deliveries of a node that stopped"
+                    );
                     self.wake.notify_one();
                 }
                 Err(e) => tracing::error!(error = %e, "heartbeat failed"),
@@ -372,12 +382,19 @@ impl Engine {
         while self.held.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             task.abort();
         }
         match self.store.leave(&self.node).await {
             Ok(n) => tracing::info!(handed_back = n, "delivery engine stopped"),
-            Err(e) => tracing::error!(error = %e, "cannot hand back deliveries; they return after the lease timeout"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot hand back deliveries; they return after the lease timeout")
+            }
         }
     }
 }

@@ -115,7 +115,9 @@ pub fn prepare(
     let data: serde_json::Value = serde_json::from_str(request.data.get())
         .map_err(|e| IngestError::bad_request(format!("data: {e}")))?;
     if !(data.is_object() || data.is_array()) {
-        return Err(IngestError::bad_request("data must be a JSON object or array"));
+        return Err(IngestError::bad_request(
+            "data must be a JSON object or array",
+        ));
     }
     let data = data.to_string();
     if data.len() > max_event_bytes {
@@ -182,10 +184,33 @@ mod tests {
         assert_eq!(e.data, r#"{"a":[1,2],"b":1}"#);
         assert_eq!(e.time.to_rfc3339(), "2024-01-02T03:04:05+00:00");
         let err = |json: &str, max| prepare(request(json), &catalog, max).unwrap_err();
-        assert_eq!(err(r#"{"store":"s1","type":"nope","data":{}}"#, 1024).status, 422);
-        assert_eq!(err(r#"{"store":"S!","type":"ORDER_CONFIRMED","data":{}}"#, 1024).status, 400);
-        assert_eq!(err(r#"{"store":"s1","type":"ORDER_CONFIRMED","data":{"x":"0123456789"}}"#, 8).status, 413);
-        assert_eq!(err(r#"{"store":"s1","type":"ORDER_CONFIRMED","data":1}"#, 1024).status, 400);
-        assert_eq!(err(r#"{"store":"s1","type":"ORDER_CONFIRMED","data":{},"time":"yesterday"}"#, 1024).status, 400);
+        assert_eq!(
+            err(r#"{"store":"s1","type":"nope","data":{}}"#, 1024).status,
+            422
+        );
+        assert_eq!(
+            err(r#"{"store":"S!","type":"ORDER_CONFIRMED","data":{}}"#, 1024).status,
+            400
+        );
+        assert_eq!(
+            err(
+                r#"{"store":"s1","type":"ORDER_CONFIRMED","data":{"x":"0123456789"}}"#,
+                8
+            )
+            .status,
+            413
+        );
+        assert_eq!(
+            err(r#"{"store":"s1","type":"ORDER_CONFIRMED","data":1}"#, 1024).status,
+            400
+        );
+        assert_eq!(
+            err(
+                r#"{"store":"s1","type":"ORDER_CONFIRMED","data":{},"time":"yesterday"}"#,
+                1024
+            )
+            .status,
+            400
+        );
     }
 }

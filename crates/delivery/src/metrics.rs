@@ -33,9 +33,15 @@ pub fn describe() {
         "Deliveries waiting in the database: due, scheduled (later), parked, in_flight."
     );
     metrics::describe_gauge!(HELD, "Deliveries this node holds in memory.");
-    metrics::describe_gauge!(BREAKERS_OPEN, "Destination hosts paused by the circuit breaker.");
+    metrics::describe_gauge!(
+        BREAKERS_OPEN,
+        "Destination hosts paused by the circuit breaker."
+    );
     metrics::describe_counter!(BREAKER_OPENED, "Times a circuit breaker opened.");
-    metrics::describe_counter!(DEACTIVATED, "Subscriptions deactivated after the last retry failed.");
+    metrics::describe_counter!(
+        DEACTIVATED,
+        "Subscriptions deactivated after the last retry failed."
+    );
 }
 
 pub fn events_accepted(n: usize) {

@@ -14,7 +14,7 @@ use hookrelay_store::{AttemptRecord, ClaimedDelivery};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 
-use crate::http::describe_error;
+use crate::http::{describe_error, describe_error_with_timeout};
 use crate::oauth::TokenCache;
 use crate::resolver::check_target;
 use crate::target::{Auth, Target, TargetKind};
@@ -96,7 +96,14 @@ impl WebhookSender {
             subscription_id: &target.id,
         }) {
             Ok(body) => bytes::Bytes::from(body),
-            Err(e) => return finish(None, Some(format!("event data is not JSON: {e}")), None, None),
+            Err(e) => {
+                return finish(
+                    None,
+                    Some(format!("event data is not JSON: {e}")),
+                    None,
+                    None,
+                )
+            }
         };
 
         let mut refreshed = false;
@@ -136,7 +143,7 @@ impl WebhookSender {
             }
             let sent = match request.body(body.clone()).send().await {
                 Ok(response) => Sent::Response(response),
-                Err(e) => Sent::Failed(describe_error(&e)),
+                Err(e) => Sent::Failed(describe_error_with_timeout(&e, self.request_timeout)),
             };
             let response = match sent {
                 Sent::Failed(why) => return finish(None, Some(why), None, None),
@@ -189,7 +196,10 @@ async fn read_body(mut response: reqwest::Response) -> (Option<String>, Option<S
             Ok(None) => break,
             Err(e) => {
                 let text = (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).into_owned());
-                return (text, Some(format!("reading the response: {}", describe_error(&e))));
+                return (
+                    text,
+                    Some(format!("reading the response: {}", describe_error(&e))),
+                );
             }
         }
     }

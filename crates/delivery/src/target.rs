@@ -132,7 +132,12 @@ impl Targets {
         Ok(target)
     }
 
-    fn open_key(&self, store: &str, id: &str, sealed: &hookrelay_core::Sealed) -> Result<SigningKey, TargetError> {
+    fn open_key(
+        &self,
+        store: &str,
+        id: &str,
+        sealed: &hookrelay_core::Sealed,
+    ) -> Result<SigningKey, TargetError> {
         let invalid = |why: String| TargetError::Invalid(id.to_owned(), why);
         let secret = self
             .cipher
