@@ -6,7 +6,7 @@
 //! database until the scheduler claims them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,6 +82,9 @@ pub struct Engine {
     /// Deliveries in memory: claimed and not yet recorded.
     held: Arc<AtomicUsize>,
     wake: Arc<Notify>,
+    /// Ingest left deliveries unclaimed in the database (memory was full): the scheduler
+    /// should look as soon as room frees up.
+    spilled: AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -134,6 +137,7 @@ impl Engine {
             dispatch,
             held: Arc::new(AtomicUsize::new(0)),
             wake: Arc::new(Notify::new()),
+            spilled: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
         });
         let tasks = vec![
@@ -183,6 +187,7 @@ impl Engine {
         if claim {
             self.hand_over(claimed).await;
         } else {
+            self.spilled.store(true, Ordering::Relaxed);
             self.wake.notify_one();
         }
         Ok(results)
@@ -306,7 +311,7 @@ impl Engine {
                 {
                     self.wake.notify_one();
                 }
-            } else {
+            } else if self.spilled.swap(false, Ordering::Relaxed) {
                 // Room was freed: the scheduler may claim what ingest left in the database.
                 self.wake.notify_one();
             }
@@ -335,7 +340,10 @@ impl Engine {
                     Err(e) => tracing::error!(error = %e, "cannot claim due deliveries"),
                 }
             }
-            if full_batch {
+            if room == 0 || (full_batch && room <= CLAIM_BATCH) {
+                // Memory is full and more may be due: look again as soon as room frees up.
+                self.spilled.store(true, Ordering::Relaxed);
+            } else if full_batch {
                 continue;
             }
             let mut wait = self.config.poll_interval;
