@@ -242,15 +242,22 @@ impl Dispatcher {
             .count()
     }
 
-    /// Tells the scheduler which subscriptions to leave out of claims.
+    /// Tells the scheduler and ingest which subscriptions to leave alone, and until when.
     fn publish_blocked(&self) {
         let now = Instant::now();
-        let blocked: Vec<String> = self
-            .hosts
-            .values()
-            .filter(|h| h.saturated || h.breaker.paused_until(now).is_some())
-            .flat_map(|h| h.subscriptions.iter().cloned())
-            .collect();
+        let wall = Utc::now();
+        let mut blocked = HashMap::new();
+        for h in self.hosts.values() {
+            let wait = match h.breaker.paused_until(now) {
+                Some(until) => until - now,
+                None if h.saturated => Duration::from_secs(1),
+                None => continue,
+            };
+            let due = wall + chrono::Duration::from_std(wait).unwrap_or_default();
+            for id in &h.subscriptions {
+                blocked.insert(id.clone(), due);
+            }
+        }
         self.worker.set_blocked(blocked);
     }
 }

@@ -14,7 +14,9 @@ use chrono::Utc;
 use hookrelay_core::net::AddressPolicy;
 use hookrelay_core::retry::RetrySchedule;
 use hookrelay_core::secrets::Cipher;
-use hookrelay_store::{ClaimedDelivery, Ingested, NewEvent, Next, Outcome, Store, StoreError};
+use hookrelay_store::{
+    Claim, ClaimedDelivery, Ingested, NewEvent, Next, Outcome, Store, StoreError,
+};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
@@ -114,7 +116,7 @@ impl Engine {
             },
             retry: config.retry.clone(),
             outcomes: outcomes_tx,
-            blocked: Mutex::new(Arc::new(Vec::new())),
+            blocked: Mutex::new(Arc::new(HashMap::new())),
         });
         let (dispatch, inbox) = mpsc::unbounded_channel();
         let dispatcher = Dispatcher::new(
@@ -165,22 +167,26 @@ impl Engine {
         let claim = self.held.load(Ordering::Relaxed) < self.config.max_held;
         let results = self
             .store
-            .ingest(events, claim.then(|| self.node.clone()))
+            .ingest(
+                events,
+                Claim {
+                    node: claim.then(|| self.node.clone()),
+                    deferred: self.worker.blocked(),
+                },
+            )
             .await?;
         let mut claimed = Vec::new();
         let mut accepted = 0;
         for result in &results {
             if let Ingested::Created {
                 deliveries,
-                claimed: was_claimed,
+                claimed: mine,
                 ..
             } = result
             {
                 accepted += 1;
                 metrics::deliveries_created(deliveries.len());
-                if *was_claimed {
-                    claimed.extend(deliveries.iter().cloned());
-                }
+                claimed.extend(mine.iter().filter_map(|&i| deliveries.get(i).cloned()));
             }
         }
         metrics::events_accepted(accepted);
@@ -327,12 +333,8 @@ impl Engine {
             let mut full_batch = false;
             if room > 0 {
                 let limit = room.min(CLAIM_BATCH);
-                let blocked = self.worker.blocked();
-                match self
-                    .store
-                    .claim_due(&self.node, limit, blocked.as_ref().clone())
-                    .await
-                {
+                let blocked = self.worker.blocked().keys().cloned().collect();
+                match self.store.claim_due(&self.node, limit, blocked).await {
                     Ok(claimed) => {
                         full_batch = claimed.len() == limit;
                         self.hand_over(claimed).await;

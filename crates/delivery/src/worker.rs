@@ -2,9 +2,10 @@
 //! delivery's next state (retry with jitter and `Retry-After`, or FAILED), and handing the
 //! outcome to the recorder.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hookrelay_core::retry::RetrySchedule;
 use hookrelay_store::{Next, Outcome};
 use tokio::sync::mpsc;
@@ -17,8 +18,9 @@ pub struct Worker {
     pub sender: WebhookSender,
     pub retry: RetrySchedule,
     pub outcomes: mpsc::UnboundedSender<Outcome>,
-    /// Subscriptions whose host is paused or saturated: the scheduler leaves them out.
-    pub blocked: Mutex<Arc<Vec<String>>>,
+    /// Subscriptions whose host is paused or saturated, and when to try them again: the
+    /// scheduler leaves them out and ingest writes their deliveries unclaimed.
+    pub blocked: Mutex<Arc<HashMap<String, DateTime<Utc>>>>,
 }
 
 impl Worker {
@@ -30,11 +32,11 @@ impl Worker {
         }
     }
 
-    pub fn set_blocked(&self, ids: Vec<String>) {
-        *self.blocked.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(ids);
+    pub fn set_blocked(&self, blocked: HashMap<String, DateTime<Utc>>) {
+        *self.blocked.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(blocked);
     }
 
-    pub fn blocked(&self) -> Arc<Vec<String>> {
+    pub fn blocked(&self) -> Arc<HashMap<String, DateTime<Utc>>> {
         self.blocked
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -251,14 +251,20 @@ impl ServeConfig {
             allow_http: args.allow_http.or(file.allow_http).unwrap_or(false),
             allowed_networks,
         };
-        let duration = |name: &str, flag: &Option<String>, key: &Option<String>, default: Duration| {
-            match flag.as_ref().or(key.as_ref()) {
+        let duration =
+            |name: &str, flag: &Option<String>, key: &Option<String>, default: Duration| match flag
+                .as_ref()
+                .or(key.as_ref())
+            {
                 Some(text) => parse_duration(name, text),
                 None => Ok(default),
-            }
-        };
+            };
         let defaults = EngineConfig::default();
-        let retry = match args.retry_schedule.as_ref().or(file.retry_schedule.as_ref()) {
+        let retry = match args
+            .retry_schedule
+            .as_ref()
+            .or(file.retry_schedule.as_ref())
+        {
             Some(text) => RetrySchedule::parse(text).map_err(|e| anyhow::anyhow!(e))?,
             None => RetrySchedule::default(),
         };

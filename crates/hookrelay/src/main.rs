@@ -1,5 +1,6 @@
 //! The `hookrelay` binary: command line, configuration and wiring (SPEC §3).
 
+mod bench;
 mod config;
 
 use std::io::Write;
@@ -13,7 +14,7 @@ use hookrelay_core::event_types::Catalog;
 use hookrelay_core::{ids, secrets, Role};
 use hookrelay_delivery::ingest::{prepare, PublishRequest};
 use hookrelay_delivery::Engine;
-use hookrelay_store::{DeliveryStore, Ingested, NewClient, SqliteStore, Store, StoreError};
+use hookrelay_store::{Claim, DeliveryStore, Ingested, NewClient, SqliteStore, Store, StoreError};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
@@ -60,6 +61,9 @@ enum Command {
     /// Publish one event (the same checks and fan-out as POST /v1/events); a running
     /// server delivers it.
     Publish(PublishArgs),
+    /// End-to-end delivery benchmark: starts a server, receivers and publishers on this
+    /// machine and prints throughput, latency and memory (use a --release build).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -173,14 +177,15 @@ async fn run(command: Command) -> Result<()> {
         Command::Token(cmd) => token(cmd).await,
         Command::Store(cmd) => store(cmd).await,
         Command::Publish(args) => publish(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 
 async fn publish(args: PublishArgs) -> Result<()> {
     let storage = Storage::resolve(&args.storage)?;
     let catalog = Catalog::with_defaults(storage.extra_event_types());
-    let data: Box<serde_json::value::RawValue> = serde_json::from_str(&args.data)
-        .map_err(|e| anyhow::anyhow!("--data is not JSON: {e}"))?;
+    let data: Box<serde_json::value::RawValue> =
+        serde_json::from_str(&args.data).map_err(|e| anyhow::anyhow!("--data is not JSON: {e}"))?;
     let request = PublishRequest {
         store: args.store.clone(),
         event_type: args.event_type,
@@ -192,9 +197,16 @@ async fn publish(args: PublishArgs) -> Result<()> {
     let event = prepare(request, &catalog, storage.max_event_bytes())
         .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
     let db = open_store(&args.storage)?;
-    let written = db.ingest(vec![event], None).await.context("writing the event")?;
+    let written = db
+        .ingest(vec![event], Claim::default())
+        .await
+        .context("writing the event")?;
     match written.into_iter().next() {
-        Some(Ingested::Created { event_id, deliveries, .. }) => print_json_line(&json!({
+        Some(Ingested::Created {
+            event_id,
+            deliveries,
+            ..
+        }) => print_json_line(&json!({
             "eventId": event_id,
             "deliveries": deliveries.len(),
         })),

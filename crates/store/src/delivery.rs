@@ -80,14 +80,26 @@ pub struct ClaimedDelivery {
     pub event: Arc<EventData>,
 }
 
+/// How ingest hands out the deliveries it writes.
+#[derive(Debug, Clone, Default)]
+pub struct Claim {
+    /// Write them IN_FLIGHT, leased to this node, which delivers them at once.
+    pub node: Option<String>,
+    /// Subscriptions whose destination is paused or saturated: their deliveries are
+    /// written PENDING, due at the given time, and not claimed.
+    pub deferred: Arc<std::collections::HashMap<String, DateTime<Utc>>>,
+}
+
 /// What ingest did with one event.
 #[derive(Debug, Clone)]
 pub enum Ingested {
     /// Written; the deliveries that were created (claimed by the node that asked, if any).
     Created {
         event_id: String,
+        /// Every delivery written.
         deliveries: Vec<ClaimedDelivery>,
-        claimed: bool,
+        /// Which of them were claimed for the asking node (indexes into `deliveries`).
+        claimed: Vec<usize>,
     },
     /// The idempotency key was used before: the first event's id; nothing delivered again.
     Duplicate { event_id: String },
@@ -112,14 +124,20 @@ pub struct AttemptRecord {
 pub enum Next {
     Succeeded,
     /// Failed; try again at `due_at`.
-    Retry { due_at: DateTime<Utc> },
+    Retry {
+        due_at: DateTime<Utc>,
+    },
     /// Failed and no retry is left: FAILED, and the subscription is deactivated.
     Failed,
     /// Not attempted (a paused host, a subscription that is not active): back to
     /// PENDING, due at `due_at`, or parked until the subscription is reactivated (`None`).
-    Release { due_at: Option<DateTime<Utc>> },
+    Release {
+        due_at: Option<DateTime<Utc>>,
+    },
     /// Not attempted and never will be (the subscription is gone): FAILED with a reason.
-    Drop { reason: String },
+    Drop {
+        reason: String,
+    },
 }
 
 /// The result of working on one claimed delivery.

@@ -113,10 +113,9 @@ pub struct SubscriptionLimits {
 #[async_trait]
 pub trait DeliveryStore: Send + Sync + 'static {
     /// Writes each event and one delivery per matching active subscription, all in one
-    /// transaction, answering only after commit. With `claim_for`, the deliveries are
-    /// written IN_FLIGHT, leased to that node (which delivers them straight away).
-    async fn ingest(&self, events: Vec<NewEvent>, claim_for: Option<String>)
-        -> Result<Vec<Ingested>>;
+    /// transaction, answering only after commit. `claim` says which deliveries are
+    /// written IN_FLIGHT, leased to the asking node (which delivers them straight away).
+    async fn ingest(&self, events: Vec<NewEvent>, claim: Claim) -> Result<Vec<Ingested>>;
     /// Records that `node` is alive, and hands the IN_FLIGHT deliveries of nodes silent for
     /// longer than `lease_timeout` back to PENDING. Returns how many it took back.
     async fn heartbeat(&self, node: &str, lease_timeout: std::time::Duration) -> Result<u64>;

@@ -33,12 +33,7 @@ pub(crate) fn resume_parked(c: &Connection, subscription_id: &str) -> Result<usi
     .execute(params![subscription_id, millis(Utc::now())])?)
 }
 
-fn ingest_one(
-    c: &Connection,
-    event: NewEvent,
-    claim_for: Option<&str>,
-    now: i64,
-) -> Result<Ingested> {
+fn ingest_one(c: &Connection, event: NewEvent, claim: &Claim, now: i64) -> Result<Ingested> {
     if let Some(key) = &event.idempotency_key {
         let first: Option<String> = c
             .prepare_cached("SELECT id FROM events WHERE store_hash = ?1 AND idempotency_key = ?2")?
@@ -86,10 +81,6 @@ fn ingest_one(
             .collect::<Result<_, _>>()?,
     };
 
-    let (status, owner) = match claim_for {
-        Some(node) => ("IN_FLIGHT", Some(node)),
-        None => ("PENDING", None),
-    };
     let data = Arc::new(EventData {
         seq: event_seq,
         id: event.id.clone(),
@@ -101,19 +92,30 @@ fn ingest_one(
     });
     let mut insert = c.prepare_cached(
         "INSERT INTO deliveries (id, event_seq, store_hash, subscription_id, status, due_at, \
-         lease_owner, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6, ?6)",
+         lease_owner, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
     )?;
     let mut deliveries = Vec::with_capacity(subscriptions.len());
+    let mut claimed = Vec::with_capacity(subscriptions.len());
     for subscription_id in subscriptions {
         let id = ids::new_id("msg");
+        let deferred = claim.deferred.get(&subscription_id).map(|t| millis(*t));
+        let (status, due_at, owner) = match (&claim.node, deferred) {
+            (_, Some(due_at)) => ("PENDING", due_at, None),
+            (Some(node), None) => {
+                claimed.push(deliveries.len());
+                ("IN_FLIGHT", now, Some(node.as_str()))
+            }
+            (None, None) => ("PENDING", now, None),
+        };
         insert.execute(params![
             id,
             event_seq,
             data.store,
             subscription_id,
             status,
-            now,
-            owner
+            due_at,
+            owner,
+            now
         ])?;
         deliveries.push(ClaimedDelivery {
             seq: c.last_insert_rowid(),
@@ -127,7 +129,7 @@ fn ingest_one(
     Ok(Ingested::Created {
         event_id: event.id,
         deliveries,
-        claimed: claim_for.is_some(),
+        claimed,
     })
 }
 
@@ -145,7 +147,12 @@ fn event_data(row: &Row<'_>) -> Result<EventData> {
     })
 }
 
-fn claim(c: &Connection, node: &str, limit: usize, exclude: &[String]) -> Result<Vec<ClaimedDelivery>> {
+fn claim(
+    c: &Connection,
+    node: &str,
+    limit: usize,
+    exclude: &[String],
+) -> Result<Vec<ClaimedDelivery>> {
     let now = millis(Utc::now());
     let mut claimed = c.prepare_cached(
         "UPDATE deliveries SET status = 'IN_FLIGHT', lease_owner = ?1, updated_at = ?2 \
@@ -327,13 +334,13 @@ fn count(c: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<u64> 
 
 #[async_trait]
 impl DeliveryStore for SqliteStore {
-    async fn ingest(&self, events: Vec<NewEvent>, claim_for: Option<String>) -> Result<Vec<Ingested>> {
+    async fn ingest(&self, events: Vec<NewEvent>, claim: Claim) -> Result<Vec<Ingested>> {
         self.writer
             .write(move |c| {
                 let now = millis(Utc::now());
                 events
                     .into_iter()
-                    .map(|e| ingest_one(c, e, claim_for.as_deref(), now))
+                    .map(|e| ingest_one(c, e, &claim, now))
                     .collect()
             })
             .await
@@ -379,7 +386,12 @@ impl DeliveryStore for SqliteStore {
             .await
     }
 
-    async fn claim_due(&self, node: &str, limit: usize, exclude: Vec<String>) -> Result<Vec<ClaimedDelivery>> {
+    async fn claim_due(
+        &self,
+        node: &str,
+        limit: usize,
+        exclude: Vec<String>,
+    ) -> Result<Vec<ClaimedDelivery>> {
         let node = node.to_owned();
         self.writer
             .write(move |c| claim(c, &node, limit, &exclude))

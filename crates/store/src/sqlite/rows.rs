@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use hookrelay_core::{
-    AuthKind, AuthProfileRecord, Destination, PreviousSecret, Sealed, Style, SubscriptionRecord, SubscriptionStatus,
+    AuthKind, AuthProfileRecord, Destination, PreviousSecret, Sealed, Style, SubscriptionRecord,
+    SubscriptionStatus,
 };
 use rusqlite::Row;
 

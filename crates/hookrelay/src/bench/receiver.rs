@@ -1,0 +1,140 @@
+//! The benchmark's receivers: minimal HTTP/1.1 servers with keep-alive, one listener per
+//! endpoint (each is its own `host:port`, the unit of hookrelay's in-flight bound and
+//! breaker). They count unique `webhook-id`s and the end-to-end latency from the
+//! publisher's `data.sentAt` to arrival. They share the machine with the server being
+//! measured, so they do as little as possible.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+/// What all healthy receivers saw together.
+#[derive(Default)]
+pub struct Tally {
+    /// Unique deliveries at healthy receivers.
+    pub unique: AtomicU64,
+    pub duplicates: AtomicU64,
+    /// Requests answered 500 by failing receivers.
+    pub failing_requests: AtomicU64,
+    seen: Mutex<HashSet<String>>,
+    /// End-to-end latencies in microseconds.
+    pub latencies: Mutex<Vec<u32>>,
+    /// Unix microseconds of the last arrival.
+    pub last_arrival: AtomicU64,
+}
+
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// `data.sentAt` without parsing the whole body.
+fn sent_at(body: &[u8]) -> Option<u64> {
+    let key = b"\"sentAt\":";
+    let start = body.windows(key.len()).position(|w| w == key)? + key.len();
+    let digits: Vec<u8> = body[start..]
+        .iter()
+        .copied()
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
+impl Tally {
+    fn arrived(&self, id: Option<String>, body: &[u8]) {
+        let now = now_micros();
+        let fresh = match id {
+            Some(id) => self
+                .seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id),
+            None => true,
+        };
+        if !fresh {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Some(sent) = sent_at(body) {
+            let micros = now.saturating_sub(sent).min(u32::MAX as u64) as u32;
+            self.latencies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(micros);
+        }
+        self.last_arrival.fetch_max(now, Ordering::Relaxed);
+        self.unique.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Starts one receiver; returns its port. A failing receiver answers 500 to everything.
+pub async fn start(tally: Arc<Tally>, failing: bool) -> Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding a receiver")?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let tally = tally.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let tally = tally.clone();
+                    async move {
+                        let id = request
+                            .headers()
+                            .get("webhook-id")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        let body = request.into_body().collect().await?.to_bytes();
+                        let status = if failing {
+                            tally.failing_requests.fetch_add(1, Ordering::Relaxed);
+                            StatusCode::INTERNAL_SERVER_ERROR
+                        } else {
+                            tally.arrived(id, &body);
+                            StatusCode::NO_CONTENT
+                        };
+                        let mut response = Response::new(Empty::<Bytes>::new());
+                        *response.status_mut() = status;
+                        Ok::<_, hyper::Error>(response)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_sent_at_and_counts_duplicates() {
+        assert_eq!(sent_at(br#"{"data":{"seq":1,"sentAt":1234}}"#), Some(1234));
+        assert_eq!(sent_at(br#"{"data":{}}"#), None);
+        let t = Tally::default();
+        t.arrived(Some("a".into()), br#"{"sentAt":1}"#);
+        t.arrived(Some("a".into()), br#"{"sentAt":1}"#);
+        t.arrived(Some("b".into()), b"{}");
+        assert_eq!(t.unique.load(Ordering::Relaxed), 2);
+        assert_eq!(t.duplicates.load(Ordering::Relaxed), 1);
+        assert_eq!(t.latencies.lock().unwrap().len(), 1);
+    }
+}
