@@ -1,0 +1,48 @@
+//! `hookrelay bench` runs end to end (small workload, debug build): every delivery
+//! arrives at the healthy receivers, none twice, and the figures are reported.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn bench_reports_every_delivery() {
+    let out = Command::new(common::BIN)
+        .args([
+            "bench",
+            "--subscriptions",
+            "3",
+            "--failing",
+            "1",
+            "--events",
+            "200",
+            "--publishers",
+            "8",
+            "--timeout",
+            "60",
+            "--no-progress",
+            "--json",
+        ])
+        .output()
+        .expect("run hookrelay bench");
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(figures["deliveries"], 400, "{figures}");
+    assert_eq!(figures["duplicates"], 0, "{figures}");
+    assert!(figures["failing_requests"].as_u64().unwrap() >= 1, "{figures}");
+    for key in [
+        "events_per_second",
+        "deliveries_per_second",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "peak_rss_mb",
+    ] {
+        assert!(figures[key].as_f64().unwrap() > 0.0, "{key}: {figures}");
+    }
+}
