@@ -75,10 +75,20 @@ async fn both_styles_arrive_signed_with_their_payloads() {
         .to_owned();
 
     let order = server
-        .publish(&publisher, "shop1", "ORDER_CONFIRMED", json!({"orderId": "o-1", "total": 12.5}))
+        .publish(
+            &publisher,
+            "shop1",
+            "ORDER_CONFIRMED",
+            json!({"orderId": "o-1", "total": 12.5}),
+        )
         .await;
     let category = server
-        .publish(&publisher, "shop1", "store/category/updated", json!({"type": "category", "id": 42}))
+        .publish(
+            &publisher,
+            "shop1",
+            "store/category/updated",
+            json!({"type": "category", "id": 42}),
+        )
         .await;
 
     let got = bwp.wait_for(1, WAIT).await;

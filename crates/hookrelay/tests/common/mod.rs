@@ -233,7 +233,13 @@ impl Server {
     }
 
     /// Publishes one event; panics unless it is accepted. Returns the event id.
-    pub async fn publish(&self, token: &Token, store: &str, event_type: &str, data: Value) -> String {
+    pub async fn publish(
+        &self,
+        token: &Token,
+        store: &str,
+        event_type: &str,
+        data: Value,
+    ) -> String {
         let (status, body) = self
             .post_json(
                 "/v1/events",
