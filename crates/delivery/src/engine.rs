@@ -290,7 +290,7 @@ impl Engine {
                 })
                 .min();
             loop {
-                match self.store.record_outcomes(batch.clone()).await {
+                match self.store.record_outcomes(&self.node, batch.clone()).await {
                     Ok(deactivated) => {
                         if !deactivated.is_empty() {
                             metrics::deactivated(deactivated.len());

@@ -131,8 +131,9 @@ pub trait DeliveryStore: Send + Sync + 'static {
     ) -> Result<Vec<ClaimedDelivery>>;
     /// When the earliest PENDING delivery is due.
     async fn next_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>>;
-    /// Writes attempts and state changes. Returns the subscriptions that this deactivated.
-    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<Vec<String>>;
+    /// Writes attempts and state changes of deliveries `node` holds (others are skipped:
+    /// their lease was lost). Returns the subscriptions that this deactivated.
+    async fn record_outcomes(&self, node: &str, outcomes: Vec<Outcome>) -> Result<Vec<String>>;
     async fn backlog(&self) -> Result<Backlog>;
 
     // --- the delivery log ---

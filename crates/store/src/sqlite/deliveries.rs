@@ -202,19 +202,24 @@ fn claim(
     Ok(out)
 }
 
-fn record(c: &Connection, outcomes: &[Outcome]) -> Result<Vec<String>> {
+/// Writes outcomes of deliveries `node` holds. An outcome whose lease `node` lost (it was
+/// silent too long and another node took the delivery over) is not written: the new
+/// holder's word counts.
+fn record(c: &Connection, node: &str, outcomes: &[Outcome]) -> Result<Vec<String>> {
     let now = millis(Utc::now());
     let mut deactivated = Vec::new();
     let mut attempt = c.prepare_cached(
         "INSERT INTO attempts (delivery_seq, n, started_at, duration_ms, status_code, error, response_body) \
-         SELECT ?1, attempt_count + 1, ?2, ?3, ?4, ?5, ?6 FROM deliveries WHERE seq = ?1",
+         SELECT ?1, attempt_count, ?2, ?3, ?4, ?5, ?6 FROM deliveries WHERE seq = ?1",
     )?;
     let mut attempted = c.prepare_cached(
         "UPDATE deliveries SET status = ?2, due_at = ?3, lease_owner = NULL, updated_at = ?4, \
-         attempt_count = attempt_count + 1, round_attempts = round_attempts + 1 WHERE seq = ?1",
+         attempt_count = attempt_count + 1, round_attempts = round_attempts + 1 \
+         WHERE seq = ?1 AND status = 'IN_FLIGHT' AND lease_owner = ?5",
     )?;
     let mut released = c.prepare_cached(
-        "UPDATE deliveries SET status = ?2, due_at = ?3, lease_owner = NULL, updated_at = ?4 WHERE seq = ?1",
+        "UPDATE deliveries SET status = ?2, due_at = ?3, lease_owner = NULL, updated_at = ?4 \
+         WHERE seq = ?1 AND status = 'IN_FLIGHT' AND lease_owner = ?5",
     )?;
     for outcome in outcomes {
         let (status, due_at) = match &outcome.next {
@@ -234,21 +239,29 @@ fn record(c: &Connection, outcomes: &[Outcome]) -> Result<Vec<String>> {
             }),
             _ => None,
         };
-        match logged {
+        let held = match logged {
             Some(a) => {
-                attempt.execute(params![
-                    outcome.seq,
-                    millis(a.started_at),
-                    a.duration_ms as i64,
-                    a.status_code,
-                    a.error,
-                    a.response_body
-                ])?;
-                attempted.execute(params![outcome.seq, status, due_at, now])?;
+                let held = attempted.execute(params![outcome.seq, status, due_at, now, node])? > 0;
+                if held {
+                    attempt.execute(params![
+                        outcome.seq,
+                        millis(a.started_at),
+                        a.duration_ms as i64,
+                        a.status_code,
+                        a.error,
+                        a.response_body
+                    ])?;
+                }
+                held
             }
-            None => {
-                released.execute(params![outcome.seq, status, due_at, now])?;
-            }
+            None => released.execute(params![outcome.seq, status, due_at, now, node])? > 0,
+        };
+        if !held {
+            tracing::warn!(
+                seq = outcome.seq,
+                "outcome of a delivery whose lease was lost; not written"
+            );
+            continue;
         }
         if matches!(outcome.next, Next::Failed) {
             let n = c
@@ -410,8 +423,11 @@ impl DeliveryStore for SqliteStore {
         .await
     }
 
-    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<Vec<String>> {
-        self.writer.write(move |c| record(c, &outcomes)).await
+    async fn record_outcomes(&self, node: &str, outcomes: Vec<Outcome>) -> Result<Vec<String>> {
+        let node = node.to_owned();
+        self.writer
+            .write(move |c| record(c, &node, &outcomes))
+            .await
     }
 
     async fn backlog(&self) -> Result<Backlog> {
