@@ -89,7 +89,9 @@ pub async fn publish_one(
     let store = event.store.clone();
     match app.services.engine.publish(vec![event]).await {
         Ok(mut results) => match results.pop().map(|r| answer(r, &store)) {
-            Some(Ok(event_id)) => (StatusCode::ACCEPTED, Json(json!({ "eventId": event_id }))).into_response(),
+            Some(Ok(event_id)) => {
+                (StatusCode::ACCEPTED, Json(json!({ "eventId": event_id }))).into_response()
+            }
             Some(Err(e)) => error_response(&e),
             None => error_response(&IngestError::internal()),
         },

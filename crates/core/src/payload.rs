@@ -106,7 +106,8 @@ mod tests {
 
     #[test]
     fn bigcommerce_shape_and_hash() {
-        let body: Value = serde_json::from_slice(&build(&input(Style::BigCommerce)).unwrap()).unwrap();
+        let body: Value =
+            serde_json::from_slice(&build(&input(Style::BigCommerce)).unwrap()).unwrap();
         assert_eq!(body["scope"], "store/category/updated");
         assert_eq!(body["store_id"], "abc123");
         assert_eq!(body["producer"], "stores/abc123");
@@ -121,7 +122,8 @@ mod tests {
 
     #[test]
     fn buy_with_prime_shape() {
-        let body: Value = serde_json::from_slice(&build(&input(Style::BuyWithPrime)).unwrap()).unwrap();
+        let body: Value =
+            serde_json::from_slice(&build(&input(Style::BuyWithPrime)).unwrap()).unwrap();
         assert_eq!(body["idempotencyKey"], "dlv_1");
         assert_eq!(body["eventDescriptor"], "store/category/updated");
         assert_eq!(body["eventId"], "evt_1");

@@ -20,7 +20,12 @@ pub struct RetrySchedule(Vec<Duration>);
 
 impl Default for RetrySchedule {
     fn default() -> Self {
-        RetrySchedule(DEFAULT_SCHEDULE.iter().map(|s| Duration::from_secs(*s)).collect())
+        RetrySchedule(
+            DEFAULT_SCHEDULE
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
+        )
     }
 }
 
@@ -71,7 +76,9 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
@@ -93,7 +100,10 @@ mod tests {
         let s = RetrySchedule::parse("10,20").unwrap();
         for _ in 0..100 {
             let d = s.delay_after(1, None).unwrap();
-            assert!(d >= Duration::from_secs(9) && d <= Duration::from_secs(11), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(9) && d <= Duration::from_secs(11),
+                "{d:?}"
+            );
         }
         assert!(s.delay_after(2, None).is_some());
         assert_eq!(s.delay_after(3, None), None);
@@ -121,7 +131,10 @@ mod tests {
         assert_eq!(RetrySchedule::parse("").unwrap().retries(), 0);
         assert_eq!(RetrySchedule::parse("0.5, 1").unwrap().retries(), 2);
         let now = Utc.with_ymd_and_hms(2015, 10, 21, 7, 28, 0).unwrap();
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:29:00 GMT", now),
             Some(Duration::from_secs(60))

@@ -35,7 +35,10 @@ fn bench_reports_every_delivery() {
     let figures: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(figures["deliveries"], 400, "{figures}");
     assert_eq!(figures["duplicates"], 0, "{figures}");
-    assert!(figures["failing_requests"].as_u64().unwrap() >= 1, "{figures}");
+    assert!(
+        figures["failing_requests"].as_u64().unwrap() >= 1,
+        "{figures}"
+    );
     for key in [
         "events_per_second",
         "deliveries_per_second",

@@ -14,9 +14,7 @@ use serde_json::json;
 
 fn options() -> Options {
     let mut options = Options::default();
-    options
-        .args
-        .extend(["--lease-timeout".into(), "1s".into()]);
+    options.args.extend(["--lease-timeout".into(), "1s".into()]);
     options
 }
 
@@ -30,7 +28,10 @@ fn pairs(receivers: &[Receiver]) -> (HashSet<(String, String)>, usize) {
             total += 1;
             seen.insert((
                 body["eventId"].as_str().unwrap_or_default().to_owned(),
-                body["subscriptionId"].as_str().unwrap_or_default().to_owned(),
+                body["subscriptionId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
             ));
         }
     }

@@ -7,8 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use hookrelay_core::{ids, PreviousSecret, SubscriptionRecord};
 use hookrelay_delivery::ingest::patterns_for;
 use hookrelay_store::{
-    AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, Ingested, NewEvent,
-    ReplayFilter,
+    AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, Ingested, NewEvent, ReplayFilter,
 };
 
 use super::context::{request_ctx, RequestCtx};
@@ -104,7 +103,11 @@ impl Delivery {
             return Ok(loaded.iter().cloned().map(Attempt::from).collect());
         }
         let rc = request_ctx(ctx)?;
-        let found = rc.services.store.get_delivery(&self.store, &self.id).await?;
+        let found = rc
+            .services
+            .store
+            .get_delivery(&self.store, &self.id)
+            .await?;
         Ok(found
             .map(|(_, attempts)| attempts.into_iter().map(Attempt::from).collect())
             .unwrap_or_default())
