@@ -14,7 +14,14 @@ use serde_json::json;
 
 fn options() -> Options {
     let mut options = Options::default();
-    options.args.extend(["--lease-timeout".into(), "1s".into()]);
+    // A short lease so the restart takes the dead node's deliveries back quickly; few
+    // requests in flight per host so that many deliveries wait in memory at the kill.
+    options.args.extend([
+        "--lease-timeout".into(),
+        "1s".into(),
+        "--max-in-flight-per-host".into(),
+        "4".into(),
+    ]);
     options
 }
 
@@ -47,7 +54,7 @@ async fn kill_9_mid_delivery_loses_nothing() {
     let mut receivers = Vec::new();
     let mut subscriptions = Vec::new();
     for _ in 0..3 {
-        let r = Receiver::start(|_, _| Reply::status(204).after(Duration::from_millis(5))).await;
+        let r = Receiver::start(|_, _| Reply::status(204).after(Duration::from_millis(40))).await;
         let data = server
             .gql_ok(
                 &client,
@@ -98,8 +105,10 @@ async fn kill_9_mid_delivery_loses_nothing() {
         }));
     }
     // Kill once some, but far from all, deliveries have arrived.
-    receivers[0].wait_for(100, Duration::from_secs(30)).await;
+    receivers[0].wait_for(30, Duration::from_secs(30)).await;
+    let counts: Vec<usize> = receivers.iter().map(Receiver::count).collect();
     let dir = server.kill9();
+    println!("killed with {counts:?} requests received");
     stop.store(true, Ordering::Relaxed);
     let mut accepted = Vec::new();
     for t in tasks {
