@@ -1,0 +1,97 @@
+//! Shortcuts for delivery tests: subscriptions of both styles, the delivery log, metrics.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::receiver::eventually;
+use super::{Server, Token};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A Buy with Prime subscription to `event_type` at `url`, with extra webhook fields
+/// (e.g. `authProfileId: "p"`); returns its id.
+pub async fn subscribe(
+    server: &Server,
+    client: &Token,
+    url: &str,
+    event_type: &str,
+    extra: &str,
+) -> String {
+    let data = server
+        .gql_ok(
+            client,
+            &format!(
+                r#"mutation {{ createEventSubscription(input: {{ destination: {{ webhook: {{ url: "{url}", method: POST {extra} }} }}, eventType: "{event_type}" }}) {{ subscriptionId }} }}"#
+            ),
+        )
+        .await;
+    data["createEventSubscription"]["subscriptionId"]
+        .as_str()
+        .expect("subscriptionId")
+        .to_owned()
+}
+
+/// A BigCommerce-style webhook for `scope` at `url`; returns its id.
+pub async fn webhook(server: &Server, client: &Token, url: &str, scope: &str) -> String {
+    let data = server
+        .gql_ok(
+            client,
+            &format!(
+                r#"mutation {{ webhook {{ createHttpsWebhook(input: {{ scope: "{scope}", destination: "{url}", isActive: true }}) {{ webhook {{ id }} }} }} }}"#
+            ),
+        )
+        .await;
+    data["webhook"]["createHttpsWebhook"]["webhook"]["id"]
+        .as_str()
+        .expect("webhook id")
+        .to_owned()
+}
+
+/// The deliveries of a subscription, oldest first, with their attempts.
+pub async fn deliveries(server: &Server, client: &Token, subscription: &str) -> Vec<Value> {
+    let data = server
+        .gql_ok(
+            client,
+            &format!(
+                r#"{{ deliveries(subscriptionId: "{subscription}") {{ edges {{ node {{ id eventId status attemptCount nextAttemptAt attempts {{ statusCode error responseBody durationMs }} }} }} }} }}"#
+            ),
+        )
+        .await;
+    data["deliveries"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["node"].clone())
+        .collect()
+}
+
+/// Waits until the first delivery of `subscription` has `status`; returns it.
+pub async fn delivery_with_status(
+    server: &Server,
+    client: &Token,
+    subscription: &str,
+    status: &str,
+) -> Value {
+    eventually(&format!("a {status} delivery"), WAIT, || async {
+        deliveries(server, client, subscription)
+            .await
+            .into_iter()
+            .find(|d| d["status"] == status)
+    })
+    .await
+}
+
+/// The `/metrics` text.
+pub async fn metrics(server: &Server) -> String {
+    server
+        .http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
