@@ -218,10 +218,9 @@ impl Dispatcher {
         }
     }
 
-    /// Drops idle hosts and lifts ended pauses.
+    /// Drops idle hosts and lifts ended pauses (once a second).
     fn housekeeping(&mut self) {
         let now = Instant::now();
-        let before = self.blocked_count(now);
         self.hosts
             .retain(|_, h| h.in_flight > 0 || !h.queue.is_empty() || !h.breaker.is_idle(now));
         let open = self
@@ -230,16 +229,8 @@ impl Dispatcher {
             .filter(|h| h.breaker.paused_until(now).is_some())
             .count();
         metrics::breakers_open(open);
-        if self.blocked_count(now) != before || open > 0 {
-            self.publish_blocked();
-        }
-    }
-
-    fn blocked_count(&self, now: Instant) -> usize {
-        self.hosts
-            .values()
-            .filter(|h| h.saturated || h.breaker.paused_until(now).is_some())
-            .count()
+        // Cheap (one pass over the hosts), and it is how an ended pause is lifted.
+        self.publish_blocked();
     }
 
     /// Tells the scheduler and ingest which subscriptions to leave alone, and until when.
