@@ -74,7 +74,8 @@ async fn connection_closed_without_an_answer() {
             let (mut socket, _) = listener.accept().await.unwrap();
             let mut buf = [0u8; 4096];
             let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
-            let _ = socket.set_linger(Some(Duration::ZERO));
+            // Close with RST, as a crashing server would.
+            let _ = socket.set_zero_linger();
             drop(socket);
         }
     });
