@@ -187,21 +187,22 @@ impl Dispatcher {
         if self.stopping {
             return;
         }
+        let mut ready = Vec::new();
         while host.in_flight < limits.max_in_flight_per_host {
             let Some(work) = host.queue.pop_front() else {
                 break;
             };
             host.in_flight += 1;
-            let worker = self.worker.clone();
-            let me = self.me.clone();
-            tokio::spawn(async move {
-                let host = work.target.host.clone();
-                let success = worker.deliver(work).await;
-                let _ = me.send(Msg::Done { host, success });
-            });
+            ready.push(work);
         }
-        if host.saturated && host.queue.len() < limits.max_queued_per_host / 2 {
+        let drained = host.saturated && host.queue.len() < limits.max_queued_per_host / 2;
+        if drained {
             host.saturated = false;
+        }
+        for work in ready {
+            self.start(work);
+        }
+        if drained {
             self.publish_blocked();
         }
     }

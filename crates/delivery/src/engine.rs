@@ -153,14 +153,6 @@ impl Engine {
         Ok(engine)
     }
 
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// Writes events with their deliveries (committed before this returns) and starts
     /// delivering them at once.
     pub async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Ingested>, StoreError> {
