@@ -44,13 +44,21 @@ async fn publisher(app: &AppState, headers: &HeaderMap) -> Result<(), Response> 
     }
 }
 
-fn body_error(e: BytesRejection) -> Response {
-    let status = e.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        http_error(status, "PayloadTooLarge", "the request body is too large")
-    } else {
-        http_error(status, "BadRequest", e.body_text())
-    }
+/// The request body of a caller who may publish, or the answer that says why not.
+async fn publisher_body(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, Response> {
+    publisher(app, headers).await?;
+    body.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            http_error(status, "PayloadTooLarge", "the request body is too large")
+        } else {
+            http_error(status, "BadRequest", e.body_text())
+        }
+    })
 }
 
 fn parse_event(app: &AppState, raw: &str) -> Result<NewEvent, IngestError> {
@@ -72,12 +80,9 @@ pub async fn publish_one(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(denied) = publisher(&app, &headers).await {
-        return denied;
-    }
-    let body = match body {
+    let body = match publisher_body(&app, &headers, body).await {
         Ok(b) => b,
-        Err(e) => return body_error(e),
+        Err(answer) => return answer,
     };
     let Ok(text) = std::str::from_utf8(&body) else {
         return error_response(&IngestError::bad_request("the body must be UTF-8 JSON"));
@@ -114,12 +119,9 @@ pub async fn publish_batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(denied) = publisher(&app, &headers).await {
-        return denied;
-    }
-    let body = match body {
+    let body = match publisher_body(&app, &headers, body).await {
         Ok(b) => b,
-        Err(e) => return body_error(e),
+        Err(answer) => return answer,
     };
     let batch: Batch<'_> = match serde_json::from_slice(&body) {
         Ok(b) => b,
