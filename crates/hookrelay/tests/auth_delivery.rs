@@ -1,16 +1,26 @@
 //! Destination auth through the real binary, against a real OAuth token endpoint: basic
-//! auth, one token request for many deliveries, a refresh on 401, a new token after
-//! `updateAuthProfile`, and a failing token endpoint logged as the attempt's error.
+//! auth (profile and inline), one token request for many deliveries and subscriptions, a
+//! JSON token request, a refresh on 401 (once only), a new token after `updateAuthProfile`,
+//! and a failing token endpoint logged as the attempt's error.
 
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use common::hooks::{delivery_with_status, subscribe, WAIT};
-use common::receiver::{Receiver, Reply};
-use common::Server;
-use serde_json::json;
+use common::hooks::{deliveries, delivery_with_status, subscribe, WAIT};
+use common::receiver::{eventually, Receiver, Reply};
+use common::{Options, Server};
+use serde_json::{json, Value};
+
+fn with_retry_schedule(schedule: &str) -> Options {
+    let mut options = Options::default();
+    options
+        .args
+        .extend(["--retry-schedule".into(), schedule.into()]);
+    options
+}
 
 fn form(body: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body).into_owned().collect()
@@ -24,6 +34,18 @@ async fn token_endpoint() -> Receiver {
             json!({"access_token": format!("tok-{}", n + 1), "expires_in": 3600, "token_type": "Bearer"}),
         )
     })
+    .await
+}
+
+/// Subscribes `url` to ORDER_CONFIRMED with the profile `oauth_profile` made.
+async fn subscribe_with_oauth(server: &Server, client: &common::Token, url: &str) -> String {
+    subscribe(
+        server,
+        client,
+        url,
+        "ORDER_CONFIRMED",
+        r#", authProfileId: "oauth""#,
+    )
     .await
 }
 
@@ -44,6 +66,7 @@ async fn basic_auth_header() {
     let client = server.client("shop");
     let publisher = server.token("publisher", None);
     let hook = Receiver::ok().await;
+    let inline = Receiver::ok().await;
     server
         .gql_ok(
             &client,
@@ -58,6 +81,14 @@ async fn basic_auth_header() {
         r#", authProfileId: "basic""#,
     )
     .await;
+    subscribe(
+        &server,
+        &client,
+        &inline.url,
+        "ORDER_CONFIRMED",
+        r#", authConfig: { basicAuthConfig: { username: "inline", password: "pw" } }"#,
+    )
+    .await;
     server
         .publish(&publisher, "shop", "ORDER_CONFIRMED", json!({"n": 1}))
         .await;
@@ -67,6 +98,9 @@ async fn basic_auth_header() {
         got[0].header("authorization"),
         Some("Basic dXNlcjpwQHNzOndvcmQ=")
     );
+    // An inline config instead of a profile: base64("inline:pw")
+    let got = inline.wait_for(1, WAIT).await;
+    assert_eq!(got[0].header("authorization"), Some("Basic aW5saW5lOnB3"));
 }
 
 #[tokio::test]
@@ -90,14 +124,7 @@ async fn oauth_token_is_fetched_once_and_refreshed_on_401() {
     })
     .await;
     oauth_profile(&server, &client, &tokens.url, "s3cret").await;
-    let sub = subscribe(
-        &server,
-        &client,
-        &hook.url,
-        "ORDER_CONFIRMED",
-        r#", authProfileId: "oauth""#,
-    )
-    .await;
+    let sub = subscribe_with_oauth(&server, &client, &hook.url).await;
 
     for n in 0..20 {
         server
@@ -144,11 +171,124 @@ async fn oauth_token_is_fetched_once_and_refreshed_on_401() {
     assert_eq!(got[21].header("authorization"), Some("Bearer tok-2"));
     assert_eq!(got[20].header("webhook-id"), got[21].header("webhook-id"));
     assert_eq!(tokens.count(), 2);
-    let all = common::hooks::deliveries(&server, &client, &sub).await;
+    let all = deliveries(&server, &client, &sub).await;
     assert!(
         all.iter().all(|d| d["attemptCount"] == 1),
         "the refresh is not a new attempt"
     );
+}
+
+#[tokio::test]
+async fn one_token_serves_every_waiting_delivery_of_every_subscription_of_the_profile() {
+    let server = Server::start().await;
+    let client = server.client("shop");
+    let publisher = server.token("publisher", None);
+    // A slow token endpoint, so that all the deliveries wait for the token together.
+    let tokens = Receiver::start(|n, _| {
+        Reply::json(
+            200,
+            json!({"access_token": format!("tok-{}", n + 1), "expires_in": 3600}),
+        )
+        .after(Duration::from_millis(500))
+    })
+    .await;
+    let a = Receiver::ok().await;
+    let b = Receiver::ok().await;
+    oauth_profile(&server, &client, &tokens.url, "s").await;
+    for hook in [&a, &b] {
+        subscribe_with_oauth(&server, &client, &hook.url).await;
+    }
+    let events: Vec<Value> = (0..10)
+        .map(|n| json!({"store": "shop", "type": "ORDER_CONFIRMED", "data": {"n": n}}))
+        .collect();
+    let (status, body) = server
+        .post_json("/v1/events/batch", &publisher, &json!({ "events": events }))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    for hook in [&a, &b] {
+        let got = hook.wait_for(10, WAIT).await;
+        assert!(got
+            .iter()
+            .all(|r| r.header("authorization") == Some("Bearer tok-1")));
+    }
+    assert_eq!(
+        tokens.count(),
+        1,
+        "one token request for 20 waiting deliveries of two subscriptions"
+    );
+}
+
+#[tokio::test]
+async fn oauth_token_request_is_json_when_a_content_type_header_parameter_says_so() {
+    let server = Server::start().await;
+    let client = server.client("shop");
+    let publisher = server.token("publisher", None);
+    let tokens = token_endpoint().await;
+    let hook = Receiver::ok().await;
+    server
+        .gql_ok(
+            &client,
+            &format!(
+                r#"mutation {{ createAuthProfile(input: {{ authProfileAliasId: "json", authConfig: {{ oAuthConfig: {{ clientParameters: {{ clientId: "app", clientSecret: "s3cret" }}, authEndpoint: "{}/token", httpMethod: POST, httpParameters: {{ bodyParameters: [{{key: "scope", value: "events"}}], headerParameters: [{{key: "Content-Type", value: "application/json"}}] }} }} }} }}) {{ authProfileId }} }}"#,
+                tokens.url
+            ),
+        )
+        .await;
+    subscribe(
+        &server,
+        &client,
+        &hook.url,
+        "ORDER_CONFIRMED",
+        r#", authProfileId: "json""#,
+    )
+    .await;
+    server
+        .publish(&publisher, "shop", "ORDER_CONFIRMED", json!({"n": 1}))
+        .await;
+    let got = hook.wait_for(1, WAIT).await;
+    assert_eq!(got[0].header("authorization"), Some("Bearer tok-1"));
+    let t = &tokens.requests()[0];
+    assert!(
+        t.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
+        "{:?}",
+        t.header("content-type")
+    );
+    let body: Value = serde_json::from_slice(&t.body).expect("a JSON token request");
+    for (k, v) in [
+        ("client_id", "app"),
+        ("client_secret", "s3cret"),
+        ("scope", "events"),
+    ] {
+        assert_eq!(body[k], v, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_401_fails_the_attempt_without_a_third_try() {
+    let server = Server::start_with(with_retry_schedule("60")).await;
+    let client = server.client("shop");
+    let publisher = server.token("publisher", None);
+    let tokens = token_endpoint().await;
+    let hook = Receiver::start(|_, _| Reply::status(401)).await;
+    oauth_profile(&server, &client, &tokens.url, "s").await;
+    let sub = subscribe_with_oauth(&server, &client, &hook.url).await;
+    server
+        .publish(&publisher, "shop", "ORDER_CONFIRMED", json!({"n": 1}))
+        .await;
+    // The attempt is logged once it is over, the at-once retry included.
+    let d = eventually("a failed attempt", WAIT, || async {
+        deliveries(&server, &client, &sub)
+            .await
+            .into_iter()
+            .find(|d| d["attempts"][0]["error"].is_string())
+    })
+    .await;
+    assert_eq!(d["status"], "PENDING", "{d}");
+    assert_eq!(d["attemptCount"], 1, "{d}");
+    assert_eq!(d["attempts"][0]["statusCode"], 401, "{d}");
+    assert_eq!(hook.count(), 2, "the 401 is retried at once, once");
+    assert_eq!(tokens.count(), 2);
 }
 
 #[tokio::test]
@@ -159,14 +299,7 @@ async fn update_auth_profile_drops_the_cached_token() {
     let tokens = token_endpoint().await;
     let hook = Receiver::ok().await;
     oauth_profile(&server, &client, &tokens.url, "old-secret").await;
-    subscribe(
-        &server,
-        &client,
-        &hook.url,
-        "ORDER_CONFIRMED",
-        r#", authProfileId: "oauth""#,
-    )
-    .await;
+    subscribe_with_oauth(&server, &client, &hook.url).await;
     server
         .publish(&publisher, "shop", "ORDER_CONFIRMED", json!({"n": 1}))
         .await;
@@ -176,7 +309,7 @@ async fn update_auth_profile_drops_the_cached_token() {
         .gql_ok(
             &client,
             &format!(
-                r#"mutation {{ updateAuthProfile(input: {{ authProfileId: "oauth", authConfig: {{ oAuthConfig: {{ clientParameters: {{ clientId: "app", clientSecret: "new-secret" }}, authEndpoint: "{}/token", httpMethod: POST }} }} }}) {{ authProfileId }} }}"#,
+                r#"mutation {{ updateAuthProfile(input: {{ authProfileId: "oauth", authConfig: {{ oAuthConfig: {{ clientParameters: {{ clientId: "app", clientSecret: "new-secret" }}, authEndpoint: "{}/token2", httpMethod: POST }} }} }}) {{ authProfileId }} }}"#,
                 tokens.url
             ),
         )
@@ -186,39 +319,33 @@ async fn update_auth_profile_drops_the_cached_token() {
         .await;
     let got = hook.wait_for(2, WAIT).await;
     assert_eq!(tokens.count(), 2);
-    assert!(
-        form(&tokens.requests()[1].body).contains(&("client_secret".into(), "new-secret".into()))
+    let t = &tokens.requests()[1];
+    assert_eq!(t.path, "/token2");
+    assert!(form(&t.body).contains(&("client_secret".into(), "new-secret".into())));
+    assert_eq!(
+        t.header("x-tenant"),
+        None,
+        "the old config is gone entirely"
     );
     assert_eq!(got[1].header("authorization"), Some("Bearer tok-2"));
 }
 
 #[tokio::test]
 async fn failing_token_endpoint_fails_the_attempt_with_a_reason() {
-    let mut options = common::Options::default();
-    options
-        .args
-        .extend(["--retry-schedule".into(), "60".into()]);
-    let server = Server::start_with(options).await;
+    let server = Server::start_with(with_retry_schedule("60")).await;
     let client = server.client("shop");
     let publisher = server.token("publisher", None);
     let tokens = Receiver::start(|_, _| Reply::status(500).body("boom")).await;
     let hook = Receiver::ok().await;
     oauth_profile(&server, &client, &tokens.url, "s").await;
-    let sub = subscribe(
-        &server,
-        &client,
-        &hook.url,
-        "ORDER_CONFIRMED",
-        r#", authProfileId: "oauth""#,
-    )
-    .await;
+    let sub = subscribe_with_oauth(&server, &client, &hook.url).await;
     server
         .publish(&publisher, "shop", "ORDER_CONFIRMED", json!({"n": 1}))
         .await;
     let d = delivery_with_status(&server, &client, &sub, "PENDING").await;
     let d = if d["attemptCount"] == 0 {
-        common::receiver::eventually("an attempt", WAIT, || async {
-            common::hooks::deliveries(&server, &client, &sub)
+        eventually("an attempt", WAIT, || async {
+            deliveries(&server, &client, &sub)
                 .await
                 .into_iter()
                 .find(|d| d["attemptCount"] == 1)

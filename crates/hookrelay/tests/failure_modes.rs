@@ -1,6 +1,6 @@
 //! Destinations that fail in every way a network can, through the real binary: refused,
-//! hung, reset, redirected, resolving to a forbidden address; a hanging host does not
-//! delay another; a failing host trips the circuit breaker.
+//! hung, reset, redirected, resolving to a forbidden address (the OAuth token endpoint
+//! too); a hanging host does not delay another; a failing host trips the circuit breaker.
 
 mod common;
 
@@ -125,11 +125,9 @@ fn loopback_name() -> String {
     panic!("no host name resolves to loopback on this machine");
 }
 
-#[tokio::test]
-async fn a_name_resolving_to_a_forbidden_address_is_refused_at_connect_time() {
-    // Loopback is not allowed here; the URL's host is a name, so the API accepts it and
-    // the connection-time check must refuse it.
-    let server = Server::start_with(Options {
+/// Loopback is not allowed (only 127.0.0.2/32); a retry a minute away.
+fn loopback_forbidden() -> Options {
+    Options {
         args: vec![
             "--allow-http".into(),
             "--allowed-networks".into(),
@@ -138,14 +136,55 @@ async fn a_name_resolving_to_a_forbidden_address_is_refused_at_connect_time() {
             "60".into(),
         ],
         envs: Vec::new(),
-    })
-    .await;
+    }
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_a_forbidden_address_is_refused_at_connect_time() {
+    // Loopback is not allowed here; the URL's host is a name, so the API accepts it and
+    // the connection-time check must refuse it.
+    let server = Server::start_with(loopback_forbidden()).await;
     let hook = Receiver::ok().await;
     let url = format!("http://{}:{}/x", loopback_name(), hook.port);
     let (client, sub) = one_event(&server, &url).await;
     let error = first_error(&server, &client, &sub).await;
     assert!(error.starts_with("forbidden address"), "{error}");
     assert!(error.contains("loopback"), "{error}");
+    assert_eq!(hook.count(), 0);
+}
+
+#[tokio::test]
+async fn a_token_endpoint_resolving_to_a_forbidden_address_is_refused_too() {
+    let server = Server::start_with(loopback_forbidden()).await;
+    let client = server.client("shop");
+    let publisher = server.token("publisher", None);
+    let tokens = Receiver::start(|_, _| Reply::json(200, json!({"access_token": "t"}))).await;
+    let hook = Receiver::ok().await;
+    let name = loopback_name();
+    server
+        .gql_ok(
+            &client,
+            &format!(
+                r#"mutation {{ createAuthProfile(input: {{ authProfileAliasId: "o", authConfig: {{ oAuthConfig: {{ clientParameters: {{ clientId: "c", clientSecret: "s" }}, authEndpoint: "http://{name}:{}/token", httpMethod: POST }} }} }}) {{ authProfileId }} }}"#,
+                tokens.port
+            ),
+        )
+        .await;
+    let sub = subscribe(
+        &server,
+        &client,
+        &format!("http://{name}:{}/x", hook.port),
+        "ORDER_CONFIRMED",
+        r#", authProfileId: "o""#,
+    )
+    .await;
+    server
+        .publish(&publisher, "shop", "ORDER_CONFIRMED", json!({"n": 1}))
+        .await;
+    let error = first_error(&server, &client, &sub).await;
+    assert!(error.starts_with("token request failed"), "{error}");
+    assert!(error.contains("forbidden address"), "{error}");
+    assert_eq!(tokens.count(), 0, "the token request did not reach it");
     assert_eq!(hook.count(), 0);
 }
 
@@ -200,7 +239,7 @@ async fn a_failing_host_trips_the_breaker_and_resumes_after_the_pause() {
     let publisher = server.token("publisher", None);
     let failing = Receiver::start(|_, _| Reply::status(500)).await;
     let healthy = Receiver::ok().await;
-    subscribe(&server, &client, &failing.url, "ORDER_CONFIRMED", "").await;
+    let failing_sub = subscribe(&server, &client, &failing.url, "ORDER_CONFIRMED", "").await;
     subscribe(&server, &client, &healthy.url, "ORDER_CONFIRMED", "").await;
     for n in 0..40 {
         server
@@ -223,6 +262,21 @@ async fn a_failing_host_trips_the_breaker_and_resumes_after_the_pause() {
     // While paused, nothing more goes to the failing host.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(failing.count(), at_pause, "requests during the pause");
+    // The paused deliveries wait without counting attempts: the log has one per request.
+    let waiting = deliveries(&server, &client, &failing_sub).await;
+    assert_eq!(waiting.len(), 40);
+    assert!(
+        waiting.iter().all(|d| d["status"] == "PENDING"),
+        "{waiting:?}"
+    );
+    let attempts: i64 = waiting
+        .iter()
+        .map(|d| d["attemptCount"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        attempts as usize, at_pause,
+        "attempts logged = requests made"
+    );
     // After the pause the waiting deliveries are attempted.
     eventually("attempts after the pause", WAIT, || async {
         (failing.count() > at_pause).then_some(())

@@ -94,6 +94,35 @@ async fn ingest_errors_have_their_status_and_code() {
 }
 
 #[tokio::test]
+async fn the_default_limit_is_256_kib_of_data() {
+    let server = Server::start().await;
+    let client = server.client("shop");
+    let publisher = server.token("publisher", None);
+    let hook = Receiver::ok().await;
+    subscribe(&server, &client, &hook.url, "ORDER_CONFIRMED", "").await;
+    // `{"x":"aaa…"}` whose JSON is `bytes` long.
+    let event = |bytes: usize| {
+        let data = json!({"x": "a".repeat(bytes - 8)});
+        assert_eq!(data.to_string().len(), bytes);
+        json!({"store": "shop", "type": "ORDER_CONFIRMED", "data": data})
+    };
+    let (status, body) = server
+        .post_json("/v1/events", &publisher, &event(256 * 1024 + 1))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("PayloadTooLarge")),
+        "{body}"
+    );
+    let (status, body) = server
+        .post_json("/v1/events", &publisher, &event(256 * 1024))
+        .await;
+    assert_eq!(status, 202, "exactly 256 KiB: {body}");
+    let got = hook.wait_for(1, WAIT).await;
+    assert_eq!(got[0].json()["eventId"], body["eventId"]);
+}
+
+#[tokio::test]
 async fn idempotency_keys_deliver_once() {
     let server = Server::start().await;
     let client = server.client("shop");
@@ -106,6 +135,12 @@ async fn idempotency_keys_deliver_once() {
     let (s2, second) = server.post_json("/v1/events", &admin, &event).await;
     assert_eq!((s1, s2), (202, 202));
     assert_eq!(first["eventId"], second["eventId"]);
+    // The key is per store: another store's event with the same key is its own.
+    server.client("other");
+    let elsewhere = json!({"store": "other", "type": "ORDER_CONFIRMED", "data": {"n": 1}, "idempotencyKey": "order-1"});
+    let (s3, third) = server.post_json("/v1/events", &admin, &elsewhere).await;
+    assert_eq!(s3, 202, "{third}");
+    assert!(third["eventId"].is_string() && third["eventId"] != first["eventId"]);
     hook.wait_for(1, WAIT).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(hook.count(), 1);
@@ -152,6 +187,29 @@ async fn batches_answer_in_order_and_deliver_the_good_ones() {
         .post_json("/v1/events/batch", &publisher, &json!({"events": []}))
         .await;
     assert_eq!(status, 400);
+    // Up to 1000 events (of a type nobody here subscribes to).
+    let event = json!({"store": "shop", "type": "store/product/created", "data": {}});
+    let (status, body) = server
+        .post_json(
+            "/v1/events/batch",
+            &publisher,
+            &json!({"events": vec![event.clone(); 1000]}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(body["results"].as_array().map(Vec::len), Some(1000));
+    let (status, body) = server
+        .post_json(
+            "/v1/events/batch",
+            &publisher,
+            &json!({"events": vec![event; 1001]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("ValidationError")),
+        "{body}"
+    );
 }
 
 #[tokio::test]

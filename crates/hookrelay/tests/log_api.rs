@@ -1,12 +1,12 @@
 //! The delivery log and its controls through GraphQL: paging and filters, another
-//! client's delivery, sendTestEvent, rotateSigningSecret (both signatures verify), and
-//! the metrics the engine exports.
+//! client's delivery, sendTestEvent, rotateSigningSecret (both signatures verify for 24 h),
+//! and the metrics the engine exports.
 
 mod common;
 
 use common::hooks::{deliveries, metrics, subscribe, WAIT};
 use common::receiver::{eventually, Received, Receiver};
-use common::Server;
+use common::{unix_now, unix_of, Server};
 use serde_json::json;
 
 fn verifies(secret: &str, r: &Received) -> bool {
@@ -152,7 +152,14 @@ async fn rotated_secret_signs_alongside_the_new_one() {
         .unwrap()
         .to_owned();
     assert_ne!(old, new);
-    assert!(rotated["rotateSigningSecret"]["previousSecretExpiresAt"].is_string());
+    let expires = rotated["rotateSigningSecret"]["previousSecretExpiresAt"]
+        .as_str()
+        .expect("previousSecretExpiresAt");
+    let in_secs = unix_of(expires) - unix_now();
+    assert!(
+        (24 * 3600 - 120..=24 * 3600 + 5).contains(&in_secs),
+        "the old secret signs for 24 h: it expires in {in_secs} s"
+    );
 
     server
         .publish(&publisher, "shop", "ORDER_CONFIRMED", json!({"n": 1}))

@@ -1,5 +1,6 @@
-//! Retries through the real binary: the schedule, `Retry-After`, FAILED after the last
-//! retry with the subscription deactivated, reactivation, replay and retryDelivery.
+//! Retries through the real binary: the schedule, `Retry-After` (seconds or a date, only
+//! when longer, capped), FAILED after the last retry with the subscription deactivated,
+//! reactivation, replay (failed deliveries in a time window) and retryDelivery.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use common::hooks::{deliveries, delivery_with_status, metrics, webhook, WAIT};
 use common::receiver::{eventually, Receiver, Reply};
-use common::{Options, Server};
+use common::{unix_now, unix_of, Options, Server, Token};
 use serde_json::json;
 
 fn with_schedule(schedule: &str) -> Options {
@@ -52,12 +53,22 @@ async fn a_failure_is_retried_with_the_same_webhook_id() {
 
 #[tokio::test]
 async fn retry_after_is_honoured_when_longer() {
+    let gap = retry_gap(Reply::status(429).header("Retry-After", "2")).await;
+    assert!(
+        gap >= Duration::from_millis(1800),
+        "Retry-After: 2 → {gap:?}"
+    );
+}
+
+/// With a 0.1 s retry schedule: the time between the first request, answered `first`,
+/// and the retry.
+async fn retry_gap(first: Reply) -> Duration {
     let server = Server::start_with(with_schedule("0.1")).await;
     let client = server.client("shop");
     let publisher = server.token("publisher", None);
-    let hook = Receiver::start(|n, _| {
+    let hook = Receiver::start(move |n, _| {
         if n == 0 {
-            Reply::status(429).header("Retry-After", "2")
+            first.clone()
         } else {
             Reply::status(204)
         }
@@ -68,11 +79,99 @@ async fn retry_after_is_honoured_when_longer() {
         .publish(&publisher, "shop", "store/order/created", json!({"id": 1}))
         .await;
     let got = hook.wait_for(2, WAIT).await;
+    got[1].at - got[0].at
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) of Unix seconds.
+fn http_date(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    // The civil date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(m - 1) as usize];
+    format!(
+        "{weekday}, {d:02} {month} {y} {:02}:{:02}:{:02} GMT",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[tokio::test]
+async fn retry_after_as_an_http_date_is_honoured() {
+    assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+    let gap = retry_gap(Reply::status(503).header("Retry-After", &http_date(unix_now() + 3))).await;
+    // A date 3 s ahead, in whole seconds: at least about 2 s.
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "Retry-After: <now + 3 s> → {gap:?}"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_shorter_than_the_schedule_is_ignored_and_a_huge_one_is_capped() {
+    let server = Server::start_with(with_schedule("1")).await;
+    let client = server.client("shop");
+    let publisher = server.token("publisher", None);
+    let short = Receiver::start(|n, _| {
+        if n == 0 {
+            Reply::status(503).header("Retry-After", "0")
+        } else {
+            Reply::status(204)
+        }
+    })
+    .await;
+    let huge = Receiver::start(|_, _| Reply::status(503).header("Retry-After", "9999999")).await;
+    webhook(&server, &client, &short.url, "store/order/*").await;
+    let huge_id = webhook(&server, &client, &huge.url, "store/order/*").await;
+    server
+        .publish(&publisher, "shop", "store/order/created", json!({"id": 1}))
+        .await;
+    let got = short.wait_for(2, WAIT).await;
     let gap = got[1].at - got[0].at;
     assert!(
-        gap >= Duration::from_millis(1800),
-        "Retry-After: 2 → {gap:?}"
+        gap >= Duration::from_millis(900),
+        "the 1 s schedule wins over Retry-After: 0 → {gap:?}"
     );
+    let d = eventually("the huge Retry-After is scheduled", WAIT, || async {
+        deliveries(&server, &client, &huge_id)
+            .await
+            .into_iter()
+            .find(|d| d["attemptCount"] == 1 && d["nextAttemptAt"].is_string())
+    })
+    .await;
+    let wait = unix_of(d["nextAttemptAt"].as_str().unwrap()) - unix_now();
+    assert!(
+        (24 * 3600 - 120..=24 * 3600 + 5).contains(&wait),
+        "Retry-After capped at 24 h: next attempt in {wait} s ({d})"
+    );
+}
+
+#[tokio::test]
+async fn a_long_error_answer_is_logged_up_to_4_kib() {
+    let server = Server::start_with(with_schedule("")).await;
+    let client = server.client("shop");
+    let publisher = server.token("publisher", None);
+    let big = "x".repeat(10_000);
+    let hook = Receiver::start(move |_, _| Reply::status(503).body(&big)).await;
+    let id = webhook(&server, &client, &hook.url, "store/order/*").await;
+    server
+        .publish(&publisher, "shop", "store/order/created", json!({"id": 1}))
+        .await;
+    let d = delivery_with_status(&server, &client, &id, "FAILED").await;
+    assert_eq!(d["attempts"][0]["error"], "endpoint answered 503");
+    let kept = d["attempts"][0]["responseBody"].as_str().expect("body");
+    assert_eq!(kept, &"x".repeat(4096), "responseBody cut at 4 KiB");
 }
 
 #[tokio::test]
@@ -212,4 +311,89 @@ async fn deliveries_waiting_at_deactivation_go_out_after_reactivation() {
     )
     .await;
     assert_eq!(d["attemptCount"], 2);
+}
+
+/// Waits until the webhook `id` is DEACTIVATED, then reactivates it.
+async fn reactivate(server: &Server, client: &Token, id: &str) {
+    eventually("the webhook is deactivated", WAIT, || async {
+        let data = server
+            .gql_ok(
+                client,
+                "{ store { webhooks { edges { node { id status } } } } }",
+            )
+            .await;
+        data["store"]["webhooks"]["edges"]
+            .as_array()?
+            .iter()
+            .any(|e| e["node"]["id"] == id && e["node"]["status"] == "DEACTIVATED")
+            .then_some(())
+    })
+    .await;
+    server
+        .gql_ok(
+            client,
+            &format!(
+                r#"mutation {{ webhook {{ updateWebhook(input: {{ id: "{id}", data: {{ isActive: true }} }}) {{ webhook {{ id }} }} }} }}"#
+            ),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn replay_takes_only_the_failed_deliveries_in_the_window() {
+    // No retries: a failure is FAILED at once (and deactivates the webhook).
+    let server = Server::start_with(with_schedule("")).await;
+    let client = server.client("shop");
+    let publisher = server.token("publisher", None);
+    let hook = Receiver::start(|_, r| {
+        if r.json()["data"]["n"] == 2 {
+            Reply::status(204)
+        } else {
+            Reply::status(500)
+        }
+    })
+    .await;
+    let id = webhook(&server, &client, &hook.url, "store/order/*").await;
+    server
+        .publish(&publisher, "shop", "store/order/created", json!({"n": 2}))
+        .await;
+    delivery_with_status(&server, &client, &id, "SUCCEEDED").await;
+    for (n, failed) in [(1, 1), (3, 2)] {
+        server
+            .publish(&publisher, "shop", "store/order/created", json!({"n": n}))
+            .await;
+        eventually(&format!("event {n} FAILED"), WAIT, || async {
+            let all = deliveries(&server, &client, &id).await;
+            (all.iter().filter(|d| d["status"] == "FAILED").count() == failed).then_some(())
+        })
+        .await;
+        reactivate(&server, &client, &id).await;
+    }
+    assert_eq!(hook.count(), 3);
+
+    hook.set_plan(|_, _| Reply::status(204));
+    let replay = |window: &str| {
+        format!(
+            r#"mutation {{ replayDeliveries(subscriptionId: "{id}", {window} status: FAILED) {{ count }} }}"#
+        )
+    };
+    // A window in the future holds nothing.
+    let none = server
+        .gql_ok(&client, &replay(r#"since: "2999-01-01T00:00:00Z","#))
+        .await;
+    assert_eq!(none["replayDeliveries"]["count"], 0, "{none}");
+    let both = server
+        .gql_ok(
+            &client,
+            &replay(r#"since: "2000-01-01T00:00:00Z", until: "2999-01-01T00:00:00Z","#),
+        )
+        .await;
+    assert_eq!(both["replayDeliveries"]["count"], 2, "{both}");
+    let got = hook.wait_for(5, WAIT).await;
+    let mut again: Vec<i64> = got[3..]
+        .iter()
+        .map(|r| r.json()["data"]["n"].as_i64().unwrap())
+        .collect();
+    again.sort();
+    assert_eq!(again, vec![1, 3], "only the failed ones are sent again");
 }

@@ -343,3 +343,33 @@ pub fn contains(haystack: &[u8], needle: &str) -> bool {
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
 }
+
+/// Unix seconds of an RFC 3339 timestamp in UTC (`2024-05-06T07:08:09.123Z` or `+00:00`).
+pub fn unix_of(rfc3339: &str) -> i64 {
+    let n = |range: std::ops::Range<usize>| -> i64 {
+        rfc3339
+            .get(range)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not RFC 3339: {rfc3339}"))
+    };
+    assert!(
+        rfc3339.ends_with('Z') || rfc3339.ends_with("+00:00"),
+        "not UTC: {rfc3339}"
+    );
+    // Days since 1970-01-01 of the civil date (Howard Hinnant's algorithm).
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
