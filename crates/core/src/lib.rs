@@ -4,6 +4,7 @@
 //! Everything here is pure so that the API, the store and the delivery engine agree on
 //! one definition of each rule.
 
+pub mod aws;
 pub mod event_types;
 pub mod ids;
 pub mod model;

@@ -262,8 +262,15 @@ pub enum Destination {
         inline_auth: bool,
         headers: Vec<KeyValue>,
     },
+    /// Amazon EventBridge (SPEC §7): a partner event source (`PutPartnerEvents`) or an
+    /// event bus (`PutEvents`).
     EventBridge {
+        /// The event source's ARN as AWS answered it, or the event bus's ARN.
         arn: String,
+        region: String,
+        /// The partner event source name (`aws.partner/…`); `None` for an event bus.
+        #[serde(default)]
+        partner_source: Option<String>,
     },
 }
 
@@ -273,7 +280,7 @@ impl Destination {
     pub fn identity(&self) -> String {
         match self {
             Destination::Webhook { url, .. } => format!("webhook:{url}"),
-            Destination::EventBridge { arn } => format!("eventbridge:{arn}"),
+            Destination::EventBridge { arn, .. } => format!("eventbridge:{arn}"),
         }
     }
 }
@@ -301,4 +308,37 @@ pub struct SubscriptionRecord {
     pub previous_secret: Option<PreviousSecret>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// An EventBridge partner event source made for a store (SPEC §5 `createEventSource`, or
+/// by `createEventSubscription` with an `eventBridge` destination).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSourceRecord {
+    pub store: String,
+    pub id: String,
+    pub owner_client_id: String,
+    /// The AWS account the source was made for (the customer's).
+    pub aws_account: String,
+    /// The name as the caller gave it, lower-cased (`final-test-1`).
+    pub name: String,
+    /// The full partner event source name (`aws.partner/{partner}/{store}/{name}`).
+    pub source_name: String,
+    pub region: String,
+    /// The ARN AWS answered.
+    pub arn: String,
+    /// Set when the source was made by `createEventSubscription`: it belongs to that
+    /// subscription, is not listed, and goes away with it.
+    pub subscription_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl EventSourceRecord {
+    /// The destination of a subscription that delivers to this source.
+    pub fn destination(&self) -> Destination {
+        Destination::EventBridge {
+            arn: self.arn.clone(),
+            region: self.region.clone(),
+            partner_source: Some(self.source_name.clone()),
+        }
+    }
 }

@@ -7,6 +7,10 @@
 //! and the host's subscriptions are left out of claims until it drains. A host whose
 //! breaker opens has its queue handed back, due when the pause ends. So a slow or failing
 //! host holds a bounded share of memory and never delays the others.
+//!
+//! A host that takes batches (EventBridge: one "host" per region and call) sends up to
+//! its batch limit per request. A full batch goes at once; a partial one waits up to
+//! `batch_wait` for more, so a steady trickle of events still makes few calls.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -43,20 +47,29 @@ pub struct DispatchLimits {
     pub max_in_flight_per_host: usize,
     pub max_queued_per_host: usize,
     pub breaker: BreakerConfig,
+    /// How long a partial batch waits for more deliveries.
+    pub batch_wait: Duration,
 }
 
 struct Host {
     queue: VecDeque<Work>,
+    /// Requests in flight (a batch is one request).
     in_flight: usize,
     breaker: Breaker,
     /// The subscriptions seen going to this host (to leave out of claims while blocked).
     subscriptions: HashSet<String>,
     saturated: bool,
+    /// Deliveries per request at most when the host takes batches; `None`: one.
+    batch: Option<usize>,
+    /// When the oldest delivery of a partial batch started waiting.
+    waiting_since: Option<Instant>,
 }
 
 pub struct Dispatcher {
     limits: DispatchLimits,
     hosts: HashMap<Arc<str>, Host>,
+    /// The hosts that take batches (few: one per region and call), for the batch timer.
+    batching: HashSet<Arc<str>>,
     worker: Arc<Worker>,
     inbox: mpsc::UnboundedReceiver<Msg>,
     me: mpsc::UnboundedSender<Msg>,
@@ -73,6 +86,7 @@ impl Dispatcher {
         Dispatcher {
             limits,
             hosts: HashMap::new(),
+            batching: HashSet::new(),
             worker,
             inbox,
             me,
@@ -84,30 +98,67 @@ impl Dispatcher {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let flush_at = self.next_flush();
+            let flush = async {
+                match flush_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 msg = self.inbox.recv() => match msg {
                     Some(Msg::Work(batch)) => {
+                        let mut touched = HashSet::new();
                         for work in batch {
-                            self.accept(work);
+                            if let Some(host) = self.accept(work) {
+                                touched.insert(host);
+                            }
+                        }
+                        let now = Instant::now();
+                        for host in touched {
+                            self.pump(&host, now);
                         }
                     }
                     Some(Msg::Done { host, success }) => self.done(host, success),
                     Some(Msg::Stop) => self.stop(),
                     None => return,
                 },
+                _ = flush => {
+                    let now = Instant::now();
+                    let hosts: Vec<Arc<str>> = self.batching.iter().cloned().collect();
+                    for host in hosts {
+                        self.pump(&host, now);
+                    }
+                }
                 _ = tick.tick() => self.housekeeping(),
             }
         }
     }
 
-    fn host(&mut self, name: &Arc<str>) -> &mut Host {
+    /// When the oldest partial batch that could go has waited long enough.
+    fn next_flush(&self) -> Option<Instant> {
+        self.batching
+            .iter()
+            .filter_map(|name| self.hosts.get(name))
+            .filter(|h| h.in_flight < self.limits.max_in_flight_per_host)
+            .filter_map(|h| h.waiting_since)
+            .min()
+            .map(|since| since + self.limits.batch_wait)
+    }
+
+    fn host(&mut self, name: &Arc<str>, batch: Option<usize>) -> &mut Host {
         let breaker = self.limits.breaker;
+        if batch.is_some() {
+            self.batching.insert(name.clone());
+        }
         self.hosts.entry(name.clone()).or_insert_with(|| Host {
             queue: VecDeque::new(),
             in_flight: 0,
             breaker: Breaker::new(breaker),
             subscriptions: HashSet::new(),
             saturated: false,
+            batch,
+            waiting_since: None,
         })
     }
 
@@ -123,49 +174,97 @@ impl Dispatcher {
         });
     }
 
-    fn accept(&mut self, work: Work) {
+    /// Queues `work` on its host (or hands it back); returns the host to pump.
+    fn accept(&mut self, work: Work) -> Option<Arc<str>> {
         if self.stopping {
-            return self.release(work, Some(Duration::ZERO));
+            self.release(work, Some(Duration::ZERO));
+            return None;
         }
         if !work.target.active {
             // Parked until the subscription is made active again.
-            return self.release(work, None);
+            self.release(work, None);
+            return None;
         }
         let now = Instant::now();
         let limits = self.limits;
         let name = work.target.host.clone();
-        let host = self.host(&name);
+        let host = self.host(&name, work.target.batch_limit());
         host.subscriptions.insert(work.target.id.clone());
         if let Some(until) = host.breaker.paused_until(now) {
-            return self.release(work, Some(until - now));
+            self.release(work, Some(until - now));
+            return None;
         }
-        if host.in_flight < limits.max_in_flight_per_host {
-            host.in_flight += 1;
-            self.start(work);
-        } else if host.queue.len() < limits.max_queued_per_host {
+        if host.queue.len() < limits.max_queued_per_host {
             host.queue.push_back(work);
-        } else {
-            if !host.saturated {
-                host.saturated = true;
-                self.publish_blocked();
+            host.waiting_since.get_or_insert(now);
+            return Some(name);
+        }
+        if !host.saturated {
+            host.saturated = true;
+            self.publish_blocked();
+        }
+        self.release(work, Some(Duration::from_secs(1)));
+        None
+    }
+
+    /// Starts what `name` may start now: single deliveries while there is room in flight;
+    /// for a batching host, full batches, and a partial one once it has waited
+    /// `batch_wait`.
+    fn pump(&mut self, name: &Arc<str>, now: Instant) {
+        let limits = self.limits;
+        let Some(host) = self.hosts.get_mut(name) else {
+            return;
+        };
+        let size = host.batch.unwrap_or(1);
+        let mut ready = Vec::new();
+        while host.in_flight < limits.max_in_flight_per_host && !host.queue.is_empty() {
+            let waited = host
+                .waiting_since
+                .is_some_and(|since| now >= since + limits.batch_wait);
+            if host.batch.is_some() && host.queue.len() < size && !waited {
+                break;
             }
-            self.release(work, Some(Duration::from_secs(1)));
+            let n = size.min(host.queue.len());
+            ready.push(host.queue.drain(..n).collect::<Vec<_>>());
+            host.in_flight += 1;
+        }
+        if host.queue.is_empty() {
+            host.waiting_since = None;
+        }
+        let drained = host.saturated && host.queue.len() < limits.max_queued_per_host / 2;
+        if drained {
+            host.saturated = false;
+        }
+        let batching = host.batch.is_some();
+        for works in ready {
+            self.start(works, batching);
+        }
+        if drained {
+            self.publish_blocked();
         }
     }
 
-    fn start(&self, work: Work) {
+    fn start(&self, mut works: Vec<Work>, batching: bool) {
         let worker = self.worker.clone();
         let me = self.me.clone();
+        let Some(first) = works.first() else {
+            return;
+        };
+        let host = first.target.host.clone();
         tokio::spawn(async move {
-            let host = work.target.host.clone();
-            let success = worker.deliver(work).await;
+            let success = match (batching, works.len()) {
+                (false, 1) => match works.pop() {
+                    Some(work) => worker.deliver(work).await,
+                    None => None,
+                },
+                _ => worker.deliver_batch(works).await,
+            };
             let _ = me.send(Msg::Done { host, success });
         });
     }
 
     fn done(&mut self, name: Arc<str>, success: Option<bool>) {
         let now = Instant::now();
-        let limits = self.limits;
         let Some(host) = self.hosts.get_mut(&name) else {
             return;
         };
@@ -178,6 +277,7 @@ impl Dispatcher {
             tracing::warn!(host = %name, pause_secs = (until - now).as_secs(), "circuit breaker opened: too many failures");
             metrics::breaker_opened();
             let waiting: Vec<Work> = host.queue.drain(..).collect();
+            host.waiting_since = None;
             for work in waiting {
                 self.release(work, Some(until - now));
             }
@@ -187,24 +287,7 @@ impl Dispatcher {
         if self.stopping {
             return;
         }
-        let mut ready = Vec::new();
-        while host.in_flight < limits.max_in_flight_per_host {
-            let Some(work) = host.queue.pop_front() else {
-                break;
-            };
-            host.in_flight += 1;
-            ready.push(work);
-        }
-        let drained = host.saturated && host.queue.len() < limits.max_queued_per_host / 2;
-        if drained {
-            host.saturated = false;
-        }
-        for work in ready {
-            self.start(work);
-        }
-        if drained {
-            self.publish_blocked();
-        }
+        self.pump(&name, now);
     }
 
     fn stop(&mut self) {
@@ -212,7 +295,10 @@ impl Dispatcher {
         let waiting: Vec<Work> = self
             .hosts
             .values_mut()
-            .flat_map(|h| h.queue.drain(..))
+            .flat_map(|h| {
+                h.waiting_since = None;
+                h.queue.drain(..)
+            })
             .collect();
         for work in waiting {
             self.release(work, Some(Duration::ZERO));
@@ -224,6 +310,8 @@ impl Dispatcher {
         let now = Instant::now();
         self.hosts
             .retain(|_, h| h.in_flight > 0 || !h.queue.is_empty() || !h.breaker.is_idle(now));
+        let hosts = &self.hosts;
+        self.batching.retain(|name| hosts.contains_key(name));
         let open = self
             .hosts
             .values()

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::breaker::BreakerConfig;
 use crate::dispatcher::{DispatchLimits, Dispatcher, Msg, Work};
+use crate::eventbridge::{EventBridge, EventBridgeSettings};
 use crate::oauth::TokenCache;
 use crate::sender::WebhookSender;
 use crate::target::Targets;
@@ -47,6 +48,7 @@ pub struct EngineConfig {
     pub max_held: usize,
     pub breaker: BreakerConfig,
     pub policy: AddressPolicy,
+    pub eventbridge: EventBridgeSettings,
 }
 
 impl Default for EngineConfig {
@@ -61,6 +63,7 @@ impl Default for EngineConfig {
             max_held: 16384,
             breaker: BreakerConfig::default(),
             policy: AddressPolicy::default(),
+            eventbridge: EventBridgeSettings::default(),
         }
     }
 }
@@ -91,11 +94,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the engine's tasks on the current runtime.
+    /// Starts the engine's tasks on the current runtime. `eventbridge` is the process's
+    /// AWS client (shared with the API).
     pub async fn start(
         store: Arc<dyn Store>,
         cipher: Arc<Cipher>,
         config: EngineConfig,
+        eventbridge: Arc<EventBridge>,
     ) -> Result<Arc<Engine>, EngineError> {
         let node = hookrelay_core::ids::new_id("node");
         store.heartbeat(&node, config.lease_timeout).await?;
@@ -114,6 +119,8 @@ impl Engine {
                 policy,
                 request_timeout: config.request_timeout,
             },
+            eventbridge,
+            eventbridge_settings: config.eventbridge.clone(),
             retry: config.retry.clone(),
             outcomes: outcomes_tx,
             blocked: Mutex::new(Arc::new(HashMap::new())),
@@ -124,6 +131,7 @@ impl Engine {
                 max_in_flight_per_host: config.max_in_flight_per_host,
                 max_queued_per_host: config.max_queued_per_host,
                 breaker: config.breaker,
+                batch_wait: config.eventbridge.batch_wait,
             },
             worker.clone(),
             inbox,

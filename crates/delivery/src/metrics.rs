@@ -13,6 +13,8 @@ pub const HELD: &str = "hookrelay_deliveries_held";
 pub const BREAKERS_OPEN: &str = "hookrelay_breakers_open";
 pub const BREAKER_OPENED: &str = "hookrelay_breaker_opened_total";
 pub const DEACTIVATED: &str = "hookrelay_subscriptions_deactivated_total";
+pub const EVENTBRIDGE_REQUESTS: &str = "hookrelay_eventbridge_requests_total";
+pub const EVENTBRIDGE_ENTRIES: &str = "hookrelay_eventbridge_entries_total";
 
 /// Buckets of the attempt latency histogram, in seconds.
 pub const ATTEMPT_BUCKETS: &[f64] = &[
@@ -26,7 +28,10 @@ pub fn describe() {
         DELIVERIES,
         "Delivery state changes by outcome: created, succeeded, retry, failed, released, dropped."
     );
-    metrics::describe_counter!(ATTEMPTS, "Webhook attempts by result.");
+    metrics::describe_counter!(
+        ATTEMPTS,
+        "Delivery attempts (webhook requests, EventBridge entries) by result."
+    );
     metrics::describe_histogram!(ATTEMPT_SECONDS, "Duration of one attempt, in seconds.");
     metrics::describe_gauge!(
         BACKLOG,
@@ -42,6 +47,24 @@ pub fn describe() {
         DEACTIVATED,
         "Subscriptions deactivated after the last retry failed."
     );
+    metrics::describe_counter!(
+        EVENTBRIDGE_REQUESTS,
+        "EventBridge calls by operation (PutPartnerEvents, PutEvents) and result."
+    );
+    metrics::describe_counter!(
+        EVENTBRIDGE_ENTRIES,
+        "EventBridge entries by operation and result: accepted, failed, unsendable (too large)."
+    );
+}
+
+pub fn eventbridge_request(api: crate::eventbridge::Api, success: bool) {
+    let result = if success { "success" } else { "failure" };
+    counter!(EVENTBRIDGE_REQUESTS, "operation" => api.as_str(), "result" => result).increment(1);
+}
+
+pub fn eventbridge_entries(api: crate::eventbridge::Api, result: &'static str, n: usize) {
+    counter!(EVENTBRIDGE_ENTRIES, "operation" => api.as_str(), "result" => result)
+        .increment(n as u64);
 }
 
 pub fn events_accepted(n: usize) {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use hookrelay_core::payload::{self, PayloadInput};
 use hookrelay_core::retry::parse_retry_after;
 use hookrelay_core::signing::signature_header;
 use hookrelay_store::{AttemptRecord, ClaimedDelivery};
@@ -73,37 +72,14 @@ impl WebhookSender {
             auth,
         } = &target.kind
         else {
-            return finish(
-                None,
-                Some("EventBridge delivery is not available in this version".into()),
-                None,
-                None,
-            );
+            return finish(None, Some("not a webhook destination".into()), None, None);
         };
         if let Err(why) = check_target(&self.policy, url) {
             return finish(None, Some(why), None, None);
         }
-        let event = &delivery.event;
-        let body = match payload::build(&PayloadInput {
-            style: target.style,
-            store: &event.store,
-            event_id: &event.id,
-            event_type: &event.event_type,
-            data: &event.data,
-            resources: &event.resources,
-            time: event.time,
-            delivery_id: &delivery.id,
-            subscription_id: &target.id,
-        }) {
+        let body = match target.payload(delivery) {
             Ok(body) => bytes::Bytes::from(body),
-            Err(e) => {
-                return finish(
-                    None,
-                    Some(format!("event data is not JSON: {e}")),
-                    None,
-                    None,
-                )
-            }
+            Err(why) => return finish(None, Some(why), None, None),
         };
 
         let mut refreshed = false;

@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use hookrelay_core::payload::{self, PayloadInput};
 use hookrelay_core::secrets::{auth_config_context, signing_secret_context, Cipher};
 use hookrelay_core::signing::SigningKey;
 use hookrelay_core::{AuthConfig, Destination, HttpMethod, OAuthConfig, Style, SubscriptionRecord};
-use hookrelay_store::{Store, StoreError};
+use hookrelay_store::{ClaimedDelivery, Store, StoreError};
 use reqwest::header::{HeaderName, HeaderValue};
+
+use crate::eventbridge::{Api, EventBridgeTarget};
 
 /// How long a resolved subscription is trusted without asking the database again.
 const TTL: Duration = Duration::from_secs(5);
@@ -43,9 +46,7 @@ pub enum TargetKind {
         headers: Vec<(HeaderName, HeaderValue)>,
         auth: Auth,
     },
-    EventBridge {
-        arn: String,
-    },
+    EventBridge(EventBridgeTarget),
 }
 
 /// A subscription ready to deliver to.
@@ -63,6 +64,34 @@ pub struct Target {
 }
 
 impl Target {
+    /// Deliveries per request at most when the destination takes batches (EventBridge);
+    /// `None`: one delivery per request.
+    pub fn batch_limit(&self) -> Option<usize> {
+        match &self.kind {
+            TargetKind::Webhook { .. } => None,
+            TargetKind::EventBridge(eb) => Some(eb.api.batch_limit()),
+        }
+    }
+
+    /// The body of `delivery` in this subscription's style (SPEC §6 "Payloads"): a
+    /// webhook's request body and an EventBridge entry's `Detail` alike. Fails only for
+    /// event data that is not JSON (checked at ingest: a corrupt database).
+    pub fn payload(&self, delivery: &ClaimedDelivery) -> Result<Vec<u8>, String> {
+        let event = &delivery.event;
+        payload::build(&PayloadInput {
+            style: self.style,
+            store: &event.store,
+            event_id: &event.id,
+            event_type: &event.event_type,
+            data: &event.data,
+            resources: &event.resources,
+            time: event.time,
+            delivery_id: &delivery.id,
+            subscription_id: &self.id,
+        })
+        .map_err(|e| format!("event data is not JSON: {e}"))
+    }
+
     /// The keys that sign a message sent now.
     pub fn signing_keys(&self, now: DateTime<Utc>) -> Vec<SigningKey> {
         let mut keys = vec![self.key.clone()];
@@ -198,10 +227,28 @@ impl Targets {
                     host,
                 )
             }
-            Destination::EventBridge { arn } => (
-                TargetKind::EventBridge { arn: arn.clone() },
-                format!("eventbridge:{}", arn.split(':').nth(3).unwrap_or_default()),
-            ),
+            Destination::EventBridge {
+                arn,
+                region,
+                partner_source,
+            } => {
+                let api = match partner_source {
+                    Some(_) => Api::PutPartnerEvents,
+                    None => Api::PutEvents,
+                };
+                // One "host" per region and call: entries for many sources (or buses) of a
+                // region share batches, in-flight bounds and the breaker.
+                let host = format!("eventbridge:{region}:{}", api.as_str());
+                (
+                    TargetKind::EventBridge(EventBridgeTarget {
+                        api,
+                        region: region.clone(),
+                        arn: arn.clone(),
+                        partner_source: partner_source.clone(),
+                    }),
+                    host,
+                )
+            }
         };
         Ok(Target {
             active: sub.status.is_active(),

@@ -4,18 +4,23 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use hookrelay_core::retry::RetrySchedule;
-use hookrelay_store::{Next, Outcome};
+use hookrelay_store::{AttemptRecord, ClaimedDelivery, Next, Outcome};
 use tokio::sync::mpsc;
 
 use crate::dispatcher::Work;
+use crate::eventbridge::{self, EntryResult, EventBridge, EventBridgeSettings};
 use crate::metrics;
-use crate::sender::WebhookSender;
+use crate::sender::{AttemptResult, WebhookSender};
+use crate::target::TargetKind;
 
 pub struct Worker {
     pub sender: WebhookSender,
+    pub eventbridge: Arc<EventBridge>,
+    pub eventbridge_settings: EventBridgeSettings,
     pub retry: RetrySchedule,
     pub outcomes: mpsc::UnboundedSender<Outcome>,
     /// Subscriptions whose host is paused or saturated, and when to try them again: the
@@ -43,10 +48,117 @@ impl Worker {
             .clone()
     }
 
-    /// Makes one attempt; returns whether it succeeded (for the breaker).
+    /// Makes one webhook attempt; returns whether it succeeded (for the breaker).
     pub async fn deliver(&self, work: Work) -> Option<bool> {
         let Work { delivery, target } = work;
         let result = self.sender.attempt(&target, &delivery).await;
+        let success = result.success;
+        self.conclude(delivery, result);
+        Some(success)
+    }
+
+    /// Sends deliveries to EventBridge in one call (all of one region and API, at most
+    /// the API's batch limit). Each delivery gets its own outcome: the entries AWS accepted
+    /// succeed, the ones it refused go on the retry schedule alone, and a failure of the
+    /// whole call is a failed attempt of each. Returns whether the call went through (for
+    /// the breaker; refused entries are the destination's matter, not the region's);
+    /// `None` when nothing was sent.
+    pub async fn deliver_batch(&self, works: Vec<Work>) -> Option<bool> {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let mut sent = Vec::with_capacity(works.len());
+        let mut entries = Vec::with_capacity(works.len());
+        let mut call = None;
+        for Work { delivery, target } in works {
+            let TargetKind::EventBridge(eb) = &target.kind else {
+                self.conclude(
+                    delivery,
+                    failed_now(started_at, "not an EventBridge destination".into()),
+                );
+                continue;
+            };
+            match eventbridge::entry(&target, eb, &delivery, &self.eventbridge_settings) {
+                Ok(entry) => {
+                    call.get_or_insert_with(|| (eb.api, eb.region.clone()));
+                    entries.push(entry);
+                    sent.push(delivery);
+                }
+                Err(reason) => {
+                    // It would be refused every time: FAILED now, with the reason, and the
+                    // subscription stays active.
+                    metrics::eventbridge_entries(eb.api, "unsendable", 1);
+                    tracing::warn!(delivery_id = %delivery.id, subscription_id = %delivery.subscription_id, reason, "cannot deliver to EventBridge");
+                    self.drop_delivery(delivery, failed_now(started_at, reason.clone()), reason);
+                }
+            }
+        }
+        let (api, region) = call?;
+        let answer = self.eventbridge.put(api, &region, entries).await;
+        let duration_ms = clock.elapsed().as_millis() as u64;
+        let attempt = |status_code: Option<u16>, error: Option<String>, body: Option<String>| {
+            let success = error.is_none();
+            AttemptResult {
+                record: AttemptRecord {
+                    started_at,
+                    duration_ms,
+                    status_code,
+                    error,
+                    response_body: body,
+                },
+                success,
+                retry_after: None,
+            }
+        };
+        match answer {
+            Ok(results) => {
+                metrics::eventbridge_request(api, true);
+                for (delivery, result) in sent.into_iter().zip(results) {
+                    let outcome = match result {
+                        EntryResult::Accepted { event_id } => {
+                            metrics::eventbridge_entries(api, "accepted", 1);
+                            let body = serde_json::json!({ "EventId": event_id }).to_string();
+                            attempt(Some(200), None, Some(body))
+                        }
+                        EntryResult::Failed { code, message } => {
+                            metrics::eventbridge_entries(api, "failed", 1);
+                            let why = format!("{} entry refused: {code}: {message}", api.as_str());
+                            let body =
+                                serde_json::json!({ "ErrorCode": code, "ErrorMessage": message });
+                            attempt(Some(200), Some(why), Some(body.to_string()))
+                        }
+                    };
+                    self.conclude(delivery, outcome);
+                }
+                Some(true)
+            }
+            Err(e) => {
+                metrics::eventbridge_request(api, false);
+                metrics::eventbridge_entries(api, "failed", sent.len());
+                let why = format!("{} failed: {e}", api.as_str());
+                for delivery in sent {
+                    self.conclude(delivery, attempt(e.status, Some(why.clone()), None));
+                }
+                Some(false)
+            }
+        }
+    }
+
+    /// FAILED at once with `reason`, without deactivating the subscription.
+    fn drop_delivery(&self, delivery: ClaimedDelivery, result: AttemptResult, reason: String) {
+        metrics::attempt(false, result.record.duration_ms);
+        metrics::delivered("dropped");
+        self.record(Outcome {
+            seq: delivery.seq,
+            subscription_id: delivery.subscription_id,
+            store: delivery.event.store.clone(),
+            attempt: Some(result.record),
+            next: Next::Drop { reason },
+        });
+    }
+
+    /// Records what an attempt came to: success, a retry at the next step of the schedule,
+    /// or FAILED when none is left.
+    fn conclude(&self, delivery: ClaimedDelivery, result: AttemptResult) {
         metrics::attempt(result.success, result.record.duration_ms);
         let attempt_no = delivery.round_attempts + 1;
         let next = if result.success {
@@ -98,6 +210,20 @@ impl Worker {
             attempt: Some(result.record),
             next,
         });
-        Some(result.success)
+    }
+}
+
+/// A failed attempt that sent nothing.
+fn failed_now(started_at: DateTime<Utc>, error: String) -> AttemptResult {
+    AttemptResult {
+        record: AttemptRecord {
+            started_at,
+            duration_ms: 0,
+            status_code: None,
+            error: Some(error),
+            response_body: None,
+        },
+        success: false,
+        retry_after: None,
     }
 }

@@ -11,6 +11,7 @@ use hookrelay_core::net::AddressPolicy;
 use hookrelay_core::retry::RetrySchedule;
 use hookrelay_core::secrets::Cipher;
 use hookrelay_delivery::breaker::BreakerConfig;
+use hookrelay_delivery::eventbridge::{self, EventBridgeSettings};
 use hookrelay_delivery::ingest::DEFAULT_MAX_EVENT_BYTES;
 use hookrelay_delivery::EngineConfig;
 use serde::Deserialize;
@@ -79,6 +80,20 @@ pub struct ServeArgs {
     /// Circuit breaker: how long a failing host is paused (e.g. 3m).
     #[arg(long, env = "HOOKRELAY_BREAKER_PAUSE", value_name = "DURATION")]
     pub breaker_pause: Option<String>,
+    /// The SaaS partner name in EventBridge partner event source names
+    /// (aws.partner/{name}/{store}/{source}).
+    #[arg(long, env = "HOOKRELAY_EVENTBRIDGE_PARTNER_NAME", value_name = "NAME")]
+    pub eventbridge_partner_name: Option<String>,
+    /// The EventBridge DetailType of BigCommerce-style events.
+    #[arg(long, env = "HOOKRELAY_EVENTBRIDGE_DETAIL_TYPE", value_name = "TEXT")]
+    pub eventbridge_detail_type: Option<String>,
+    /// How long a partial EventBridge batch waits for more events (e.g. 50ms).
+    #[arg(
+        long,
+        env = "HOOKRELAY_EVENTBRIDGE_BATCH_WAIT",
+        value_name = "DURATION"
+    )]
+    pub eventbridge_batch_wait: Option<String>,
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
@@ -136,6 +151,9 @@ struct FileConfig {
     breaker_min_requests: Option<u32>,
     breaker_success_ratio: Option<f64>,
     breaker_pause: Option<String>,
+    eventbridge_partner_name: Option<String>,
+    eventbridge_detail_type: Option<String>,
+    eventbridge_batch_wait: Option<String>,
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig> {
@@ -159,6 +177,8 @@ pub const DEFAULT_DATA_DIR: &str = "./hookrelay-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DATABASE_FILE: &str = "hookrelay.sqlite3";
 pub const MASTER_KEY_FILE: &str = "master.key";
+/// SPEC §3: the SaaS partner name when none is configured.
+pub const DEFAULT_PARTNER_NAME: &str = "hookrelay.example";
 
 impl Storage {
     pub fn resolve(args: &StorageArgs) -> Result<Self> {
@@ -225,6 +245,7 @@ pub struct ServeConfig {
     pub extra_event_types: Vec<String>,
     pub engine: EngineConfig,
     pub max_event_bytes: usize,
+    pub eventbridge_partner_name: String,
 }
 
 impl ServeConfig {
@@ -328,7 +349,33 @@ impl ServeConfig {
         if !(1..=16 * 1024 * 1024).contains(&max_event_bytes) {
             bail!("max_event_bytes must be between 1 and 16777216");
         }
+        let partner_name = args
+            .eventbridge_partner_name
+            .clone()
+            .or_else(|| file.eventbridge_partner_name.clone())
+            .unwrap_or_else(|| DEFAULT_PARTNER_NAME.to_owned());
+        if !hookrelay_core::aws::is_source_segment(&partner_name) {
+            bail!("eventbridge_partner_name {partner_name:?} must be 1-64 characters of letters, digits, '.', '-' and '_'");
+        }
+        let detail_type = args
+            .eventbridge_detail_type
+            .clone()
+            .or_else(|| file.eventbridge_detail_type.clone())
+            .unwrap_or_else(|| eventbridge::DEFAULT_DETAIL_TYPE.to_owned());
+        if detail_type.trim().is_empty() || detail_type.len() > 128 {
+            bail!("eventbridge_detail_type must be 1-128 characters");
+        }
+        let batch_wait = duration(
+            "eventbridge_batch_wait",
+            &args.eventbridge_batch_wait,
+            &file.eventbridge_batch_wait,
+            eventbridge::DEFAULT_BATCH_WAIT,
+        )?;
+        if batch_wait > Duration::from_secs(10) {
+            bail!("eventbridge_batch_wait must be at most 10s");
+        }
         Ok(ServeConfig {
+            eventbridge_partner_name: partner_name,
             listen,
             engine: EngineConfig {
                 retry,
@@ -337,6 +384,10 @@ impl ServeConfig {
                 max_in_flight_per_host,
                 breaker,
                 policy: policy.clone(),
+                eventbridge: EventBridgeSettings {
+                    detail_type,
+                    batch_wait,
+                },
                 ..defaults
             },
             max_event_bytes,

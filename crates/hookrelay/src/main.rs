@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hookrelay_api::{AppState, Services};
 use hookrelay_core::event_types::Catalog;
 use hookrelay_core::{ids, secrets, Role};
+use hookrelay_delivery::eventbridge::EventBridge;
 use hookrelay_delivery::ingest::{prepare, PublishRequest};
 use hookrelay_delivery::Engine;
 use hookrelay_store::{Claim, DeliveryStore, Ingested, NewClient, SqliteStore, Store, StoreError};
@@ -338,15 +339,24 @@ async fn serve(config: ServeConfig) -> Result<()> {
         SqliteStore::open(&path).with_context(|| format!("opening database {}", path.display()))?,
     );
     let metrics = install_metrics()?;
-    let engine = Engine::start(store.clone(), cipher.clone(), config.engine.clone())
-        .await
-        .context("starting the delivery engine")?;
+    // One AWS client for the process; it loads its configuration on first use.
+    let eventbridge = Arc::new(EventBridge::new(config.engine.request_timeout));
+    let engine = Engine::start(
+        store.clone(),
+        cipher.clone(),
+        config.engine.clone(),
+        eventbridge.clone(),
+    )
+    .await
+    .context("starting the delivery engine")?;
     let services = Services {
         store,
         cipher,
         catalog: Catalog::with_defaults(config.extra_event_types.clone()),
         policy: config.policy.clone(),
         engine: engine.clone(),
+        eventbridge,
+        partner_name: config.eventbridge_partner_name.clone(),
         max_event_bytes: config.max_event_bytes,
         metrics: Some(metrics),
     };

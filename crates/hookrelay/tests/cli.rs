@@ -122,7 +122,7 @@ fn store_and_migrate_commands() {
     let data = dir.path().join("data");
     let d = data.to_str().unwrap();
     let first: Value = serde_json::from_str(&cli(&["migrate", "--data-dir", d])).unwrap();
-    assert_eq!(first["applied"], json!([1, 2]));
+    assert_eq!(first["applied"], json!([1, 2, 3]));
     let second: Value = serde_json::from_str(&cli(&["migrate", "--data-dir", d])).unwrap();
     assert_eq!(second["applied"], json!([]));
 

@@ -255,8 +255,10 @@ subscriptionId
     assert_eq!(listed["eventSubscriptions"]["totalCount"], 2);
 }
 
+/// The guide's request as written carries the guide's own app's client id: it parses, and
+/// is refused with the field named (the full flow with real ids is in `eventbridge.rs`).
 #[tokio::test]
-async fn bigcommerce_create_event_source_example_parses_and_answers_clearly() {
+async fn bigcommerce_create_event_source_example_parses_and_names_the_foreign_client_id() {
     let server = Server::start().await;
     let alice = server.client("storea");
     let variables: Value =
@@ -270,10 +272,13 @@ async fn bigcommerce_create_event_source_example_parses_and_answers_clearly() {
         )
         .await;
     assert_eq!(status, 200);
-    // EventBridge arrives with a later version: until then a clear, classified refusal.
     assert_eq!(classification(&body), "ValidationError", "{body}");
-    assert_eq!(code(&body), "NotAvailable");
-    assert!(message(&body).contains("EventBridge"), "{body}");
+    assert!(
+        message(&body).starts_with(
+            "/webhook/createEventSource/input/clientId \"4yk6pb824t53hirbuz5akdr652lpjb2\" is not the client id of this token"
+        ),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -309,7 +314,13 @@ async fn bigcommerce_eventbridge_webhook_example_missing_brace_is_a_syntax_error
     let (_, body) = server
         .gql_at("/stores/storea/graphql", &alice, &fixed, variables)
         .await;
-    assert_eq!(code(&body), "NotAvailable", "{body}");
+    // Its destination is still the placeholder `{{event_source_arn}}`.
+    assert_eq!(classification(&body), "ValidationError", "{body}");
+    assert!(
+        message(&body)
+            .starts_with("/webhook/createEventBridgeWebhook/input/destination must be the ARN"),
+        "{body}"
+    );
 }
 
 /// BigCommerce's Postman collection sends `variables` as a JSON-encoded string.

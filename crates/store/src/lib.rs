@@ -4,8 +4,8 @@
 
 use async_trait::async_trait;
 use hookrelay_core::{
-    ApiClient, AuthKind, AuthProfileRecord, PreviousSecret, Principal, Sealed, StoreRecord, Style,
-    SubscriptionRecord,
+    ApiClient, AuthKind, AuthProfileRecord, EventSourceRecord, PreviousSecret, Principal, Sealed,
+    StoreRecord, Style, SubscriptionRecord,
 };
 
 pub mod delivery;
@@ -44,6 +44,8 @@ pub enum Conflict {
     AuthProfile,
     /// Same owner, style, event type and destination; the id of the existing subscription.
     Subscription(String),
+    /// An event source of the same partner event source name.
+    EventSource,
 }
 
 impl std::fmt::Display for Conflict {
@@ -53,6 +55,7 @@ impl std::fmt::Display for Conflict {
             Conflict::Client => f.write_str("client"),
             Conflict::AuthProfile => f.write_str("auth profile"),
             Conflict::Subscription(id) => write!(f, "subscription {id}"),
+            Conflict::EventSource => f.write_str("event source"),
         }
     }
 }
@@ -201,12 +204,14 @@ pub trait Store: DeliveryStore {
     ) -> Result<Page<AuthProfileRecord>>;
 
     // --- subscriptions ---
-    /// Inserts a subscription (and the inline auth profile made for it, if any), keeping
-    /// the duplicate rule (`Conflict::Subscription`) and `limits`.
+    /// Inserts a subscription, with what was made for it alone (an auth profile from an
+    /// inline `authConfig`, an event source made by `createEventSubscription`), keeping the
+    /// duplicate rule (`Conflict::Subscription`) and `limits`. A destination that is an
+    /// event source must exist in the store (`NotFound`).
     async fn insert_subscription(
         &self,
         subscription: SubscriptionRecord,
-        inline_profile: Option<AuthProfileRecord>,
+        owned: Owned,
         limits: SubscriptionLimits,
     ) -> Result<()>;
     async fn get_subscription(&self, store: &str, id: &str) -> Result<Option<SubscriptionRecord>>;
@@ -217,7 +222,7 @@ pub trait Store: DeliveryStore {
         subscription: SubscriptionRecord,
         limits: SubscriptionLimits,
     ) -> Result<()>;
-    /// Deletes a subscription and its inline auth profile.
+    /// Deletes a subscription and what it owns (inline auth profile, event source).
     async fn delete_subscription(&self, store: &str, id: &str) -> Result<()>;
     async fn list_subscriptions(
         &self,
@@ -225,4 +230,37 @@ pub trait Store: DeliveryStore {
         filter: SubscriptionFilter,
         page: PageRequest,
     ) -> Result<Page<SubscriptionRecord>>;
+
+    // --- EventBridge event sources ---
+    /// Inserts an event source; `Conflict::EventSource` when its name is taken.
+    async fn insert_event_source(&self, source: EventSourceRecord) -> Result<()>;
+    async fn get_event_source(&self, store: &str, id: &str) -> Result<Option<EventSourceRecord>>;
+    /// The event source of `store` whose ARN is `arn`.
+    async fn event_source_by_arn(
+        &self,
+        store: &str,
+        arn: &str,
+    ) -> Result<Option<EventSourceRecord>>;
+    /// Whether any store has an event source of this partner event source name.
+    async fn event_source_name_taken(&self, source_name: &str) -> Result<bool>;
+    /// Listable event sources in scope (not those a subscription made for itself).
+    async fn list_event_sources(
+        &self,
+        scope: Scope,
+        page: PageRequest,
+    ) -> Result<Page<EventSourceRecord>>;
+    /// The subscriptions of `store` that deliver to the event source `id`.
+    async fn event_source_users(&self, store: &str, id: &str) -> Result<Vec<String>>;
+    /// Deletes a listable event source unless a subscription delivers to it (`InUse` with
+    /// their ids).
+    async fn delete_event_source(&self, store: &str, id: &str) -> Result<()>;
+}
+
+/// What a new subscription brings along and owns.
+#[derive(Debug, Clone, Default)]
+pub struct Owned {
+    /// The auth profile made from an inline `authConfig`.
+    pub auth_profile: Option<AuthProfileRecord>,
+    /// The event source `createEventSubscription` made for an `eventBridge` destination.
+    pub event_source: Option<EventSourceRecord>,
 }

@@ -8,8 +8,8 @@ use hookrelay_core::{
     Destination, HttpMethod, Sealed, Style, SubscriptionRecord, SubscriptionStatus,
 };
 use hookrelay_store::{
-    Claim, DeliveryStatus, DeliveryStore, Ingested, NewEvent, Next, Outcome, SqliteStore, Store,
-    SubscriptionLimits,
+    Claim, DeliveryStatus, DeliveryStore, Ingested, NewEvent, Next, Outcome, Owned, SqliteStore,
+    Store, SubscriptionLimits,
 };
 
 async fn store_with_subscription() -> (tempfile::TempDir, SqliteStore) {
@@ -37,7 +37,7 @@ async fn store_with_subscription() -> (tempfile::TempDir, SqliteStore) {
             created_at: now,
             updated_at: now,
         },
-        None,
+        Owned::default(),
         SubscriptionLimits::default(),
     )
     .await

@@ -18,6 +18,10 @@ pub struct Services {
     pub catalog: Catalog,
     pub policy: AddressPolicy,
     pub engine: Arc<hookrelay_delivery::Engine>,
+    /// The AWS client (EventBridge partner event sources).
+    pub eventbridge: Arc<hookrelay_delivery::eventbridge::EventBridge>,
+    /// The SaaS partner name in partner event source names (`aws.partner/{name}/…`).
+    pub partner_name: String,
     /// `max_event_bytes`: the largest event `data` accepted.
     pub max_event_bytes: usize,
     /// Renders `/metrics`; `None` when no metrics recorder is installed.

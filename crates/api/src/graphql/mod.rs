@@ -4,6 +4,7 @@ pub mod auth_profiles;
 pub mod comments;
 pub mod context;
 pub mod deliveries;
+pub mod event_sources;
 pub mod subscriptions;
 pub mod types;
 pub mod validate;

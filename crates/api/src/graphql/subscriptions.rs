@@ -6,10 +6,11 @@ use hookrelay_core::{
     ids, secrets, AuthProfileRecord, Destination, HttpMethod, Style, SubscriptionRecord,
     SubscriptionStatus,
 };
-use hookrelay_store::{Conflict, StoreError, SubscriptionFilter, SubscriptionLimits};
+use hookrelay_store::{Conflict, Owned, StoreError, SubscriptionFilter, SubscriptionLimits};
 
 use super::auth_profiles::{self, AuthConfigInput};
 use super::context::{request_ctx, RequestCtx};
+use super::event_sources;
 use super::types::{
     connection, connection_type, page_request, KeyValueInput, KeyValueObject, Method,
 };
@@ -33,10 +34,15 @@ pub struct PartnerEventSourceInput {
     pub name: String,
 }
 
+/// A partner event source that hookrelay makes for the subscription
+/// (`partnerEventSource` and `region`), or an existing event bus (`eventBusArn`).
 #[derive(Debug, Clone, InputObject)]
 pub struct EventBridgeDestinationInput {
-    pub partner_event_source: PartnerEventSourceInput,
-    pub region: String,
+    pub partner_event_source: Option<PartnerEventSourceInput>,
+    /// An AWS region name (`us-east-1`).
+    pub region: Option<String>,
+    /// `arn:aws:events:REGION:ACCOUNT:event-bus/NAME`, delivered with `PutEvents`.
+    pub event_bus_arn: Option<String>,
 }
 
 /// Exactly one of `webhook` or `eventBridge`.
@@ -91,7 +97,11 @@ pub struct WebhookData {
 
 #[derive(SimpleObject)]
 pub struct EventBridgeData {
+    /// The partner event source's ARN (as AWS answered it), or the event bus's.
     pub arn: String,
+    pub region: String,
+    /// The partner event source name (`aws.partner/…`); null for an event bus.
+    pub partner_event_source_name: Option<String>,
 }
 
 #[derive(Union)]
@@ -171,9 +181,15 @@ fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<EventSubscription
             auth_profile_id: auth_profile_id.clone().filter(|_| !inline_auth),
             headers: headers.iter().map(KeyValueObject::from).collect(),
         }),
-        Destination::EventBridge { arn } => {
-            DestinationData::EventBridgeData(EventBridgeData { arn: arn.clone() })
-        }
+        Destination::EventBridge {
+            arn,
+            region,
+            partner_source,
+        } => DestinationData::EventBridgeData(EventBridgeData {
+            arn: arn.clone(),
+            region: region.clone(),
+            partner_event_source_name: partner_source.clone(),
+        }),
     };
     Ok(EventSubscription {
         subscription_id: sub.id,
@@ -274,13 +290,15 @@ impl SubscriptionMutation {
         let event_types = validate::event_types(&rc.services.catalog, path, types)?;
         let id = ids::new_id("sub");
         let now = hookrelay_core::now();
-        let (destination, inline_profile) = match (input.destination.webhook, input.destination.event_bridge) {
-            (Some(webhook), None) => webhook_destination(rc, &id, &format!("{path}/destination/webhook"), webhook).await?,
-            (None, Some(_)) => {
-                return Err(ApiError::coded(
-                    "NotAvailable",
-                    format!("{path}/destination/eventBridge: EventBridge destinations are not available in this version of hookrelay yet"),
-                ))
+        let (destination, owned) = match (input.destination.webhook, input.destination.event_bridge)
+        {
+            (Some(webhook), None) => {
+                webhook_destination(rc, &id, &format!("{path}/destination/webhook"), webhook)
+                    .await?
+            }
+            (None, Some(eb)) => {
+                eventbridge_destination(rc, &id, &format!("{path}/destination/eventBridge"), eb)
+                    .await?
             }
             (Some(_), Some(_)) => {
                 return Err(ApiError::validation(format!(
@@ -306,15 +324,23 @@ impl SubscriptionMutation {
             created_at: now,
             updated_at: now,
         };
-        match rc
+        let made_source = owned.event_source.clone();
+        let inserted = rc
             .services
             .store
-            .insert_subscription(record, inline_profile, SubscriptionLimits::default())
-            .await
-        {
+            .insert_subscription(record, owned, SubscriptionLimits::default())
+            .await;
+        if let (Err(_), Some(source)) = (&inserted, &made_source) {
+            event_sources::forget_at_aws(rc, source).await;
+        }
+        match inserted {
             Ok(()) => Ok(CreateEventSubscriptionResponse {
                 subscription_id: id,
             }),
+            Err(StoreError::Conflict(Conflict::EventSource)) => Err(ApiError::coded(
+                "DestinationNameAlreadyExists",
+                format!("{path}/destination/eventBridge/partnerEventSource/name: an event source of this name already exists"),
+            )),
             Err(StoreError::Conflict(Conflict::Subscription(existing))) => Err(ApiError::coded(
                 "SubscriptionAlreadyExists",
                 format!(
@@ -331,7 +357,18 @@ impl SubscriptionMutation {
         subscription_id: String,
     ) -> ApiResult<DeleteEventSubscriptionResponse> {
         let rc = request_ctx(ctx)?;
-        visible_subscription(rc, &subscription_id).await?;
+        let sub = visible_subscription(rc, &subscription_id).await?;
+        if let Destination::EventBridge { arn, .. } = &sub.destination {
+            // The partner event source made for this subscription goes with it, at AWS first.
+            let source = rc
+                .services
+                .store
+                .event_source_by_arn(&rc.store, arn)
+                .await?;
+            if let Some(source) = source.filter(|s| s.subscription_id.as_deref() == Some(&sub.id)) {
+                event_sources::delete_at_aws(rc, "/deleteEventSubscription", &source).await?;
+            }
+        }
         match rc
             .services
             .store
@@ -350,13 +387,82 @@ impl SubscriptionMutation {
     }
 }
 
+/// An `eventBridge` destination: a partner event source made now (at AWS, stored with the
+/// subscription), or an event bus.
+async fn eventbridge_destination(
+    rc: &RequestCtx,
+    subscription_id: &str,
+    path: &str,
+    input: EventBridgeDestinationInput,
+) -> ApiResult<(Destination, Owned)> {
+    match (input.partner_event_source, input.event_bus_arn) {
+        (Some(partner), None) => {
+            let region = input.region.ok_or_else(|| {
+                ApiError::validation(format!("{path}/region is required with partnerEventSource"))
+            })?;
+            if !hookrelay_core::aws::is_region(&region) {
+                return Err(ApiError::validation(format!(
+                    "{path}/region must be an AWS region name such as us-east-1, got {region:?}"
+                )));
+            }
+            let source = event_sources::make_at_aws(
+                rc,
+                event_sources::SourceRequest {
+                    path,
+                    account_field: "partnerEventSource/account",
+                    name_field: "partnerEventSource/name",
+                    account: &partner.account,
+                    name: &partner.name,
+                    region,
+                    owner: rc.principal.client_id.clone(),
+                    subscription_id: Some(subscription_id.to_owned()),
+                    taken_code: "DestinationNameAlreadyExists",
+                },
+            )
+            .await?;
+            Ok((
+                source.destination(),
+                Owned {
+                    event_source: Some(source),
+                    ..Owned::default()
+                },
+            ))
+        }
+        (None, Some(arn)) => {
+            let bus_path = format!("{path}/eventBusArn");
+            let bus = hookrelay_core::aws::EventBusArn::parse(arn.trim())
+                .map_err(|e| ApiError::validation(format!("{bus_path} {e}")))?;
+            if let Some(region) = input.region.filter(|r| *r != bus.region) {
+                return Err(ApiError::validation(format!(
+                    "{path}/region {region:?} is not the event bus's region {:?}",
+                    bus.region
+                )));
+            }
+            Ok((
+                Destination::EventBridge {
+                    arn: arn.trim().to_owned(),
+                    region: bus.region,
+                    partner_source: None,
+                },
+                Owned::default(),
+            ))
+        }
+        (Some(_), Some(_)) => Err(ApiError::validation(format!(
+            "{path} must have one of partnerEventSource or eventBusArn, not both"
+        ))),
+        (None, None) => Err(ApiError::validation(format!(
+            "{path} must have partnerEventSource (with region) or eventBusArn"
+        ))),
+    }
+}
+
 /// Checks a webhook destination; an inline `authConfig` becomes a private auth profile.
 async fn webhook_destination(
     rc: &RequestCtx,
     subscription_id: &str,
     path: &str,
     input: WebhookDestinationInput,
-) -> ApiResult<(Destination, Option<AuthProfileRecord>)> {
+) -> ApiResult<(Destination, Owned)> {
     let url = validate::url(&rc.services.policy, &format!("{path}/url"), &input.url)?;
     let method = match (input.method, input.http_method) {
         (Some(a), Some(b)) if a != b => {
@@ -404,6 +510,9 @@ async fn webhook_destination(
             inline_auth: inline.is_some(),
             headers,
         },
-        inline,
+        Owned {
+            auth_profile: inline,
+            ..Owned::default()
+        },
     ))
 }

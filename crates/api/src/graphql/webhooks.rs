@@ -2,12 +2,16 @@
 //! `store { webhooks }` (query). They are subscriptions of the same model as the Buy with
 //! Prime ones; the style only decides the payload format.
 
-use async_graphql::{Context, Enum, InputObject, Interface, Object, SimpleObject, ID};
+use async_graphql::{Context, InputObject, Interface, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use hookrelay_core::{ids, Destination, HttpMethod, Style, SubscriptionRecord, SubscriptionStatus};
-use hookrelay_store::{Conflict, StoreError, SubscriptionFilter, SubscriptionLimits};
+use hookrelay_store::{Conflict, Owned, StoreError, SubscriptionFilter, SubscriptionLimits};
 
 use super::context::{request_ctx, RequestCtx};
+use super::event_sources::{
+    self, CreateEventSourceInput, CreateEventSourceResult, DeleteEventSourceResult,
+    EventSourceConnection,
+};
 use super::subscriptions::{new_signing_secret, signing_secret_for, StatusValue};
 use super::types::{connection, connection_type, page_request, KeyValueInput, KeyValueObject};
 use super::validate;
@@ -81,7 +85,7 @@ fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<Webhook> {
             headers: headers.iter().map(KeyValueObject::from).collect(),
             signing_secret,
         }),
-        Destination::EventBridge { arn } => Webhook::EventBridgeWebhook(EventBridgeWebhook {
+        Destination::EventBridge { arn, .. } => Webhook::EventBridgeWebhook(EventBridgeWebhook {
             id: ID(sub.id),
             scope,
             destination: arn,
@@ -125,13 +129,6 @@ fn limits() -> SubscriptionLimits {
     }
 }
 
-fn not_available(path: &str) -> ApiError {
-    ApiError::coded(
-        "NotAvailable",
-        format!("{path}: Amazon EventBridge is not available in this version of hookrelay yet"),
-    )
-}
-
 #[derive(Debug, Clone, InputObject)]
 pub struct CreateHttpsWebhookInput {
     pub scope: String,
@@ -163,76 +160,6 @@ pub struct UpdateWebhookInput {
     pub data: UpdateWebhookDataInput,
 }
 
-/// Every EventBridge region.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
-pub enum EventSourceRegion {
-    UsEast1,
-    UsEast2,
-    UsWest1,
-    UsWest2,
-    AfSouth1,
-    ApEast1,
-    ApEast2,
-    ApSouth1,
-    ApSouth2,
-    ApSoutheast1,
-    ApSoutheast2,
-    ApSoutheast3,
-    ApSoutheast4,
-    ApSoutheast5,
-    ApSoutheast7,
-    ApNortheast1,
-    ApNortheast2,
-    ApNortheast3,
-    CaCentral1,
-    CaWest1,
-    CnNorth1,
-    CnNorthwest1,
-    EuCentral1,
-    EuCentral2,
-    EuWest1,
-    EuWest2,
-    EuWest3,
-    EuSouth1,
-    EuSouth2,
-    EuNorth1,
-    IlCentral1,
-    MeSouth1,
-    MeCentral1,
-    MxCentral1,
-    SaEast1,
-    UsGovEast1,
-    UsGovWest1,
-}
-
-#[derive(Debug, Clone, InputObject)]
-pub struct CreateEventSourceInput {
-    pub aws_account: String,
-    pub event_source_name: String,
-    pub event_source_region: EventSourceRegion,
-    pub client_id: Option<String>,
-}
-
-#[derive(SimpleObject)]
-pub struct EventSource {
-    pub id: ID,
-    pub aws_account: String,
-    pub arn: String,
-    pub event_source_name: String,
-    pub event_source_region: EventSourceRegion,
-}
-
-#[derive(SimpleObject)]
-pub struct CreateEventSourceResult {
-    pub event_source: EventSource,
-}
-
-#[derive(SimpleObject)]
-pub struct DeleteEventSourceResult {
-    pub id: ID,
-}
-
 #[derive(SimpleObject)]
 pub struct WebhookResult {
     pub webhook: Webhook,
@@ -248,26 +175,66 @@ pub struct WebhookMutations;
 
 #[Object]
 impl WebhookMutations {
-    /// Creates an EventBridge partner event source for the store.
+    /// Creates an EventBridge partner event source for the store
+    /// (`aws.partner/{partner}/{store}/{name}`) with `CreatePartnerEventSource`, and
+    /// answers the ARN AWS gave it.
     async fn create_event_source(
         &self,
+        ctx: &Context<'_>,
         input: CreateEventSourceInput,
     ) -> ApiResult<CreateEventSourceResult> {
-        let _ = input;
-        Err(not_available("/webhook/createEventSource"))
+        let rc = request_ctx(ctx)?;
+        Ok(CreateEventSourceResult {
+            event_source: event_sources::create(rc, input).await?,
+        })
     }
 
-    async fn delete_event_source(&self, id: ID) -> ApiResult<DeleteEventSourceResult> {
-        let _ = id;
-        Err(not_available("/webhook/deleteEventSource"))
+    /// Deletes an event source (`DeletePartnerEventSource`); refused while a webhook
+    /// delivers to it.
+    async fn delete_event_source(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> ApiResult<DeleteEventSourceResult> {
+        let rc = request_ctx(ctx)?;
+        event_sources::delete(rc, &id).await?;
+        Ok(DeleteEventSourceResult { id })
     }
 
+    /// Creates an EventBridge webhook for one scope. `destination` is the ARN of one of the
+    /// store's event sources (`createEventSource`), delivered with `PutPartnerEvents`, or of
+    /// an event bus (`arn:aws:events:REGION:ACCOUNT:event-bus/NAME`), delivered with
+    /// `PutEvents`.
     async fn create_event_bridge_webhook(
         &self,
+        ctx: &Context<'_>,
         input: CreateEventBridgeWebhookInput,
     ) -> ApiResult<WebhookResult> {
-        let _ = input;
-        Err(not_available("/webhook/createEventBridgeWebhook"))
+        let rc = request_ctx(ctx)?;
+        let path = "/webhook/createEventBridgeWebhook/input";
+        let event_types = validate::event_types(
+            &rc.services.catalog,
+            path,
+            vec![(format!("{path}/scope"), input.scope)],
+        )?;
+        let destination_path = format!("{path}/destination");
+        let destination =
+            event_sources::destination_for_arn(rc, &destination_path, &input.destination).await?;
+        let record = new_webhook(rc, event_types, destination, input.is_active)?;
+        rc.services
+            .store
+            .insert_subscription(record.clone(), Owned::default(), limits())
+            .await
+            .map_err(|e| match e {
+                // The source was deleted meanwhile.
+                StoreError::NotFound => ApiError::validation(format!(
+                    "{destination_path} is not the ARN of an event source of this store"
+                )),
+                e => store_error(e, path),
+            })?;
+        Ok(WebhookResult {
+            webhook: view(rc, record)?,
+        })
     }
 
     /// Creates an HTTPS webhook for one scope (a wildcard scope such as `store/order/*`
@@ -290,34 +257,17 @@ impl WebhookMutations {
             &input.destination,
         )?;
         let headers = validate::webhook_headers(&format!("{path}/headers"), input.headers)?;
-        let id = ids::new_id("wh");
-        let now = hookrelay_core::now();
-        let record = SubscriptionRecord {
-            store: rc.store.clone(),
-            id: id.clone(),
-            owner_client_id: rc.principal.client_id.clone(),
-            style: Style::BigCommerce,
-            event_types,
-            destination: Destination::Webhook {
-                url,
-                method: HttpMethod::Post,
-                auth_profile_id: None,
-                inline_auth: false,
-                headers,
-            },
-            status: if input.is_active {
-                SubscriptionStatus::Active
-            } else {
-                SubscriptionStatus::Inactive
-            },
-            signing_secret: new_signing_secret(rc, &id)?,
-            previous_secret: None,
-            created_at: now,
-            updated_at: now,
+        let destination = Destination::Webhook {
+            url,
+            method: HttpMethod::Post,
+            auth_profile_id: None,
+            inline_auth: false,
+            headers,
         };
+        let record = new_webhook(rc, event_types, destination, input.is_active)?;
         rc.services
             .store
-            .insert_subscription(record.clone(), None, limits())
+            .insert_subscription(record.clone(), Owned::default(), limits())
             .await
             .map_err(|e| store_error(e, path))?;
         Ok(WebhookResult {
@@ -357,10 +307,18 @@ impl WebhookMutations {
                 }
             }
             Destination::EventBridge { .. } => {
-                if data.destination.is_some() || data.headers.is_some() {
+                if data.headers.is_some() {
                     return Err(ApiError::validation(format!(
-                        "{path}: an EventBridge webhook's destination and headers cannot be changed"
+                        "{path}/headers: an EventBridge webhook has no HTTP headers"
                     )));
+                }
+                if let Some(arn) = data.destination {
+                    sub.destination = event_sources::destination_for_arn(
+                        rc,
+                        &format!("{path}/destination"),
+                        &arn,
+                    )
+                    .await?;
                 }
             }
         }
@@ -377,7 +335,13 @@ impl WebhookMutations {
             .update_subscription(sub.clone(), limits())
             .await
             .map_err(|e| match e {
-                StoreError::NotFound => ApiError::no_such("webhook", &sub.id),
+                StoreError::NotFound => match &sub.destination {
+                    // The webhook is there (it was just read): the new event source is not.
+                    Destination::EventBridge { .. } => ApiError::validation(format!(
+                        "{path}/destination is not the ARN of an event source of this store"
+                    )),
+                    Destination::Webhook { .. } => ApiError::no_such("webhook", &sub.id),
+                },
                 e => store_error(e, path),
             })?;
         rc.services.engine.subscription_changed(&sub.id);
@@ -398,6 +362,34 @@ impl WebhookMutations {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// A new BigCommerce-style webhook of the caller.
+fn new_webhook(
+    rc: &RequestCtx,
+    event_types: Vec<String>,
+    destination: Destination,
+    is_active: bool,
+) -> ApiResult<SubscriptionRecord> {
+    let id = ids::new_id("wh");
+    let now = hookrelay_core::now();
+    Ok(SubscriptionRecord {
+        store: rc.store.clone(),
+        signing_secret: new_signing_secret(rc, &id)?,
+        id,
+        owner_client_id: rc.principal.client_id.clone(),
+        style: Style::BigCommerce,
+        event_types,
+        destination,
+        status: if is_active {
+            SubscriptionStatus::Active
+        } else {
+            SubscriptionStatus::Inactive
+        },
+        previous_secret: None,
+        created_at: now,
+        updated_at: now,
+    })
 }
 
 /// `query { store { … } }`.
@@ -432,6 +424,24 @@ impl StoreQuery {
             .list_subscriptions(rc.scope(), filter, page)
             .await?;
         connection(found, &page, |s| view(rc, s))
+    }
+
+    /// The EventBridge partner event sources made with `createEventSource` that the
+    /// caller may see.
+    async fn event_sources(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<EventSourceConnection> {
+        let rc = request_ctx(ctx)?;
+        let page = page_request(ctx, "/store/eventSources", first, after)?;
+        let found = rc
+            .services
+            .store
+            .list_event_sources(rc.scope(), page)
+            .await?;
+        connection(found, &page, |s| Ok(s.into()))
     }
 }
 

@@ -95,3 +95,11 @@ pub async fn metrics(server: &Server) -> String {
         .await
         .expect("metrics text")
 }
+
+/// The value of one series of a `/metrics` text, its name and labels written exactly as
+/// printed (`name{label="value"}`); 0 when absent (counters appear on first increment).
+pub fn series(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}

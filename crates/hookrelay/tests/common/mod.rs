@@ -2,6 +2,7 @@
 //! directory, tokens made through its real CLI, and a GraphQL client.
 #![allow(dead_code)]
 
+pub mod aws;
 pub mod hooks;
 pub mod receiver;
 

@@ -8,6 +8,7 @@ use crate::{Result, StoreError};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_delivery.sql"),
+    include_str!("../../migrations/sqlite/0003_event_sources.sql"),
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

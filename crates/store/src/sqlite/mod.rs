@@ -6,6 +6,7 @@
 //! out of each other's way.
 
 mod deliveries;
+mod event_sources;
 mod migrate;
 mod query;
 mod rows;
@@ -18,16 +19,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use hookrelay_core::{
-    ApiClient, AuthKind, AuthProfileRecord, Principal, Role, Sealed, StoreRecord,
-    SubscriptionRecord,
+    ApiClient, AuthKind, AuthProfileRecord, EventSourceRecord, Principal, Role, Sealed,
+    StoreRecord, SubscriptionRecord,
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    Conflict, NewClient, Page, PageRequest, Result, Scope, Store, StoreError, SubscriptionFilter,
-    SubscriptionLimits,
+    Conflict, NewClient, Owned, Page, PageRequest, Result, Scope, Store, StoreError,
+    SubscriptionFilter, SubscriptionLimits,
 };
 use query::{by_id, Where};
 use rows::{millis, time};
@@ -346,15 +347,19 @@ impl Store for SqliteStore {
     async fn insert_subscription(
         &self,
         sub: SubscriptionRecord,
-        inline_profile: Option<AuthProfileRecord>,
+        owned: Owned,
         limits: SubscriptionLimits,
     ) -> Result<()> {
         self.writer
             .write(move |c| {
                 write_subscription_keys(c, &sub, limits)?;
-                if let Some(profile) = &inline_profile {
+                if let Some(profile) = &owned.auth_profile {
                     insert_auth_profile_row(c, profile)?;
                 }
+                if let Some(source) = &owned.event_source {
+                    event_sources::insert(c, source)?;
+                }
+                event_sources::check_destination(c, &sub.store, &sub.destination)?;
                 let (types, destination) = encode_subscription(&sub)?;
                 c.execute(
                     "INSERT INTO subscriptions (id, store_hash, owner_client_id, style, event_types, \
@@ -402,6 +407,7 @@ impl Store for SqliteStore {
         self.writer
             .write(move |c| {
                 write_subscription_keys(c, &sub, limits)?;
+                event_sources::check_destination(c, &sub.store, &sub.destination)?;
                 let (types, destination) = encode_subscription(&sub)?;
                 let n = c.execute(
                     "UPDATE subscriptions SET event_types = ?3, destination = ?4, auth_profile_id = ?5, \
@@ -447,6 +453,7 @@ impl Store for SqliteStore {
                     "DELETE FROM auth_profiles WHERE store_hash = ?1 AND inline_for = ?2",
                     params![store, id],
                 )?;
+                event_sources::delete_owned_by(c, &store, &id)?;
                 Ok(())
             })
             .await
@@ -484,5 +491,41 @@ impl Store for SqliteStore {
             )
         })
         .await
+    }
+
+    async fn insert_event_source(&self, source: EventSourceRecord) -> Result<()> {
+        self.es_insert(source).await
+    }
+
+    async fn get_event_source(&self, store: &str, id: &str) -> Result<Option<EventSourceRecord>> {
+        self.es_get(store, id).await
+    }
+
+    async fn event_source_by_arn(
+        &self,
+        store: &str,
+        arn: &str,
+    ) -> Result<Option<EventSourceRecord>> {
+        self.es_by_arn(store, arn).await
+    }
+
+    async fn event_source_name_taken(&self, source_name: &str) -> Result<bool> {
+        self.es_name_taken(source_name).await
+    }
+
+    async fn list_event_sources(
+        &self,
+        scope: Scope,
+        page: PageRequest,
+    ) -> Result<Page<EventSourceRecord>> {
+        self.es_list(scope, page).await
+    }
+
+    async fn event_source_users(&self, store: &str, id: &str) -> Result<Vec<String>> {
+        self.es_users(store, id).await
+    }
+
+    async fn delete_event_source(&self, store: &str, id: &str) -> Result<()> {
+        self.es_delete(store, id).await
     }
 }
