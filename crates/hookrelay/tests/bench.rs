@@ -1,5 +1,6 @@
 //! `hookrelay bench` runs end to end (small workload, debug build): every delivery
-//! arrives at the healthy receivers, none twice, and the figures are reported.
+//! arrives at the healthy receivers (or the EventBridge endpoint), none twice, and the
+//! figures are reported.
 
 mod common;
 
@@ -48,4 +49,37 @@ fn bench_reports_every_delivery() {
     ] {
         assert!(figures[key].as_f64().unwrap() > 0.0, "{key}: {figures}");
     }
+}
+
+#[test]
+fn bench_reports_eventbridge_batches() {
+    let out = Command::new(common::BIN)
+        .args([
+            "bench",
+            "--eventbridge",
+            "--subscriptions",
+            "4",
+            "--events",
+            "300",
+            "--publishers",
+            "8",
+            "--timeout",
+            "60",
+            "--no-progress",
+            "--json",
+        ])
+        .output()
+        .expect("run hookrelay bench --eventbridge");
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(figures["destination"], "eventbridge", "{figures}");
+    assert_eq!(figures["deliveries"], 1200, "{figures}");
+    assert_eq!(figures["duplicates"], 0, "{figures}");
+    // 1200 entries, at most 20 a call: batching shows as several entries per call.
+    let per_call = figures["eventbridge_entries_per_call"].as_f64().unwrap();
+    assert!((2.0..=20.0).contains(&per_call), "{figures}");
 }

@@ -1,8 +1,9 @@
 //! `hookrelay bench`: the end-to-end delivery benchmark. It starts `hookrelay serve` (this
-//! same binary) on a fresh data dir, local receivers, creates subscriptions, publishes
-//! events one per request from concurrent publishers, waits until every delivery has
-//! arrived, and prints publish rate, delivery throughput, end-to-end latency, duplicates
-//! and the server's peak RSS. Build with `--release` to measure anything meaningful.
+//! same binary) on a fresh data dir, local receivers (or, with `--eventbridge`, a local
+//! EventBridge endpoint), creates subscriptions, publishes events one per request from
+//! concurrent publishers, waits until every delivery has arrived, and prints publish rate,
+//! delivery throughput, end-to-end latency, duplicates and the server's peak RSS. Build
+//! with `--release` to measure anything meaningful.
 
 mod receiver;
 mod server;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use receiver::{now_micros, Tally};
+use receiver::{now_micros, AwsTally, Tally};
 use server::ServerProcess;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -37,6 +38,11 @@ pub struct BenchArgs {
     /// An extra argument for `hookrelay serve` (repeatable), e.g. --server-arg=--max-in-flight-per-host=64.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
+    /// Deliver to Amazon EventBridge instead of webhooks: the subscriptions are Buy with
+    /// Prime EventBridge subscriptions (a partner event source each), and a local endpoint
+    /// speaking AWS's protocol accepts every entry and counts the calls.
+    #[arg(long)]
+    eventbridge: bool,
     /// Print the figures as one JSON object.
     #[arg(long)]
     json: bool,
@@ -65,7 +71,26 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             "warning: this is a debug build; run `cargo run --release -- bench` for real figures"
         );
     }
-    let server = ServerProcess::start(&args.server_args).await?;
+    if args.eventbridge && args.failing > 0 {
+        bail!("--failing applies to webhook receivers, not to --eventbridge");
+    }
+    let tally = Arc::new(Tally::default());
+    let failing_tally = Arc::new(Tally::default());
+    let aws = Arc::new(AwsTally::default());
+    let mut envs = Vec::new();
+    if args.eventbridge {
+        let port = receiver::start_eventbridge(tally.clone(), aws.clone()).await?;
+        for (k, v) in [
+            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+            ("AWS_ACCESS_KEY_ID", "bench".into()),
+            ("AWS_SECRET_ACCESS_KEY", "bench".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ] {
+            envs.push((k.to_owned(), v));
+        }
+    }
+    let server = ServerProcess::start(&args.server_args, &envs).await?;
     let client = server.token(&["--role", "client", "--store", "bench"])?;
     let publisher = server.token(&["--role", "publisher"])?;
     let http = reqwest::Client::builder()
@@ -73,17 +98,21 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .tcp_nodelay(true)
         .build()?;
 
-    let tally = Arc::new(Tally::default());
-    let failing_tally = Arc::new(Tally::default());
     for i in 0..args.subscriptions {
-        let failing = i < args.failing;
-        let t = if failing { &failing_tally } else { &tally };
-        let port = receiver::start(t.clone(), failing).await?;
-        let query = "mutation($url: String!) { createEventSubscription(input: { destination: { webhook: { url: $url, method: POST } }, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
+        let request = if args.eventbridge {
+            let query = "mutation($name: String!) { createEventSubscription(input: { destination: { eventBridge: { partnerEventSource: { account: \"123456789012\", name: $name }, region: \"us-east-1\" } }, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
+            json!({"query": query, "variables": {"name": format!("bench-{i}")}})
+        } else {
+            let failing = i < args.failing;
+            let t = if failing { &failing_tally } else { &tally };
+            let port = receiver::start(t.clone(), failing).await?;
+            let query = "mutation($url: String!) { createEventSubscription(input: { destination: { webhook: { url: $url, method: POST } }, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
+            json!({"query": query, "variables": {"url": format!("http://127.0.0.1:{port}/hook")}})
+        };
         let answer: serde_json::Value = http
             .post(format!("{}/graphql", server.base))
             .header("X-Auth-Token", &client)
-            .json(&json!({"query": query, "variables": {"url": format!("http://127.0.0.1:{port}/hook")}}))
+            .json(&request)
             .send()
             .await?
             .json()
@@ -198,6 +227,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "duplicates": tally.duplicates.load(Ordering::Relaxed),
         "failing_requests": failing_tally.failing_requests.load(Ordering::Relaxed),
         "peak_rss_mb": peak_rss_mb,
+        "destination": if args.eventbridge { "eventbridge" } else { "webhook" },
+        "eventbridge_calls": aws.calls.load(Ordering::Relaxed),
+        "eventbridge_entries_per_call": aws.entries.load(Ordering::Relaxed) as f64
+            / aws.calls.load(Ordering::Relaxed).max(1) as f64,
     });
     if args.json {
         println!("{figures}");
@@ -227,6 +260,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         f("latency_max_ms")
     );
     println!("duplicates: {}", figures["duplicates"]);
+    if args.eventbridge {
+        println!(
+            "eventbridge: {} PutPartnerEvents calls, {:.1} entries per call",
+            figures["eventbridge_calls"],
+            f("eventbridge_entries_per_call")
+        );
+    }
     if args.failing > 0 {
         println!(
             "failing:    {} receivers answered 500 to {} requests",

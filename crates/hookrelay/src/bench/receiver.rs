@@ -1,6 +1,6 @@
 //! The benchmark's receivers: minimal HTTP/1.1 servers with keep-alive, one listener per
 //! endpoint (each is its own `host:port`, the unit of hookrelay's in-flight bound and
-//! breaker). They count unique `webhook-id`s and the end-to-end latency from the
+//! breaker), and a local EventBridge endpoint for `--eventbridge`. They count unique `webhook-id`s and the end-to-end latency from the
 //! publisher's `data.sentAt` to arrival. They share the machine with the server being
 //! measured, so they do as little as possible.
 
@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -74,6 +74,90 @@ impl Tally {
         }
         self.last_arrival.fetch_max(now, Ordering::Relaxed);
         self.unique.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What the EventBridge endpoint saw, besides the deliveries in the [`Tally`].
+#[derive(Default)]
+pub struct AwsTally {
+    /// `PutPartnerEvents` calls.
+    pub calls: AtomicU64,
+    /// Entries in them.
+    pub entries: AtomicU64,
+}
+
+/// Starts a local EventBridge endpoint (AWS's JSON 1.1 protocol): it answers
+/// `CreatePartnerEventSource` with an ARN and accepts every `PutPartnerEvents` entry,
+/// counting each entry's `Detail` as a delivery (the Buy with Prime `idempotencyKey` is
+/// the delivery id). Returns its port.
+pub async fn start_eventbridge(tally: Arc<Tally>, aws: Arc<AwsTally>) -> Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the EventBridge endpoint")?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let (tally, aws) = (tally.clone(), aws.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let (tally, aws) = (tally.clone(), aws.clone());
+                    async move {
+                        let target = request
+                            .headers()
+                            .get("x-amz-target")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let body = request.into_body().collect().await?.to_bytes();
+                        let answer = eventbridge_answer(&target, &body, &tally, &aws);
+                        let mut response = Response::new(Full::new(Bytes::from(answer)));
+                        response.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
+                        );
+                        Ok::<_, hyper::Error>(response)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+fn eventbridge_answer(target: &str, body: &[u8], tally: &Tally, aws: &AwsTally) -> String {
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    match target {
+        "AWSEvents.CreatePartnerEventSource" => serde_json::json!({
+            "EventSourceArn": format!(
+                "arn:aws:events:us-east-1::event-source/{}",
+                request["Name"].as_str().unwrap_or_default()
+            )
+        })
+        .to_string(),
+        "AWSEvents.PutPartnerEvents" => {
+            let entries = request["Entries"].as_array().cloned().unwrap_or_default();
+            aws.calls.fetch_add(1, Ordering::Relaxed);
+            aws.entries
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
+            let mut results = Vec::with_capacity(entries.len());
+            for (i, entry) in entries.iter().enumerate() {
+                let detail = entry["Detail"].as_str().unwrap_or_default();
+                let id = serde_json::from_str::<serde_json::Value>(detail)
+                    .ok()
+                    .and_then(|d| d["idempotencyKey"].as_str().map(str::to_owned));
+                tally.arrived(id, detail.as_bytes());
+                results.push(serde_json::json!({ "EventId": format!("bench-{i}") }));
+            }
+            serde_json::json!({ "FailedEntryCount": 0, "Entries": results }).to_string()
+        }
+        _ => "{}".to_owned(),
     }
 }
 

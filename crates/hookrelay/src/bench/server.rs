@@ -13,7 +13,8 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    pub async fn start(extra: &[String]) -> Result<Self> {
+    /// Starts the server with `extra` arguments and `envs` added to its environment.
+    pub async fn start(extra: &[String], envs: &[(String, String)]) -> Result<Self> {
         let exe = std::env::current_exe().context("finding the hookrelay executable")?;
         let dir = tempfile::tempdir().context("creating a data dir")?;
         let data = dir.path().join("data");
@@ -29,6 +30,7 @@ impl ServerProcess {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,hookrelay=info".into()),
             )
             .env("NO_COLOR", "1")
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
