@@ -8,24 +8,12 @@ use std::process::Command;
 
 use serde_json::Value;
 
-#[test]
-fn bench_reports_every_delivery() {
+/// Runs `hookrelay bench` with `args` (and `--no-progress --json`); returns its figures.
+fn bench(args: &[&str]) -> Value {
     let out = Command::new(common::BIN)
-        .args([
-            "bench",
-            "--subscriptions",
-            "3",
-            "--failing",
-            "1",
-            "--events",
-            "200",
-            "--publishers",
-            "8",
-            "--timeout",
-            "60",
-            "--no-progress",
-            "--json",
-        ])
+        .arg("bench")
+        .args(args)
+        .args(["--timeout", "60", "--no-progress", "--json"])
         .output()
         .expect("run hookrelay bench");
     assert!(
@@ -33,7 +21,21 @@ fn bench_reports_every_delivery() {
         "bench failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let figures: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[test]
+fn bench_reports_every_delivery() {
+    let figures = bench(&[
+        "--subscriptions",
+        "3",
+        "--failing",
+        "1",
+        "--events",
+        "200",
+        "--publishers",
+        "8",
+    ]);
     assert_eq!(figures["deliveries"], 400, "{figures}");
     assert_eq!(figures["duplicates"], 0, "{figures}");
     assert!(
@@ -53,29 +55,15 @@ fn bench_reports_every_delivery() {
 
 #[test]
 fn bench_reports_eventbridge_batches() {
-    let out = Command::new(common::BIN)
-        .args([
-            "bench",
-            "--eventbridge",
-            "--subscriptions",
-            "4",
-            "--events",
-            "300",
-            "--publishers",
-            "8",
-            "--timeout",
-            "60",
-            "--no-progress",
-            "--json",
-        ])
-        .output()
-        .expect("run hookrelay bench --eventbridge");
-    assert!(
-        out.status.success(),
-        "bench failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let figures: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let figures = bench(&[
+        "--eventbridge",
+        "--subscriptions",
+        "4",
+        "--events",
+        "300",
+        "--publishers",
+        "8",
+    ]);
     assert_eq!(figures["destination"], "eventbridge", "{figures}");
     assert_eq!(figures["deliveries"], 1200, "{figures}");
     assert_eq!(figures["duplicates"], 0, "{figures}");

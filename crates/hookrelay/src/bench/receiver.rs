@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -86,40 +86,31 @@ pub struct AwsTally {
     pub entries: AtomicU64,
 }
 
-/// Starts a local EventBridge endpoint (AWS's JSON 1.1 protocol): it answers
-/// `CreatePartnerEventSource` with an ARN and accepts every `PutPartnerEvents` entry,
-/// counting each entry's `Detail` as a delivery (the Buy with Prime `idempotencyKey` is
-/// the delivery id). Returns its port.
-pub async fn start_eventbridge(tally: Arc<Tally>, aws: Arc<AwsTally>) -> Result<u16> {
+/// Binds `127.0.0.1:0` and serves HTTP/1.1 with keep-alive; `handle` answers each request
+/// from its headers and body. Returns the port.
+async fn serve<F>(what: &str, handle: F) -> Result<u16>
+where
+    F: Fn(&hyper::HeaderMap, &[u8]) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .context("binding the EventBridge endpoint")?;
+        .with_context(|| format!("binding {what}"))?;
     let port = listener.local_addr()?.port();
+    let handle = Arc::new(handle);
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let (tally, aws) = (tally.clone(), aws.clone());
+            let handle = handle.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
-                    let (tally, aws) = (tally.clone(), aws.clone());
+                    let handle = handle.clone();
                     async move {
-                        let target = request
-                            .headers()
-                            .get("x-amz-target")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_owned();
-                        let body = request.into_body().collect().await?.to_bytes();
-                        let answer = eventbridge_answer(&target, &body, &tally, &aws);
-                        let mut response = Response::new(Full::new(Bytes::from(answer)));
-                        response.headers_mut().insert(
-                            hyper::header::CONTENT_TYPE,
-                            hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
-                        );
-                        Ok::<_, hyper::Error>(response)
+                        let (parts, body) = request.into_parts();
+                        let body = body.collect().await?.to_bytes();
+                        Ok::<_, hyper::Error>(handle(&parts.headers, &body))
                     }
                 });
                 let _ = http1::Builder::new()
@@ -129,6 +120,27 @@ pub async fn start_eventbridge(tally: Arc<Tally>, aws: Arc<AwsTally>) -> Result<
         }
     });
     Ok(port)
+}
+
+/// Starts a local EventBridge endpoint (AWS's JSON 1.1 protocol): it answers
+/// `CreatePartnerEventSource` with an ARN and accepts every `PutPartnerEvents` entry,
+/// counting each entry's `Detail` as a delivery (the Buy with Prime `idempotencyKey` is
+/// the delivery id). Returns its port.
+pub async fn start_eventbridge(tally: Arc<Tally>, aws: Arc<AwsTally>) -> Result<u16> {
+    serve("the EventBridge endpoint", move |headers, body| {
+        let target = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let answer = eventbridge_answer(target, body, &tally, &aws);
+        let mut response = Response::new(Full::new(Bytes::from(answer)));
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
+        );
+        response
+    })
+    .await
 }
 
 fn eventbridge_answer(target: &str, body: &[u8], tally: &Tally, aws: &AwsTally) -> String {
@@ -163,46 +175,23 @@ fn eventbridge_answer(target: &str, body: &[u8], tally: &Tally, aws: &AwsTally) 
 
 /// Starts one receiver; returns its port. A failing receiver answers 500 to everything.
 pub async fn start(tally: Arc<Tally>, failing: bool) -> Result<u16> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("binding a receiver")?;
-    let port = listener.local_addr()?.port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let tally = tally.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<Incoming>| {
-                    let tally = tally.clone();
-                    async move {
-                        let id = request
-                            .headers()
-                            .get("webhook-id")
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned);
-                        let body = request.into_body().collect().await?.to_bytes();
-                        let status = if failing {
-                            tally.failing_requests.fetch_add(1, Ordering::Relaxed);
-                            StatusCode::INTERNAL_SERVER_ERROR
-                        } else {
-                            tally.arrived(id, &body);
-                            StatusCode::NO_CONTENT
-                        };
-                        let mut response = Response::new(Empty::<Bytes>::new());
-                        *response.status_mut() = status;
-                        Ok::<_, hyper::Error>(response)
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(port)
+    serve("a receiver", move |headers, body| {
+        let status = if failing {
+            tally.failing_requests.fetch_add(1, Ordering::Relaxed);
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            let id = headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            tally.arrived(id, body);
+            StatusCode::NO_CONTENT
+        };
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = status;
+        response
+    })
+    .await
 }
 
 #[cfg(test)]
