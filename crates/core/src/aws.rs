@@ -1,6 +1,8 @@
 //! Amazon EventBridge vocabulary (SPEC §7) without I/O: regions, account ids, the ARNs a
 //! subscription may deliver to, partner event source names, and the entry size rule.
 
+use crate::Destination;
+
 /// Every region EventBridge runs in (commercial, China and GovCloud partitions).
 pub const REGIONS: &[&str] = &[
     "us-east-1",
@@ -95,6 +97,8 @@ pub fn partner_source_name(partner: &str, store: &str, name: &str) -> String {
 /// (`arn:aws:events:REGION:ACCOUNT:event-bus/NAME`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventBusArn {
+    /// The ARN as given (trimmed).
+    pub arn: String,
     pub region: String,
     pub account: String,
     pub name: String,
@@ -121,6 +125,7 @@ pub enum ArnError {
 
 impl EventBusArn {
     pub fn parse(arn: &str) -> Result<Self, ArnError> {
+        let arn = arn.trim();
         let mut parts = arn.splitn(6, ':');
         let (Some("arn"), Some(partition_found), Some("events"), Some(region), Some(account)) = (
             parts.next(),
@@ -158,10 +163,22 @@ impl EventBusArn {
             return Err(ArnError::Name(name.to_owned()));
         }
         Ok(EventBusArn {
+            arn: arn.to_owned(),
             region: region.to_owned(),
             account: account.to_owned(),
             name: name.to_owned(),
         })
+    }
+}
+
+impl EventBusArn {
+    /// The destination of a subscription that delivers to this bus (with `PutEvents`).
+    pub fn destination(self) -> Destination {
+        Destination::EventBridge {
+            arn: self.arn,
+            region: self.region,
+            partner_source: None,
+        }
     }
 }
 
@@ -209,6 +226,7 @@ mod tests {
         assert_eq!(
             EventBusArn::parse("arn:aws:events:us-east-1:123456789012:event-bus/orders"),
             Ok(EventBusArn {
+                arn: "arn:aws:events:us-east-1:123456789012:event-bus/orders".into(),
                 region: "us-east-1".into(),
                 account: "123456789012".into(),
                 name: "orders".into()

@@ -196,7 +196,9 @@ impl Dispatcher {
         }
         if host.queue.len() < limits.max_queued_per_host {
             host.queue.push_back(work);
-            host.waiting_since.get_or_insert(now);
+            if host.batch.is_some() {
+                host.waiting_since.get_or_insert(now);
+            }
             return Some(name);
         }
         if !host.saturated {
@@ -215,18 +217,30 @@ impl Dispatcher {
         let Some(host) = self.hosts.get_mut(name) else {
             return;
         };
-        let size = host.batch.unwrap_or(1);
-        let mut ready = Vec::new();
-        while host.in_flight < limits.max_in_flight_per_host && !host.queue.is_empty() {
-            let waited = host
-                .waiting_since
-                .is_some_and(|since| now >= since + limits.batch_wait);
-            if host.batch.is_some() && host.queue.len() < size && !waited {
-                break;
+        let mut singles = Vec::new();
+        let mut batches = Vec::new();
+        match host.batch {
+            None => {
+                while host.in_flight < limits.max_in_flight_per_host {
+                    let Some(work) = host.queue.pop_front() else {
+                        break;
+                    };
+                    host.in_flight += 1;
+                    singles.push(work);
+                }
             }
-            let n = size.min(host.queue.len());
-            ready.push(host.queue.drain(..n).collect::<Vec<_>>());
-            host.in_flight += 1;
+            Some(size) => {
+                let waited = host
+                    .waiting_since
+                    .is_some_and(|since| now >= since + limits.batch_wait);
+                while host.in_flight < limits.max_in_flight_per_host
+                    && (host.queue.len() >= size || (waited && !host.queue.is_empty()))
+                {
+                    let n = size.min(host.queue.len());
+                    batches.push(host.queue.drain(..n).collect::<Vec<_>>());
+                    host.in_flight += 1;
+                }
+            }
         }
         if host.queue.is_empty() {
             host.waiting_since = None;
@@ -235,30 +249,35 @@ impl Dispatcher {
         if drained {
             host.saturated = false;
         }
-        let batching = host.batch.is_some();
-        for works in ready {
-            self.start(works, batching);
+        for work in singles {
+            self.start(work);
+        }
+        for works in batches {
+            self.start_batch(works);
         }
         if drained {
             self.publish_blocked();
         }
     }
 
-    fn start(&self, mut works: Vec<Work>, batching: bool) {
+    fn start(&self, work: Work) {
         let worker = self.worker.clone();
         let me = self.me.clone();
-        let Some(first) = works.first() else {
+        tokio::spawn(async move {
+            let host = work.target.host.clone();
+            let success = worker.deliver(work).await;
+            let _ = me.send(Msg::Done { host, success });
+        });
+    }
+
+    fn start_batch(&self, works: Vec<Work>) {
+        let Some(host) = works.first().map(|w| w.target.host.clone()) else {
             return;
         };
-        let host = first.target.host.clone();
+        let worker = self.worker.clone();
+        let me = self.me.clone();
         tokio::spawn(async move {
-            let success = match (batching, works.len()) {
-                (false, 1) => match works.pop() {
-                    Some(work) => worker.deliver(work).await,
-                    None => None,
-                },
-                _ => worker.deliver_batch(works).await,
-            };
+            let success = worker.deliver_batch(works).await;
             let _ = me.send(Msg::Done { host, success });
         });
     }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hookrelay_core::retry::parse_retry_after;
 use hookrelay_core::signing::signature_header;
 use hookrelay_store::{AttemptRecord, ClaimedDelivery};
@@ -25,9 +25,35 @@ pub const MAX_LOGGED_BODY: usize = 4096;
 /// What one attempt came to.
 pub struct AttemptResult {
     pub record: AttemptRecord,
-    pub success: bool,
     /// The receiver's `Retry-After`, when it sent one with a failure.
     pub retry_after: Option<Duration>,
+}
+
+impl AttemptResult {
+    /// An attempt that started at `started_at` and took `duration_ms`; it failed when
+    /// `error` says why.
+    pub fn new(
+        started_at: DateTime<Utc>,
+        duration_ms: u64,
+        status_code: Option<u16>,
+        error: Option<String>,
+        response_body: Option<String>,
+    ) -> Self {
+        AttemptResult {
+            record: AttemptRecord {
+                started_at,
+                duration_ms,
+                status_code,
+                error,
+                response_body,
+            },
+            retry_after: None,
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        self.record.error.is_none()
+    }
 }
 
 /// Sends webhook attempts over one shared, pooled, address-checked client.
@@ -51,19 +77,15 @@ impl WebhookSender {
         let finish = |status_code: Option<u16>,
                       error: Option<String>,
                       body: Option<String>,
-                      retry_after: Option<Duration>| {
-            let success = error.is_none();
-            AttemptResult {
-                record: AttemptRecord {
-                    started_at,
-                    duration_ms: clock.elapsed().as_millis() as u64,
-                    status_code,
-                    error,
-                    response_body: body,
-                },
-                success,
-                retry_after,
-            }
+                      retry_after: Option<Duration>| AttemptResult {
+            retry_after,
+            ..AttemptResult::new(
+                started_at,
+                clock.elapsed().as_millis() as u64,
+                status_code,
+                error,
+                body,
+            )
         };
         let TargetKind::Webhook {
             url,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use hookrelay_core::retry::RetrySchedule;
-use hookrelay_store::{AttemptRecord, ClaimedDelivery, Next, Outcome};
+use hookrelay_store::{ClaimedDelivery, Next, Outcome};
 use tokio::sync::mpsc;
 
 use crate::dispatcher::Work;
@@ -52,7 +52,7 @@ impl Worker {
     pub async fn deliver(&self, work: Work) -> Option<bool> {
         let Work { delivery, target } = work;
         let result = self.sender.attempt(&target, &delivery).await;
-        let success = result.success;
+        let success = result.success();
         self.conclude(delivery, result);
         Some(success)
     }
@@ -73,7 +73,13 @@ impl Worker {
             let TargetKind::EventBridge(eb) = &target.kind else {
                 self.conclude(
                     delivery,
-                    failed_now(started_at, "not an EventBridge destination".into()),
+                    AttemptResult::new(
+                        started_at,
+                        0,
+                        None,
+                        Some("not an EventBridge destination".into()),
+                        None,
+                    ),
                 );
                 continue;
             };
@@ -88,7 +94,9 @@ impl Worker {
                     // subscription stays active.
                     metrics::eventbridge_entries(eb.api, "unsendable", 1);
                     tracing::warn!(delivery_id = %delivery.id, subscription_id = %delivery.subscription_id, reason, "cannot deliver to EventBridge");
-                    self.drop_delivery(delivery, failed_now(started_at, reason.clone()), reason);
+                    let result =
+                        AttemptResult::new(started_at, 0, None, Some(reason.clone()), None);
+                    self.drop_delivery(delivery, result, reason);
                 }
             }
         }
@@ -96,18 +104,7 @@ impl Worker {
         let answer = self.eventbridge.put(api, &region, entries).await;
         let duration_ms = clock.elapsed().as_millis() as u64;
         let attempt = |status_code: Option<u16>, error: Option<String>, body: Option<String>| {
-            let success = error.is_none();
-            AttemptResult {
-                record: AttemptRecord {
-                    started_at,
-                    duration_ms,
-                    status_code,
-                    error,
-                    response_body: body,
-                },
-                success,
-                retry_after: None,
-            }
+            AttemptResult::new(started_at, duration_ms, status_code, error, body)
         };
         match answer {
             Ok(results) => {
@@ -145,23 +142,15 @@ impl Worker {
 
     /// FAILED at once with `reason`, without deactivating the subscription.
     fn drop_delivery(&self, delivery: ClaimedDelivery, result: AttemptResult, reason: String) {
-        metrics::attempt(false, result.record.duration_ms);
         metrics::delivered("dropped");
-        self.record(Outcome {
-            seq: delivery.seq,
-            subscription_id: delivery.subscription_id,
-            store: delivery.event.store.clone(),
-            attempt: Some(result.record),
-            next: Next::Drop { reason },
-        });
+        self.record_attempt(delivery, result, Next::Drop { reason });
     }
 
     /// Records what an attempt came to: success, a retry at the next step of the schedule,
     /// or FAILED when none is left.
     fn conclude(&self, delivery: ClaimedDelivery, result: AttemptResult) {
-        metrics::attempt(result.success, result.record.duration_ms);
         let attempt_no = delivery.round_attempts + 1;
-        let next = if result.success {
+        let next = if result.success() {
             metrics::delivered("succeeded");
             tracing::debug!(
                 delivery_id = %delivery.id,
@@ -203,6 +192,12 @@ impl Worker {
                 }
             }
         };
+        self.record_attempt(delivery, result, next);
+    }
+
+    /// Counts the attempt and hands it, with the delivery's next state, to the recorder.
+    fn record_attempt(&self, delivery: ClaimedDelivery, result: AttemptResult, next: Next) {
+        metrics::attempt(result.success(), result.record.duration_ms);
         self.record(Outcome {
             seq: delivery.seq,
             subscription_id: delivery.subscription_id,
@@ -210,20 +205,5 @@ impl Worker {
             attempt: Some(result.record),
             next,
         });
-    }
-}
-
-/// A failed attempt that sent nothing.
-fn failed_now(started_at: DateTime<Utc>, error: String) -> AttemptResult {
-    AttemptResult {
-        record: AttemptRecord {
-            started_at,
-            duration_ms: 0,
-            status_code: None,
-            error: Some(error),
-            response_body: None,
-        },
-        success: false,
-        retry_after: None,
     }
 }

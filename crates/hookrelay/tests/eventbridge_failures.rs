@@ -441,3 +441,50 @@ async fn a_source_aws_will_not_delete_stays() {
         id
     );
 }
+
+/// AWS never reached: without credentials anywhere the error says so
+/// (`CredentialsError`), an endpoint nothing listens on is a `ConnectionError`; either
+/// way nothing is stored.
+#[tokio::test]
+async fn aws_out_of_reach_is_named_and_nothing_is_stored() {
+    let create = r#"mutation { webhook { createEventSource(input: { awsAccount: "111122223333",
+        eventSourceName: "orders", eventSourceRegion: US_EAST_1 }) { eventSource { id } } } }"#;
+    let aws = Receiver::start(scripted(|_| None, |_, _| None)).await;
+    let mut no_credentials = Options::default();
+    no_credentials
+        .envs
+        .extend(
+            common::aws::aws_env(&aws.url)
+                .into_iter()
+                .map(|(k, v)| match k.as_str() {
+                    "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => (k, String::new()),
+                    _ => (k, v),
+                }),
+        );
+    let server = Server::start_with(no_credentials).await;
+    let app = server.client("ebreach");
+    let body = server.gql(&app, create).await;
+    assert_eq!(classification(&body), "UpstreamError", "{body}");
+    assert_eq!(code(&body), "CredentialsError", "{body}");
+    assert!(message(&body).contains("AWS_ACCESS_KEY_ID"), "{body}");
+    assert_eq!(aws.count(), 0, "nothing unsigned went out");
+    let listed = server
+        .gql_ok(&app, "{ store { eventSources { edges { node { id } } } } }")
+        .await;
+    assert_eq!(listed["store"]["eventSources"]["edges"], json!([]));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Server::start_with(common::aws::server_options(
+        &format!("http://127.0.0.1:{port}"),
+        &[],
+    ))
+    .await;
+    let app = server.client("ebreach");
+    let body = server.gql(&app, create).await;
+    assert_eq!(code(&body), "ConnectionError", "{body}");
+    assert!(message(&body).contains("Connection refused"), "{body}");
+}

@@ -166,8 +166,36 @@ pub trait DeliveryStore: Send + Sync + 'static {
     ) -> Result<()>;
 }
 
+/// EventBridge partner event sources (SPEC §5 `createEventSource`, or made by
+/// `createEventSubscription` for its own destination).
 #[async_trait]
-pub trait Store: DeliveryStore {
+pub trait EventSourceStore: Send + Sync + 'static {
+    /// Inserts an event source; `Conflict::EventSource` when its name is taken.
+    async fn insert_event_source(&self, source: EventSourceRecord) -> Result<()>;
+    async fn get_event_source(&self, store: &str, id: &str) -> Result<Option<EventSourceRecord>>;
+    /// The event source of `store` whose ARN is `arn`.
+    async fn event_source_by_arn(
+        &self,
+        store: &str,
+        arn: &str,
+    ) -> Result<Option<EventSourceRecord>>;
+    /// Whether any store has an event source of this partner event source name.
+    async fn event_source_name_taken(&self, source_name: &str) -> Result<bool>;
+    /// Listable event sources in scope (not those a subscription made for itself).
+    async fn list_event_sources(
+        &self,
+        scope: Scope,
+        page: PageRequest,
+    ) -> Result<Page<EventSourceRecord>>;
+    /// The subscriptions of `store` that deliver to the event source `id`.
+    async fn event_source_users(&self, store: &str, id: &str) -> Result<Vec<String>>;
+    /// Deletes a listable event source unless a subscription delivers to it (`InUse` with
+    /// their ids).
+    async fn delete_event_source(&self, store: &str, id: &str) -> Result<()>;
+}
+
+#[async_trait]
+pub trait Store: DeliveryStore + EventSourceStore {
     /// Readiness: the database answers and the schema is current.
     async fn ready(&self) -> Result<()>;
 
@@ -230,30 +258,6 @@ pub trait Store: DeliveryStore {
         filter: SubscriptionFilter,
         page: PageRequest,
     ) -> Result<Page<SubscriptionRecord>>;
-
-    // --- EventBridge event sources ---
-    /// Inserts an event source; `Conflict::EventSource` when its name is taken.
-    async fn insert_event_source(&self, source: EventSourceRecord) -> Result<()>;
-    async fn get_event_source(&self, store: &str, id: &str) -> Result<Option<EventSourceRecord>>;
-    /// The event source of `store` whose ARN is `arn`.
-    async fn event_source_by_arn(
-        &self,
-        store: &str,
-        arn: &str,
-    ) -> Result<Option<EventSourceRecord>>;
-    /// Whether any store has an event source of this partner event source name.
-    async fn event_source_name_taken(&self, source_name: &str) -> Result<bool>;
-    /// Listable event sources in scope (not those a subscription made for itself).
-    async fn list_event_sources(
-        &self,
-        scope: Scope,
-        page: PageRequest,
-    ) -> Result<Page<EventSourceRecord>>;
-    /// The subscriptions of `store` that deliver to the event source `id`.
-    async fn event_source_users(&self, store: &str, id: &str) -> Result<Vec<String>>;
-    /// Deletes a listable event source unless a subscription delivers to it (`InUse` with
-    /// their ids).
-    async fn delete_event_source(&self, store: &str, id: &str) -> Result<()>;
 }
 
 /// What a new subscription brings along and owns.

@@ -6,7 +6,8 @@ use hookrelay_core::{
     Destination, EventSourceRecord, Sealed, Style, SubscriptionRecord, SubscriptionStatus,
 };
 use hookrelay_store::{
-    Conflict, Owned, PageRequest, Scope, SqliteStore, Store, StoreError, SubscriptionLimits,
+    Conflict, EventSourceStore, Owned, PageRequest, Scope, SqliteStore, Store, StoreError,
+    SubscriptionLimits,
 };
 
 fn source(store: &str, id: &str, name: &str, subscription: Option<&str>) -> EventSourceRecord {

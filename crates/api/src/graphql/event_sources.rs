@@ -144,6 +144,15 @@ pub fn upstream(path: &str, operation: &str, e: AwsError) -> ApiError {
     }
 }
 
+/// A partner event source name that is taken; `code` is `AlreadyExists`
+/// (`createEventSource`) or `DestinationNameAlreadyExists` (`createEventSubscription`).
+pub fn source_taken(code: &'static str, field: &str, source_name: &str) -> ApiError {
+    ApiError::coded(
+        code,
+        format!("{field}: the event source {source_name} already exists"),
+    )
+}
+
 /// What a new partner event source is to be.
 pub struct SourceRequest<'a> {
     /// Where the request's fields are, for messages (`/webhook/createEventSource/input`).
@@ -179,15 +188,8 @@ pub async fn make_at_aws(rc: &RequestCtx, req: SourceRequest<'_>) -> ApiResult<E
         )));
     }
     let source_name = aws::partner_source_name(&rc.services.partner_name, &rc.store, req.name);
-    let taken = || {
-        ApiError::coded(
-            req.taken_code,
-            format!(
-                "{path}/{}: the event source {source_name} already exists",
-                req.name_field
-            ),
-        )
-    };
+    let name_field = format!("{path}/{}", req.name_field);
+    let taken = || source_taken(req.taken_code, &name_field, &source_name);
     if rc
         .services
         .store
@@ -271,12 +273,10 @@ pub async fn create(rc: &RequestCtx, input: CreateEventSourceInput) -> ApiResult
         Err(e) => {
             forget_at_aws(rc, &source).await;
             Err(match e {
-                StoreError::Conflict(Conflict::EventSource) => ApiError::coded(
+                StoreError::Conflict(Conflict::EventSource) => source_taken(
                     "AlreadyExists",
-                    format!(
-                        "{path}/eventSourceName: the event source {} already exists",
-                        source.source_name
-                    ),
+                    &format!("{path}/eventSourceName"),
+                    &source.source_name,
                 ),
                 e => e.into(),
             })
@@ -355,11 +355,7 @@ pub async fn destination_for_arn(rc: &RequestCtx, path: &str, arn: &str) -> ApiR
         )));
     }
     match EventBusArn::parse(arn) {
-        Ok(bus) => Ok(Destination::EventBridge {
-            arn: arn.to_owned(),
-            region: bus.region,
-            partner_source: None,
-        }),
+        Ok(bus) => Ok(bus.destination()),
         Err(e) => Err(ApiError::validation(format!(
             "{path} must be the ARN of one of this store's event sources or of an event bus; {arn:?} {e}"
         ))),

@@ -337,9 +337,10 @@ impl SubscriptionMutation {
             Ok(()) => Ok(CreateEventSubscriptionResponse {
                 subscription_id: id,
             }),
-            Err(StoreError::Conflict(Conflict::EventSource)) => Err(ApiError::coded(
+            Err(StoreError::Conflict(Conflict::EventSource)) => Err(event_sources::source_taken(
                 "DestinationNameAlreadyExists",
-                format!("{path}/destination/eventBridge/partnerEventSource/name: an event source of this name already exists"),
+                &format!("{path}/destination/eventBridge/partnerEventSource/name"),
+                made_source.as_ref().map_or("", |s| s.source_name.as_str()),
             )),
             Err(StoreError::Conflict(Conflict::Subscription(existing))) => Err(ApiError::coded(
                 "SubscriptionAlreadyExists",
@@ -430,7 +431,7 @@ async fn eventbridge_destination(
         }
         (None, Some(arn)) => {
             let bus_path = format!("{path}/eventBusArn");
-            let bus = hookrelay_core::aws::EventBusArn::parse(arn.trim())
+            let bus = hookrelay_core::aws::EventBusArn::parse(&arn)
                 .map_err(|e| ApiError::validation(format!("{bus_path} {e}")))?;
             if let Some(region) = input.region.filter(|r| *r != bus.region) {
                 return Err(ApiError::validation(format!(
@@ -438,14 +439,7 @@ async fn eventbridge_destination(
                     bus.region
                 )));
             }
-            Ok((
-                Destination::EventBridge {
-                    arn: arn.trim().to_owned(),
-                    region: bus.region,
-                    partner_source: None,
-                },
-                Owned::default(),
-            ))
+            Ok((bus.destination(), Owned::default()))
         }
         (Some(_), Some(_)) => Err(ApiError::validation(format!(
             "{path} must have one of partnerEventSource or eventBusArn, not both"

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_eventbridge::config::timeout::TimeoutConfig;
 use aws_sdk_eventbridge::config::Region;
 use aws_sdk_eventbridge::error::{ProvideErrorMetadata, SdkError};
@@ -69,7 +70,7 @@ impl AwsError {
             _ => ("RequestNotSent", None),
         };
         let mut message = describe(&e);
-        let code = if message.contains("loading credentials") {
+        let code = if caused_by::<CredentialsError>(&e) {
             message.push_str(
                 " (hookrelay finds AWS credentials through the standard chain: \
                  AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or a container or instance role)",
@@ -84,6 +85,11 @@ impl AwsError {
             status,
         }
     }
+}
+
+/// Whether an `E` is somewhere in the source chain of `e`.
+fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |err| err.source()).any(|err| err.is::<E>())
 }
 
 /// The `Display` texts of an error and its sources, joined: readable, and without the

@@ -1,6 +1,6 @@
-//! EventBridge partner event sources in SQLite. The `Store` methods in `mod.rs` are thin
-//! wrappers around these.
+//! EventBridge partner event sources in SQLite.
 
+use async_trait::async_trait;
 use hookrelay_core::{Destination, EventSourceRecord};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::query::{by_id, Where};
 use super::rows::{self, millis, time};
 use super::SqliteStore;
-use crate::{Conflict, Page, PageRequest, Result, Scope, StoreError};
+use crate::{Conflict, EventSourceStore, Page, PageRequest, Result, Scope, StoreError};
 
 const COLUMNS: &str = "seq, store_hash, id, owner_client_id, aws_account, name, source_name, \
      region, arn, subscription_id, created_at";
@@ -98,18 +98,19 @@ pub(crate) fn delete_owned_by(c: &Connection, store: &str, subscription_id: &str
     Ok(())
 }
 
-impl SqliteStore {
-    pub(crate) async fn es_insert(&self, source: EventSourceRecord) -> Result<()> {
+#[async_trait]
+impl EventSourceStore for SqliteStore {
+    async fn insert_event_source(&self, source: EventSourceRecord) -> Result<()> {
         self.writer.write(move |c| insert(c, &source)).await
     }
 
-    pub(crate) async fn es_get(&self, store: &str, id: &str) -> Result<Option<EventSourceRecord>> {
+    async fn get_event_source(&self, store: &str, id: &str) -> Result<Option<EventSourceRecord>> {
         let (store, id) = (store.to_owned(), id.to_owned());
         self.read(move |c| by_id(c, "event_sources", COLUMNS, &store, &id, row))
             .await
     }
 
-    pub(crate) async fn es_by_arn(
+    async fn event_source_by_arn(
         &self,
         store: &str,
         arn: &str,
@@ -118,7 +119,7 @@ impl SqliteStore {
         self.read(move |c| by_arn(c, &store, &arn)).await
     }
 
-    pub(crate) async fn es_name_taken(&self, source_name: &str) -> Result<bool> {
+    async fn event_source_name_taken(&self, source_name: &str) -> Result<bool> {
         let name = source_name.to_owned();
         self.read(move |c| {
             Ok(c.query_row(
@@ -132,7 +133,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn es_list(
+    async fn list_event_sources(
         &self,
         scope: Scope,
         page: PageRequest,
@@ -150,7 +151,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn es_users(&self, store: &str, id: &str) -> Result<Vec<String>> {
+    async fn event_source_users(&self, store: &str, id: &str) -> Result<Vec<String>> {
         let (store, id) = (store.to_owned(), id.to_owned());
         self.read(
             move |c| match by_id(c, "event_sources", COLUMNS, &store, &id, row)? {
@@ -161,7 +162,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn es_delete(&self, store: &str, id: &str) -> Result<()> {
+    async fn delete_event_source(&self, store: &str, id: &str) -> Result<()> {
         let (store, id) = (store.to_owned(), id.to_owned());
         self.writer
             .write(move |c| {

@@ -19,8 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use hookrelay_core::{
-    ApiClient, AuthKind, AuthProfileRecord, EventSourceRecord, Principal, Role, Sealed,
-    StoreRecord, SubscriptionRecord,
+    ApiClient, AuthKind, AuthProfileRecord, Principal, Role, Sealed, StoreRecord,
+    SubscriptionRecord,
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::Value;
@@ -491,41 +491,5 @@ impl Store for SqliteStore {
             )
         })
         .await
-    }
-
-    async fn insert_event_source(&self, source: EventSourceRecord) -> Result<()> {
-        self.es_insert(source).await
-    }
-
-    async fn get_event_source(&self, store: &str, id: &str) -> Result<Option<EventSourceRecord>> {
-        self.es_get(store, id).await
-    }
-
-    async fn event_source_by_arn(
-        &self,
-        store: &str,
-        arn: &str,
-    ) -> Result<Option<EventSourceRecord>> {
-        self.es_by_arn(store, arn).await
-    }
-
-    async fn event_source_name_taken(&self, source_name: &str) -> Result<bool> {
-        self.es_name_taken(source_name).await
-    }
-
-    async fn list_event_sources(
-        &self,
-        scope: Scope,
-        page: PageRequest,
-    ) -> Result<Page<EventSourceRecord>> {
-        self.es_list(scope, page).await
-    }
-
-    async fn event_source_users(&self, store: &str, id: &str) -> Result<Vec<String>> {
-        self.es_users(store, id).await
-    }
-
-    async fn delete_event_source(&self, store: &str, id: &str) -> Result<()> {
-        self.es_delete(store, id).await
     }
 }
