@@ -1,6 +1,6 @@
-//! Storage. The [`Store`] trait is everything the API (and later the delivery engine) asks
-//! of a database; `sqlite` implements it for the embedded mode, and a PostgreSQL
-//! implementation can follow behind the same trait.
+//! Storage. The [`Store`] trait is everything the API and the delivery engine ask of a
+//! database; `sqlite` implements it for the embedded mode (one node), `postgres` for the
+//! shared mode (any number of nodes on one database).
 
 use async_trait::async_trait;
 use hookrelay_core::{
@@ -8,10 +8,13 @@ use hookrelay_core::{
     StoreRecord, Style, SubscriptionRecord,
 };
 
+mod codec;
 pub mod delivery;
+pub mod postgres;
 pub mod sqlite;
 
 pub use delivery::*;
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +167,40 @@ pub trait DeliveryStore: Send + Sync + 'static {
         secret: Sealed,
         previous: PreviousSecret,
     ) -> Result<()>;
+
+    // --- retention ---
+    /// Deletes up to `limit` events created before `before`, with their deliveries and
+    /// attempts, oldest first. An event that still has a delivery in flight or scheduled
+    /// is kept until that is final (parked deliveries do not keep it). Returns how many
+    /// events went.
+    async fn prune(&self, before: chrono::DateTime<chrono::Utc>, limit: usize) -> Result<u64>;
+
+    // --- between nodes ---
+    /// Tells every other node on this database (a no-op where there is only one).
+    async fn broadcast(&self, _from: &str, _signal: Signal) -> Result<()> {
+        Ok(())
+    }
+    /// What other nodes broadcast, from now on; `None` where there is only one node.
+    async fn listen(
+        &self,
+        _node: &str,
+    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<Signal>>> {
+        Ok(None)
+    }
+}
+
+/// A message from one node to the others on the same database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// Deliveries became due (a retry, a replay, a reactivation, work left unclaimed).
+    Wake,
+    /// A subscription changed or went away: forget what is cached of it.
+    Subscription(String),
+    /// An auth profile of a store changed or went away: drop its token.
+    AuthProfile { store: String, id: String },
+    /// Messages may have been missed (the connection was lost): forget every cache and
+    /// look for due deliveries.
+    Resync,
 }
 
 /// EventBridge partner event sources (SPEC §5 `createEventSource`, or made by

@@ -1,13 +1,14 @@
-//! EventBridge event sources in the SQLite store: names are unique across stores, a source
+//! EventBridge event sources in both stores: names are unique across stores, a source
 //! cannot go while a subscription delivers to it, a subscription's own source goes with
 //! it, and a subscription may only deliver to a source that exists in its store.
+
+mod backend;
 
 use hookrelay_core::{
     Destination, EventSourceRecord, Sealed, Style, SubscriptionRecord, SubscriptionStatus,
 };
 use hookrelay_store::{
-    Conflict, EventSourceStore, Owned, PageRequest, Scope, SqliteStore, Store, StoreError,
-    SubscriptionLimits,
+    Conflict, EventSourceStore, Owned, PageRequest, Scope, Store, StoreError, SubscriptionLimits,
 };
 
 fn source(store: &str, id: &str, name: &str, subscription: Option<&str>) -> EventSourceRecord {
@@ -51,13 +52,13 @@ fn all() -> PageRequest {
     }
 }
 
-async fn open() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+async fn open() -> (backend::TestDb, std::sync::Arc<dyn Store>) {
+    let test = backend::open().await;
+    let db = test.db.clone();
     for store in ["s1", "s2"] {
         db.create_store(store).await.unwrap();
     }
-    (dir, db)
+    (test, db)
 }
 
 #[tokio::test]

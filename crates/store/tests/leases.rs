@@ -1,5 +1,7 @@
-//! Lease rules of the SQLite store: a silent node's deliveries go back to PENDING, and a
-//! node that lost a lease cannot overwrite the new holder's outcome.
+//! Lease rules of both stores: a silent node's deliveries go back to PENDING, and a node
+//! that lost a lease cannot overwrite the new holder's outcome.
+
+mod backend;
 
 use std::time::Duration;
 
@@ -8,13 +10,13 @@ use hookrelay_core::{
     Destination, HttpMethod, Sealed, Style, SubscriptionRecord, SubscriptionStatus,
 };
 use hookrelay_store::{
-    Claim, DeliveryStatus, DeliveryStore, Ingested, NewEvent, Next, Outcome, Owned, SqliteStore,
-    Store, SubscriptionLimits,
+    Claim, DeliveryStatus, Ingested, NewEvent, Next, Outcome, Owned, SubscriptionLimits,
 };
 
-async fn store_with_subscription() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = SqliteStore::open(&dir.path().join("db.sqlite3")).unwrap();
+async fn store_with_subscription() -> (backend::TestDb, std::sync::Arc<dyn hookrelay_store::Store>)
+{
+    let test = backend::open().await;
+    let db = test.db.clone();
     db.create_store("s1").await.unwrap();
     let now = Utc::now();
     db.insert_subscription(
@@ -42,7 +44,7 @@ async fn store_with_subscription() -> (tempfile::TempDir, SqliteStore) {
     )
     .await
     .unwrap();
-    (dir, db)
+    (test, db)
 }
 
 fn event(id: &str) -> NewEvent {

@@ -12,17 +12,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hookrelay_core::{ids, PreviousSecret, Sealed};
 use rusqlite::types::Value;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::query::Where;
-use super::rows::{millis, time};
+use super::rows::{self, millis, time};
 use super::SqliteStore;
+use crate::codec::{self, json_list, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DELIVERY_FROM};
 use crate::delivery::*;
 use crate::{DeliveryStore, Page, PageRequest, Result, StoreError};
-
-fn json_list(items: &[String]) -> Result<String> {
-    serde_json::to_string(items).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
 
 /// Makes the parked deliveries of a subscription due now (it was made active again).
 pub(crate) fn resume_parked(c: &Connection, subscription_id: &str) -> Result<usize> {
@@ -133,20 +130,6 @@ fn ingest_one(c: &Connection, event: NewEvent, claim: &Claim, now: i64) -> Resul
     })
 }
 
-fn event_data(row: &Row<'_>) -> Result<EventData> {
-    let resources: String = row.get(5)?;
-    Ok(EventData {
-        seq: row.get(0)?,
-        id: row.get(1)?,
-        store: row.get(2)?,
-        event_type: row.get(3)?,
-        data: row.get(4)?,
-        resources: serde_json::from_str(&resources)
-            .map_err(|e| StoreError::Corrupt(format!("event resources: {e}")))?,
-        time: time(row.get(6)?)?,
-    })
-}
-
 fn claim(
     c: &Connection,
     node: &str,
@@ -185,7 +168,7 @@ fn claim(
                 let row = rows
                     .next()?
                     .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} has no event")))?;
-                let e = Arc::new(event_data(row)?);
+                let e = Arc::new(codec::event_data(row)?);
                 events.insert(event_seq, e.clone());
                 e
             }
@@ -284,58 +267,22 @@ fn record(c: &Connection, node: &str, outcomes: &[Outcome]) -> Result<Vec<String
     Ok(deactivated)
 }
 
-const DELIVERY_COLUMNS: &str = "d.seq, d.id, e.id, d.subscription_id, e.event_type, d.status, \
-     d.attempt_count, d.due_at, d.created_at, d.updated_at";
-const DELIVERY_FROM: &str = "deliveries d JOIN events e ON e.seq = d.event_seq";
-
-fn delivery_row(row: &Row<'_>) -> Result<(i64, DeliveryRecord)> {
-    let status: String = row.get(5)?;
-    let status = DeliveryStatus::parse(&status)
-        .ok_or_else(|| StoreError::Corrupt(format!("delivery status {status:?}")))?;
-    let due: Option<i64> = row.get(7)?;
-    Ok((
-        row.get(0)?,
-        DeliveryRecord {
-            id: row.get(1)?,
-            event_id: row.get(2)?,
-            subscription_id: row.get(3)?,
-            event_type: row.get(4)?,
-            status,
-            attempt_count: row.get(6)?,
-            next_attempt_at: match status {
-                DeliveryStatus::Pending => due.map(time).transpose()?,
-                _ => None,
-            },
-            created_at: time(row.get(8)?)?,
-            updated_at: time(row.get(9)?)?,
-        },
-    ))
-}
-
 fn delivery_by_id(c: &Connection, store: &str, id: &str) -> Result<Option<(i64, DeliveryRecord)>> {
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM {DELIVERY_FROM} WHERE d.store_hash = ?1 AND d.id = ?2"
     );
     let mut stmt = c.prepare_cached(&sql)?;
     let mut rows = stmt.query(params![store, id])?;
-    rows.next()?.map(delivery_row).transpose()
+    rows.next()?.map(rows::delivery).transpose()
 }
 
 fn attempts_of(c: &Connection, delivery_seq: i64) -> Result<Vec<AttemptRecord>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT started_at, duration_ms, status_code, error, response_body FROM attempts \
-         WHERE delivery_seq = ?1 ORDER BY n",
-    )?;
+    let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_seq = ?1 ORDER BY n");
+    let mut stmt = c.prepare_cached(&sql)?;
     let mut rows = stmt.query([delivery_seq])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        out.push(AttemptRecord {
-            started_at: time(r.get(0)?)?,
-            duration_ms: r.get::<_, i64>(1)?.max(0) as u64,
-            status_code: r.get(2)?,
-            error: r.get(3)?,
-            response_body: r.get(4)?,
-        });
+        out.push(codec::attempt(r)?);
     }
     Ok(out)
 }
@@ -480,7 +427,7 @@ impl DeliveryStore for SqliteStore {
             if let Some(status) = filter.status {
                 w.and("d.status = ?N", Value::Text(status.as_str().into()));
             }
-            w.page_with_key(c, DELIVERY_FROM, DELIVERY_COLUMNS, "d.seq", page, delivery_row)
+            w.page_with_key(c, DELIVERY_FROM, DELIVERY_COLUMNS, "d.seq", page, rows::delivery)
         })
         .await
     }
@@ -535,6 +482,24 @@ impl DeliveryStore for SqliteStore {
                         filter.until.map(millis).unwrap_or(i64::MAX),
                         millis(Utc::now())
                     ])?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn prune(&self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        self.writer
+            .write(move |c| {
+                // Cascades to deliveries and attempts.
+                let n = c
+                    .prepare_cached(
+                        "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e \
+                         WHERE e.created_at < ?1 AND NOT EXISTS (SELECT 1 FROM deliveries d \
+                           WHERE d.event_seq = e.seq AND (d.status = 'IN_FLIGHT' \
+                           OR (d.status = 'PENDING' AND d.due_at IS NOT NULL))) \
+                         ORDER BY e.created_at LIMIT ?2)",
+                    )?
+                    .execute(params![millis(before), limit as i64])?;
                 Ok(n as u64)
             })
             .await

@@ -3,33 +3,14 @@
 use async_trait::async_trait;
 use hookrelay_core::{Destination, EventSourceRecord};
 use rusqlite::types::Value;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::query::{by_id, Where};
-use super::rows::{self, millis, time};
+use super::rows::{self, millis};
 use super::SqliteStore;
 use crate::{Conflict, EventSourceStore, Page, PageRequest, Result, Scope, StoreError};
 
-const COLUMNS: &str = "seq, store_hash, id, owner_client_id, aws_account, name, source_name, \
-     region, arn, subscription_id, created_at";
-
-fn row(r: &Row<'_>) -> Result<(i64, EventSourceRecord)> {
-    Ok((
-        r.get(0)?,
-        EventSourceRecord {
-            store: r.get(1)?,
-            id: r.get(2)?,
-            owner_client_id: r.get(3)?,
-            aws_account: r.get(4)?,
-            name: r.get(5)?,
-            source_name: r.get(6)?,
-            region: r.get(7)?,
-            arn: r.get(8)?,
-            subscription_id: r.get(9)?,
-            created_at: time(r.get(10)?)?,
-        },
-    ))
-}
+use rows::{event_source as row, EVENT_SOURCE_COLUMNS as COLUMNS};
 
 pub(crate) fn insert(c: &Connection, s: &EventSourceRecord) -> Result<()> {
     c.execute(
@@ -82,7 +63,7 @@ fn users(c: &Connection, store: &str, arn: &str) -> Result<Vec<String>> {
         "SELECT DISTINCT subscription_id FROM subscription_keys \
          WHERE store_hash = ?1 AND destination_key = ?2 ORDER BY subscription_id",
     )?;
-    let key = format!("eventbridge:{arn}");
+    let key = crate::codec::eventbridge_key(arn);
     let ids = stmt
         .query_map(params![store, key], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;

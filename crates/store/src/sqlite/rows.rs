@@ -1,80 +1,51 @@
-//! Row ↔ record mapping for SQLite.
+//! Row ↔ record mapping for SQLite: [`Cols`] over rusqlite's rows, and the mappers the
+//! listings take as plain functions.
 
-use chrono::{DateTime, TimeZone, Utc};
-use hookrelay_core::{
-    AuthKind, AuthProfileRecord, Destination, PreviousSecret, Sealed, Style, SubscriptionRecord,
-    SubscriptionStatus,
-};
+use hookrelay_core::{AuthProfileRecord, EventSourceRecord, SubscriptionRecord};
 use rusqlite::Row;
 
+use crate::codec::{self, Cols};
+pub(crate) use crate::codec::{millis, time};
+use crate::delivery::DeliveryRecord;
 use crate::{Conflict, Result, StoreError};
 
-pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
+impl Cols for Row<'_> {
+    fn text(&self, i: usize) -> Result<String> {
+        Ok(self.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>> {
+        Ok(self.get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64> {
+        Ok(self.get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>> {
+        Ok(self.get(i)?)
+    }
+    fn bytes(&self, i: usize) -> Result<Vec<u8>> {
+        Ok(self.get(i)?)
+    }
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(i)?)
+    }
 }
 
-pub(crate) fn time(ms: i64) -> Result<DateTime<Utc>> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .ok_or_else(|| StoreError::Corrupt(format!("bad timestamp {ms}")))
-}
-
-pub(crate) const AUTH_PROFILE_COLUMNS: &str =
-    "seq, store_hash, id, owner_client_id, kind, config, inline_for, created_at, updated_at";
+pub(crate) use crate::codec::{AUTH_PROFILE_COLUMNS, EVENT_SOURCE_COLUMNS, SUBSCRIPTION_COLUMNS};
 
 pub(crate) fn auth_profile(row: &Row<'_>) -> Result<(i64, AuthProfileRecord)> {
-    let kind: String = row.get(4)?;
-    Ok((
-        row.get(0)?,
-        AuthProfileRecord {
-            store: row.get(1)?,
-            id: row.get(2)?,
-            owner_client_id: row.get(3)?,
-            kind: AuthKind::parse(&kind)
-                .ok_or_else(|| StoreError::Corrupt(format!("auth profile kind {kind:?}")))?,
-            config: Sealed(row.get(5)?),
-            inline_for: row.get(6)?,
-            created_at: time(row.get(7)?)?,
-            updated_at: time(row.get(8)?)?,
-        },
-    ))
+    codec::auth_profile(row)
 }
 
-pub(crate) const SUBSCRIPTION_COLUMNS: &str = "seq, store_hash, id, owner_client_id, style, \
-     event_types, destination, status, signing_secret, created_at, updated_at, \
-     previous_signing_secret, previous_secret_until";
-
 pub(crate) fn subscription(row: &Row<'_>) -> Result<(i64, SubscriptionRecord)> {
-    let style: String = row.get(4)?;
-    let event_types: String = row.get(5)?;
-    let destination: String = row.get(6)?;
-    let status: String = row.get(7)?;
-    Ok((
-        row.get(0)?,
-        SubscriptionRecord {
-            store: row.get(1)?,
-            id: row.get(2)?,
-            owner_client_id: row.get(3)?,
-            style: Style::parse(&style)
-                .ok_or_else(|| StoreError::Corrupt(format!("subscription style {style:?}")))?,
-            event_types: serde_json::from_str(&event_types)
-                .map_err(|e| StoreError::Corrupt(format!("event types: {e}")))?,
-            destination: serde_json::from_str::<Destination>(&destination)
-                .map_err(|e| StoreError::Corrupt(format!("destination: {e}")))?,
-            status: SubscriptionStatus::parse(&status)
-                .ok_or_else(|| StoreError::Corrupt(format!("subscription status {status:?}")))?,
-            signing_secret: Sealed(row.get(8)?),
-            created_at: time(row.get(9)?)?,
-            updated_at: time(row.get(10)?)?,
-            previous_secret: match (row.get::<_, Option<Vec<u8>>>(11)?, row.get(12)?) {
-                (Some(secret), Some(until)) => Some(PreviousSecret {
-                    secret: Sealed(secret),
-                    until: time(until)?,
-                }),
-                _ => None,
-            },
-        },
-    ))
+    codec::subscription(row)
+}
+
+pub(crate) fn event_source(row: &Row<'_>) -> Result<(i64, EventSourceRecord)> {
+    codec::event_source(row)
+}
+
+pub(crate) fn delivery(row: &Row<'_>) -> Result<(i64, DeliveryRecord)> {
+    codec::delivery(row)
 }
 
 impl From<rusqlite::Error> for StoreError {

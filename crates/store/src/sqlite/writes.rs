@@ -1,10 +1,11 @@
 //! Write helpers of the SQLite store: they run inside the writer's transaction.
 
 use chrono::Utc;
-use hookrelay_core::{AuthProfileRecord, Destination, SubscriptionRecord};
+use hookrelay_core::{AuthProfileRecord, SubscriptionRecord};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rows::{self, millis};
+pub(crate) use crate::codec::{auth_profile_of, encode_subscription};
 use crate::{Conflict, Result, StoreError, SubscriptionLimits};
 
 pub(crate) fn ensure_store(conn: &Connection, store_hash: &str) -> Result<()> {
@@ -68,23 +69,6 @@ pub(crate) fn write_subscription_keys(
         )?;
     }
     Ok(())
-}
-
-pub(crate) fn auth_profile_of(destination: &Destination) -> Option<&str> {
-    match destination {
-        Destination::Webhook {
-            auth_profile_id, ..
-        } => auth_profile_id.as_deref(),
-        Destination::EventBridge { .. } => None,
-    }
-}
-
-pub(crate) fn encode_subscription(sub: &SubscriptionRecord) -> Result<(String, String)> {
-    let types =
-        serde_json::to_string(&sub.event_types).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let destination =
-        serde_json::to_string(&sub.destination).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok((types, destination))
 }
 
 pub(crate) fn insert_auth_profile_row(conn: &Connection, p: &AuthProfileRecord) -> Result<()> {

@@ -1,0 +1,649 @@
+//! Events, deliveries, attempts and node leases in PostgreSQL.
+//!
+//! Statements work on whole batches (`UNNEST` of arrays) so that a batch of outcomes is a
+//! few round trips, not a few per delivery. Claims take rows with `FOR UPDATE SKIP
+//! LOCKED`: nodes claiming at once get different deliveries and never wait for each other.
+//! Node heartbeats are in database time, so clocks that disagree between machines do not
+//! end leases early.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hookrelay_core::{ids, PreviousSecret, Sealed};
+use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+
+use super::query::{Arg, Where};
+use super::PgStore;
+use crate::codec::{
+    self, count, json_list, millis, time, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DELIVERY_FROM,
+    EVENT_COLUMNS,
+};
+use crate::delivery::*;
+use crate::{DeliveryStore, Page, PageRequest, Result, Signal, StoreError};
+
+/// The database's clock in Unix milliseconds.
+const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+fn delivery_row(r: &PgRow) -> Result<(i64, DeliveryRecord)> {
+    codec::delivery(r)
+}
+
+/// Makes the parked deliveries of a subscription due now (it was made active again).
+pub(crate) async fn resume_parked(c: &mut PgConnection, subscription_id: &str) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE deliveries SET due_at = $2, updated_at = $2 \
+         WHERE subscription_id = $1 AND status = 'PENDING' AND due_at IS NULL",
+    )
+    .bind(subscription_id)
+    .bind(millis(Utc::now()))
+    .execute(c)
+    .await?
+    .rows_affected())
+}
+
+async fn ingest_one(
+    c: &mut PgConnection,
+    event: NewEvent,
+    claim: &Claim,
+    now: i64,
+) -> Result<Ingested> {
+    // The event (unless the store is unknown or the idempotency key was used) and the
+    // active subscriptions it goes to, in one round trip.
+    let written = sqlx::query(
+        "WITH e AS (INSERT INTO events (id, store_hash, event_type, data, resources, \
+           idempotency_key, event_time, created_at) \
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+           WHERE EXISTS (SELECT 1 FROM stores WHERE store_hash = $2) \
+           ON CONFLICT (store_hash, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+           RETURNING seq) \
+         SELECT e.seq, CASE WHEN $10::text IS NOT NULL THEN ARRAY[$10::text] ELSE ARRAY( \
+           SELECT DISTINCT k.subscription_id FROM subscription_keys k \
+           JOIN subscriptions s ON s.id = k.subscription_id \
+           WHERE k.store_hash = $2 AND k.event_type = ANY($9) AND s.status = 'ACTIVE') END \
+         FROM e",
+    )
+    .bind(&event.id)
+    .bind(&event.store)
+    .bind(&event.event_type)
+    .bind(&event.data)
+    .bind(json_list(&event.resources)?)
+    .bind(&event.idempotency_key)
+    .bind(millis(event.time))
+    .bind(now)
+    .bind(&event.patterns)
+    .bind(&event.only_subscription)
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some(written) = written else {
+        if let Some(key) = &event.idempotency_key {
+            let first: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM events WHERE store_hash = $1 AND idempotency_key = $2",
+            )
+            .bind(&event.store)
+            .bind(key)
+            .fetch_optional(&mut *c)
+            .await?;
+            if let Some(event_id) = first {
+                return Ok(Ingested::Duplicate { event_id });
+            }
+        }
+        return Ok(Ingested::UnknownStore);
+    };
+    let event_seq: i64 = written.try_get(0)?;
+    let subscriptions: Vec<String> = written.try_get(1)?;
+
+    let data = Arc::new(EventData {
+        seq: event_seq,
+        id: event.id.clone(),
+        store: event.store,
+        event_type: event.event_type,
+        data: event.data,
+        resources: event.resources,
+        time: event.time,
+    });
+    let n = subscriptions.len();
+    let (mut ids, mut statuses, mut due, mut owners) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let mut claimed = Vec::with_capacity(n);
+    for (i, subscription_id) in subscriptions.iter().enumerate() {
+        ids.push(ids::new_id("msg"));
+        let deferred = claim.deferred.get(subscription_id).map(|t| millis(*t));
+        let (status, due_at, owner) = match (&claim.node, deferred) {
+            (_, Some(due_at)) => ("PENDING", due_at, None),
+            (Some(node), None) => {
+                claimed.push(i);
+                ("IN_FLIGHT", now, Some(node.clone()))
+            }
+            (None, None) => ("PENDING", now, None),
+        };
+        statuses.push(status.to_owned());
+        due.push(due_at);
+        owners.push(owner);
+    }
+    let seqs: HashMap<String, i64> = if n == 0 {
+        HashMap::new()
+    } else {
+        sqlx::query(
+            "INSERT INTO deliveries (id, event_seq, store_hash, subscription_id, status, due_at, \
+             lease_owner, created_at, updated_at) \
+             SELECT d.id, $1, $2, d.subscription_id, d.status, d.due_at, d.lease_owner, $3, $3 \
+             FROM UNNEST($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[]) \
+               AS d(id, subscription_id, status, due_at, lease_owner) \
+             RETURNING id, seq",
+        )
+        .bind(event_seq)
+        .bind(&data.store)
+        .bind(now)
+        .bind(&ids)
+        .bind(&subscriptions)
+        .bind(&statuses)
+        .bind(&due)
+        .bind(&owners)
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_>>()?
+    };
+    let deliveries = ids
+        .into_iter()
+        .zip(subscriptions)
+        .map(|(id, subscription_id)| {
+            let seq = *seqs
+                .get(&id)
+                .ok_or_else(|| StoreError::Database(format!("delivery {id} was not written")))?;
+            Ok(ClaimedDelivery {
+                seq,
+                id,
+                subscription_id,
+                attempt_count: 0,
+                round_attempts: 0,
+                event: data.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Ingested::Created {
+        event_id: event.id,
+        deliveries,
+        claimed,
+    })
+}
+
+/// What one outcome writes, as the columns of the batch statements.
+#[derive(Default)]
+struct OutcomeColumns {
+    seq: Vec<i64>,
+    status: Vec<String>,
+    due_at: Vec<Option<i64>>,
+    attempted: Vec<bool>,
+    /// The attempt logged, by delivery seq.
+    attempts: HashMap<i64, AttemptRecord>,
+    /// Deliveries whose outcome deactivates their subscription, by delivery seq.
+    failed: HashMap<i64, String>,
+}
+
+impl OutcomeColumns {
+    fn new(outcomes: Vec<Outcome>) -> Self {
+        let mut cols = OutcomeColumns::default();
+        let mut seen = HashSet::new();
+        for outcome in outcomes {
+            // One outcome per delivery and batch: a second could only fail its lease check.
+            if !seen.insert(outcome.seq) {
+                continue;
+            }
+            let (status, due_at) = match &outcome.next {
+                Next::Succeeded => ("SUCCEEDED", None),
+                Next::Retry { due_at } => ("PENDING", Some(millis(*due_at))),
+                Next::Failed | Next::Drop { .. } => ("FAILED", None),
+                Next::Release { due_at } => ("PENDING", due_at.map(millis)),
+            };
+            let logged = match (outcome.attempt, &outcome.next) {
+                (Some(a), _) => Some(a),
+                (None, Next::Drop { reason }) => Some(AttemptRecord {
+                    started_at: Utc::now(),
+                    duration_ms: 0,
+                    status_code: None,
+                    error: Some(reason.clone()),
+                    response_body: None,
+                }),
+                _ => None,
+            };
+            cols.seq.push(outcome.seq);
+            cols.status.push(status.to_owned());
+            cols.due_at.push(due_at);
+            cols.attempted.push(logged.is_some());
+            if let Some(a) = logged {
+                cols.attempts.insert(outcome.seq, a);
+            }
+            if matches!(outcome.next, Next::Failed) {
+                cols.failed.insert(outcome.seq, outcome.subscription_id);
+            }
+        }
+        cols
+    }
+}
+
+/// Writes outcomes of deliveries `node` holds. An outcome whose lease `node` lost (it was
+/// silent too long and another node took the delivery over) is not written: the new
+/// holder's word counts.
+async fn record(c: &mut PgConnection, node: &str, outcomes: Vec<Outcome>) -> Result<Vec<String>> {
+    let now = millis(Utc::now());
+    let total = outcomes.len();
+    let mut cols = OutcomeColumns::new(outcomes);
+    let held = sqlx::query(
+        "WITH o AS (SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bool[]) \
+           AS o(seq, status, due_at, attempted)) \
+         UPDATE deliveries d SET status = o.status, due_at = o.due_at, lease_owner = NULL, \
+           updated_at = $5, \
+           attempt_count = d.attempt_count + CASE WHEN o.attempted THEN 1 ELSE 0 END, \
+           round_attempts = d.round_attempts + CASE WHEN o.attempted THEN 1 ELSE 0 END \
+         FROM o WHERE d.seq = o.seq AND d.status = 'IN_FLIGHT' AND d.lease_owner = $6 \
+         RETURNING d.seq, d.attempt_count",
+    )
+    .bind(&cols.seq)
+    .bind(&cols.status)
+    .bind(&cols.due_at)
+    .bind(&cols.attempted)
+    .bind(now)
+    .bind(node)
+    .fetch_all(&mut *c)
+    .await?;
+    if held.len() < total {
+        tracing::warn!(
+            lost = total - held.len(),
+            "outcomes of deliveries whose lease was lost; not written"
+        );
+    }
+    let mut a = AttemptColumns::default();
+    let mut failed = Vec::new();
+    for row in &held {
+        let seq: i64 = row.try_get(0)?;
+        let n: i64 = row.try_get(1)?;
+        if let Some(attempt) = cols.attempts.remove(&seq) {
+            a.push(seq, n, attempt);
+        }
+        if let Some(subscription_id) = cols.failed.remove(&seq) {
+            failed.push(subscription_id);
+        }
+    }
+    if !a.seq.is_empty() {
+        sqlx::query(
+            "INSERT INTO attempts (delivery_seq, n, started_at, duration_ms, status_code, error, \
+             response_body) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], \
+             $4::bigint[], $5::bigint[], $6::text[], $7::text[])",
+        )
+        .bind(&a.seq)
+        .bind(&a.n)
+        .bind(&a.started_at)
+        .bind(&a.duration_ms)
+        .bind(&a.status_code)
+        .bind(&a.error)
+        .bind(&a.response_body)
+        .execute(&mut *c)
+        .await?;
+    }
+    if failed.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Deactivated: its waiting deliveries stay, parked, to go out after reactivation.
+    Ok(sqlx::query_scalar(
+        "WITH s AS (UPDATE subscriptions SET status = 'DEACTIVATED', updated_at = $2 \
+           WHERE id = ANY($1) AND status = 'ACTIVE' RETURNING id), \
+         parked AS (UPDATE deliveries SET due_at = NULL, updated_at = $2 \
+           WHERE subscription_id IN (SELECT id FROM s) AND status = 'PENDING') \
+         SELECT id FROM s",
+    )
+    .bind(&failed)
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await?)
+}
+
+#[derive(Default)]
+struct AttemptColumns {
+    seq: Vec<i64>,
+    n: Vec<i64>,
+    started_at: Vec<i64>,
+    duration_ms: Vec<i64>,
+    status_code: Vec<Option<i64>>,
+    error: Vec<Option<String>>,
+    response_body: Vec<Option<String>>,
+}
+
+impl AttemptColumns {
+    fn push(&mut self, seq: i64, n: i64, a: AttemptRecord) {
+        self.seq.push(seq);
+        self.n.push(n);
+        self.started_at.push(millis(a.started_at));
+        self.duration_ms
+            .push(i64::try_from(a.duration_ms).unwrap_or(i64::MAX));
+        self.status_code.push(a.status_code.map(i64::from));
+        self.error.push(a.error);
+        self.response_body.push(a.response_body);
+    }
+}
+
+async fn delivery_by_id(
+    c: &mut PgConnection,
+    store: &str,
+    id: &str,
+) -> Result<Option<(i64, DeliveryRecord)>> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM {DELIVERY_FROM} WHERE d.store_hash = $1 AND d.id = $2"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(store)
+        .bind(id)
+        .fetch_optional(c)
+        .await?
+        .map(|r| delivery_row(&r))
+        .transpose()
+}
+
+#[async_trait]
+impl DeliveryStore for PgStore {
+    async fn ingest(&self, events: Vec<NewEvent>, claim: Claim) -> Result<Vec<Ingested>> {
+        let mut tx = self.pool.begin().await?;
+        let now = millis(Utc::now());
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            out.push(ingest_one(&mut tx, event, &claim, now).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn heartbeat(&self, node: &str, lease_timeout: Duration) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO nodes (id, heartbeat_at) VALUES ($1, {DB_NOW}) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
+        )))
+        .bind(node)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM nodes WHERE heartbeat_at < {DB_NOW} - $1 AND id <> $2"
+        )))
+        .bind(i64::try_from(lease_timeout.as_millis()).unwrap_or(i64::MAX))
+        .bind(node)
+        .execute(&mut *tx)
+        .await?;
+        // Deliveries held by a node that is gone (or never registered) go back.
+        let n = sqlx::query(
+            "UPDATE deliveries SET status = 'PENDING', lease_owner = NULL, updated_at = $1 \
+             WHERE status = 'IN_FLIGHT' AND lease_owner NOT IN (SELECT id FROM nodes)",
+        )
+        .bind(millis(Utc::now()))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn leave(&self, node: &str) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE deliveries SET status = 'PENDING', lease_owner = NULL, updated_at = $2 \
+             WHERE status = 'IN_FLIGHT' AND lease_owner = $1",
+        )
+        .bind(node)
+        .bind(millis(Utc::now()))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM nodes WHERE id = $1")
+            .bind(node)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn claim_due(
+        &self,
+        node: &str,
+        limit: usize,
+        exclude: Vec<String>,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let now = millis(Utc::now());
+        let rows = sqlx::query(
+            "WITH c AS (SELECT seq FROM deliveries WHERE status = 'PENDING' AND due_at <= $2 \
+               AND NOT (subscription_id = ANY($4)) ORDER BY due_at LIMIT $3 \
+               FOR UPDATE SKIP LOCKED) \
+             UPDATE deliveries d SET status = 'IN_FLIGHT', lease_owner = $1, updated_at = $2 \
+             FROM c WHERE d.seq = c.seq \
+             RETURNING d.seq, d.id, d.subscription_id, d.attempt_count, d.round_attempts, d.event_seq",
+        )
+        .bind(node)
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(&exclude)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The events are loaded after the claim committed: an event with a delivery in
+        // flight is never pruned.
+        let event_seqs: Vec<i64> = rows
+            .iter()
+            .map(|r| r.try_get(5))
+            .collect::<Result<HashSet<i64>, _>>()?
+            .into_iter()
+            .collect();
+        let events: HashMap<i64, Arc<EventData>> = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ANY($1)"
+        )))
+        .bind(&event_seqs)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| codec::event_data(r).map(|e| (e.seq, Arc::new(e))))
+        .collect::<Result<_>>()?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get(1)?;
+                let event_seq: i64 = r.try_get(5)?;
+                let event = events
+                    .get(&event_seq)
+                    .cloned()
+                    .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} has no event")))?;
+                Ok(ClaimedDelivery {
+                    seq: r.try_get(0)?,
+                    id,
+                    subscription_id: r.try_get(2)?,
+                    attempt_count: count(r.try_get(3)?),
+                    round_attempts: count(r.try_get(4)?),
+                    event,
+                })
+            })
+            .collect()
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(due_at) FROM deliveries WHERE status = 'PENDING' AND due_at IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        due.map(time).transpose()
+    }
+
+    async fn record_outcomes(&self, node: &str, outcomes: Vec<Outcome>) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let deactivated = record(&mut tx, node, outcomes).await?;
+        tx.commit().await?;
+        Ok(deactivated)
+    }
+
+    async fn backlog(&self) -> Result<Backlog> {
+        let row = sqlx::query(
+            "SELECT \
+               COUNT(*) FILTER (WHERE status = 'PENDING' AND due_at IS NOT NULL AND due_at <= $1), \
+               COUNT(*) FILTER (WHERE status = 'PENDING' AND due_at IS NOT NULL AND due_at > $1), \
+               COUNT(*) FILTER (WHERE status = 'PENDING' AND due_at IS NULL), \
+               COUNT(*) FILTER (WHERE status = 'IN_FLIGHT') \
+             FROM deliveries WHERE status IN ('PENDING', 'IN_FLIGHT')",
+        )
+        .bind(millis(Utc::now()))
+        .fetch_one(&self.pool)
+        .await?;
+        let n = |i: usize| -> Result<u64> { Ok(row.try_get::<i64, _>(i)?.max(0) as u64) };
+        Ok(Backlog {
+            due: n(0)?,
+            scheduled: n(1)?,
+            parked: n(2)?,
+            in_flight: n(3)?,
+        })
+    }
+
+    async fn list_deliveries(
+        &self,
+        store: &str,
+        filter: DeliveryFilter,
+        page: PageRequest,
+    ) -> Result<Page<DeliveryRecord>> {
+        let mut w = Where::new("d.store_hash = $N", Arg::Text(store.to_owned()));
+        if let Some(id) = filter.subscription_id {
+            w.and("d.subscription_id = $N", Arg::Text(id));
+        }
+        if let Some(owner) = filter.owner {
+            w.and(
+                "d.subscription_id IN (SELECT id FROM subscriptions WHERE owner_client_id = $N)",
+                Arg::Text(owner),
+            );
+        }
+        if let Some(status) = filter.status {
+            w.and("d.status = $N", Arg::Text(status.as_str().into()));
+        }
+        w.page_with_key(
+            &self.pool,
+            DELIVERY_FROM,
+            DELIVERY_COLUMNS,
+            "d.seq",
+            page,
+            delivery_row,
+        )
+        .await
+    }
+
+    async fn get_delivery(
+        &self,
+        store: &str,
+        id: &str,
+    ) -> Result<Option<(DeliveryRecord, Vec<AttemptRecord>)>> {
+        let mut c = self.pool.acquire().await?;
+        let Some((seq, record)) = delivery_by_id(&mut c, store, id).await? else {
+            return Ok(None);
+        };
+        let attempts = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_seq = $1 ORDER BY n"
+        )))
+        .bind(seq)
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(codec::attempt)
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Some((record, attempts)))
+    }
+
+    async fn retry_delivery(&self, store: &str, id: &str) -> Result<DeliveryRecord> {
+        let mut c = self.pool.acquire().await?;
+        sqlx::query(
+            "UPDATE deliveries SET status = 'PENDING', due_at = $3, round_attempts = 0, \
+             updated_at = $3 WHERE store_hash = $1 AND id = $2 \
+             AND (status IN ('SUCCEEDED', 'FAILED') OR (status = 'PENDING' AND due_at IS NULL))",
+        )
+        .bind(store)
+        .bind(id)
+        .bind(millis(Utc::now()))
+        .execute(&mut *c)
+        .await?;
+        delivery_by_id(&mut c, store, id)
+            .await?
+            .map(|(_, record)| record)
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn replay_deliveries(&self, store: &str, filter: ReplayFilter) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE deliveries SET status = 'PENDING', due_at = $6, round_attempts = 0, \
+             updated_at = $6 WHERE store_hash = $1 AND subscription_id = $2 AND status = $3 \
+             AND created_at >= $4 AND created_at <= $5",
+        )
+        .bind(store)
+        .bind(&filter.subscription_id)
+        .bind(filter.status.as_str())
+        .bind(filter.since.map(millis).unwrap_or(i64::MIN))
+        .bind(filter.until.map(millis).unwrap_or(i64::MAX))
+        .bind(millis(Utc::now()))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn rotate_signing_secret(
+        &self,
+        store: &str,
+        id: &str,
+        secret: Sealed,
+        previous: PreviousSecret,
+    ) -> Result<()> {
+        let n = sqlx::query(
+            "UPDATE subscriptions SET signing_secret = $3, previous_signing_secret = $4, \
+             previous_secret_until = $5, updated_at = $6 WHERE store_hash = $1 AND id = $2",
+        )
+        .bind(store)
+        .bind(id)
+        .bind(secret.0)
+        .bind(previous.secret.0)
+        .bind(millis(previous.until))
+        .bind(millis(Utc::now()))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn prune(&self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
+        // Cascades to deliveries and attempts. SKIP LOCKED: nodes pruning at once take
+        // different events.
+        Ok(sqlx::query(
+            "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e \
+             WHERE e.created_at < $1 AND NOT EXISTS (SELECT 1 FROM deliveries d \
+               WHERE d.event_seq = e.seq AND (d.status = 'IN_FLIGHT' \
+               OR (d.status = 'PENDING' AND d.due_at IS NOT NULL))) \
+             ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(millis(before))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn broadcast(&self, from: &str, signal: Signal) -> Result<()> {
+        self.notify(from, &signal).await
+    }
+
+    async fn listen(
+        &self,
+        node: &str,
+    ) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<Signal>>> {
+        self.subscribe(node).await.map(Some)
+    }
+}
