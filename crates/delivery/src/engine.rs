@@ -6,7 +6,7 @@
 //! database until the scheduler claims them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use hookrelay_core::net::AddressPolicy;
 use hookrelay_core::retry::RetrySchedule;
 use hookrelay_core::secrets::Cipher;
 use hookrelay_store::{
-    Claim, ClaimedDelivery, Ingested, NewEvent, Next, Outcome, Store, StoreError,
+    Claim, ClaimedDelivery, Ingested, NewEvent, Next, Outcome, Signal, Store, StoreError,
 };
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
@@ -33,6 +33,10 @@ use crate::{http, metrics};
 const OUTCOME_BATCH: usize = 2048;
 /// Deliveries claimed per scheduler round at most.
 const CLAIM_BATCH: usize = 1024;
+/// Events pruned per transaction at most: small, so pruning never holds up delivery.
+const PRUNE_BATCH: usize = 500;
+/// "Work is waiting" is told to other nodes at most this often (milliseconds).
+const WAKE_OTHERS_EVERY_MS: i64 = 50;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -40,6 +44,8 @@ pub struct EngineConfig {
     pub request_timeout: Duration,
     /// A node whose heartbeat is older than this loses its deliveries to the others.
     pub lease_timeout: Duration,
+    /// Events, with their deliveries and attempts, are pruned this long after ingest.
+    pub retention: Duration,
     /// How often the scheduler looks for due deliveries when nothing wakes it.
     pub poll_interval: Duration,
     pub max_in_flight_per_host: usize,
@@ -57,6 +63,7 @@ impl Default for EngineConfig {
             retry: RetrySchedule::default(),
             request_timeout: Duration::from_secs(10),
             lease_timeout: Duration::from_secs(30),
+            retention: Duration::from_secs(30 * 86_400),
             poll_interval: Duration::from_secs(1),
             max_in_flight_per_host: 32,
             max_queued_per_host: 2048,
@@ -90,6 +97,8 @@ pub struct Engine {
     /// Ingest left deliveries unclaimed in the database (memory was full): the scheduler
     /// should look as soon as room frees up.
     spilled: AtomicBool,
+    /// When other nodes were last told that work is waiting (Unix ms).
+    woke_others: AtomicI64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -148,14 +157,19 @@ impl Engine {
             held: Arc::new(AtomicUsize::new(0)),
             wake: Arc::new(Notify::new()),
             spilled: AtomicBool::new(false),
+            woke_others: AtomicI64::new(0),
             tasks: Mutex::new(Vec::new()),
         });
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(dispatcher.run()),
             tokio::spawn(engine.clone().record_loop(outcomes_rx)),
             tokio::spawn(engine.clone().schedule_loop()),
             tokio::spawn(engine.clone().heartbeat_loop()),
+            tokio::spawn(engine.clone().prune_loop()),
         ];
+        if let Some(signals) = engine.store.listen(&engine.node).await? {
+            tasks.push(tokio::spawn(engine.clone().signal_loop(signals)));
+        }
         *engine.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         tracing::info!(node = %engine.node, "delivery engine started");
         Ok(engine)
@@ -193,28 +207,115 @@ impl Engine {
         if claim {
             self.hand_over(claimed).await;
         } else {
+            // Memory is full: the work waits in the database for whichever node has room.
             self.spilled.store(true, Ordering::Relaxed);
             self.wake.notify_one();
+            self.wake_others();
         }
         Ok(results)
     }
 
-    /// Something became due (a retry, a replay, a reactivation): look now.
+    /// Something became due (a retry, a replay, a reactivation): look now, here and on
+    /// every other node.
     pub fn wake(&self) {
         self.wake.notify_one();
+        self.wake_others();
     }
 
-    /// A subscription changed or went away.
+    /// A subscription changed or went away (here and, told, on every other node).
     pub fn subscription_changed(&self, id: &str) {
         self.targets.invalidate(id);
         self.wake.notify_one();
+        self.tell_others(Signal::Subscription(id.to_owned()));
     }
 
     /// An auth profile changed or went away: its cached token is dropped and every
-    /// subscription resolves its auth again on its next attempt.
+    /// subscription resolves its auth again on its next attempt (on every node).
     pub fn auth_profile_changed(&self, store: &str, id: &str) {
         self.tokens.invalidate(&format!("{store}/{id}"), None);
         self.targets.invalidate_all();
+        self.tell_others(Signal::AuthProfile {
+            store: store.to_owned(),
+            id: id.to_owned(),
+        });
+    }
+
+    /// Tells the other nodes that deliveries are due, at most every 50 ms.
+    fn wake_others(&self) {
+        let now = Utc::now().timestamp_millis();
+        let last = self.woke_others.load(Ordering::Relaxed);
+        if now - last >= WAKE_OTHERS_EVERY_MS
+            && self
+                .woke_others
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.tell_others(Signal::Wake);
+        }
+    }
+
+    /// Broadcasts `signal` to the other nodes, without waiting for it.
+    fn tell_others(&self, signal: Signal) {
+        let store = self.store.clone();
+        let node = self.node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.broadcast(&node, signal).await {
+                tracing::warn!(error = %e, "cannot tell the other nodes");
+            }
+        });
+    }
+
+    /// Applies what other nodes tell.
+    async fn signal_loop(self: Arc<Self>, mut signals: mpsc::UnboundedReceiver<Signal>) {
+        while let Some(signal) = signals.recv().await {
+            match signal {
+                Signal::Wake => {}
+                Signal::Subscription(id) => self.targets.invalidate(&id),
+                Signal::AuthProfile { store, id } => {
+                    self.tokens.invalidate(&format!("{store}/{id}"), None);
+                    self.targets.invalidate_all();
+                }
+                Signal::Resync => self.targets.invalidate_all(),
+            }
+            self.wake.notify_one();
+        }
+    }
+
+    /// Deletes what is older than the retention period, a small batch at a time.
+    async fn prune_loop(self: Arc<Self>) {
+        let every =
+            (self.config.retention / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
+        loop {
+            tokio::time::sleep(every).await;
+            let Ok(retention) = chrono::Duration::from_std(self.config.retention) else {
+                return;
+            };
+            let before = Utc::now() - retention;
+            let mut pruned = 0;
+            loop {
+                match self.store.prune(before, PRUNE_BATCH).await {
+                    Ok(n) => {
+                        pruned += n;
+                        if (n as usize) < PRUNE_BATCH {
+                            break;
+                        }
+                        // Let ingest and outcomes have the database between batches.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot prune old events");
+                        break;
+                    }
+                }
+            }
+            if pruned > 0 {
+                metrics::pruned(pruned);
+                tracing::debug!(
+                    events = pruned,
+                    "pruned events older than the retention period"
+                );
+            }
+        }
     }
 
     /// Refreshes the gauges that come from the database (before a scrape).
@@ -297,6 +398,7 @@ impl Engine {
                             for id in &deactivated {
                                 tracing::warn!(subscription_id = %id, "subscription deactivated");
                                 self.targets.invalidate(id);
+                                self.tell_others(Signal::Subscription(id.clone()));
                             }
                         }
                         break;
@@ -378,6 +480,7 @@ impl Engine {
                         "took back deliveries of a node that stopped"
                     );
                     self.wake.notify_one();
+                    self.wake_others();
                 }
                 Err(e) => tracing::error!(error = %e, "heartbeat failed"),
             }

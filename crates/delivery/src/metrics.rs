@@ -15,6 +15,7 @@ pub const BREAKER_OPENED: &str = "hookrelay_breaker_opened_total";
 pub const DEACTIVATED: &str = "hookrelay_subscriptions_deactivated_total";
 pub const EVENTBRIDGE_REQUESTS: &str = "hookrelay_eventbridge_requests_total";
 pub const EVENTBRIDGE_ENTRIES: &str = "hookrelay_eventbridge_entries_total";
+pub const PRUNED: &str = "hookrelay_events_pruned_total";
 
 /// Buckets of the attempt latency histogram, in seconds.
 pub const ATTEMPT_BUCKETS: &[f64] = &[
@@ -55,6 +56,14 @@ pub fn describe() {
         EVENTBRIDGE_ENTRIES,
         "EventBridge entries by operation and result: accepted, failed, unsendable (too large)."
     );
+    metrics::describe_counter!(
+        PRUNED,
+        "Events deleted (with their deliveries and attempts) after the retention period."
+    );
+}
+
+pub fn pruned(n: u64) {
+    counter!(PRUNED).increment(n);
 }
 
 pub fn eventbridge_request(api: crate::eventbridge::Api, success: bool) {

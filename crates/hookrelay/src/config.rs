@@ -25,7 +25,8 @@ pub struct StorageArgs {
     /// Directory of the embedded SQLite database and generated master key.
     #[arg(long, env = "HOOKRELAY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// PostgreSQL URL instead of the embedded database.
+    /// PostgreSQL URL (postgres://user:password@host:port/database) instead of the
+    /// embedded database: any number of nodes may share it. Needs HOOKRELAY_MASTER_KEY.
     #[arg(long, env = "HOOKRELAY_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
 }
@@ -45,7 +46,8 @@ pub struct ServeArgs {
     /// Comma-separated CIDRs destinations may use although they are non-public.
     #[arg(long, env = "HOOKRELAY_ALLOWED_NETWORKS", value_name = "CIDRS")]
     pub allowed_networks: Option<String>,
-    /// Base64 of 32 bytes; encrypts stored secrets. Generated in the data dir when absent.
+    /// Base64 of 32 bytes; encrypts stored secrets. Generated in the data dir when absent
+    /// (SQLite only: with PostgreSQL every node must be given the same key).
     #[arg(
         long,
         env = "HOOKRELAY_MASTER_KEY",
@@ -65,6 +67,10 @@ pub struct ServeArgs {
     /// How long a silent node keeps its deliveries before others take them (e.g. 30s).
     #[arg(long, env = "HOOKRELAY_LEASE_TIMEOUT", value_name = "DURATION")]
     pub lease_timeout: Option<String>,
+    /// Events (with their deliveries and attempts) are deleted this long after they were
+    /// accepted (e.g. 30d, 12h).
+    #[arg(long, env = "HOOKRELAY_RETENTION", value_name = "DURATION")]
+    pub retention: Option<String>,
     /// Requests in flight per destination host at most.
     #[arg(long, env = "HOOKRELAY_MAX_IN_FLIGHT_PER_HOST", value_name = "N")]
     pub max_in_flight_per_host: Option<usize>,
@@ -96,7 +102,7 @@ pub struct ServeArgs {
     pub eventbridge_batch_wait: Option<String>,
 }
 
-/// Parses `10s`, `500ms`, `2m`, `1h` or a bare number of seconds.
+/// Parses `10s`, `500ms`, `2m`, `1h`, `30d` or a bare number of seconds.
 pub fn parse_duration(name: &str, text: &str) -> Result<Duration> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
@@ -114,7 +120,8 @@ pub fn parse_duration(name: &str, text: &str) -> Result<Duration> {
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => bail!("{name} {text:?}: the unit must be ms, s, m or h"),
+        "d" => value * 86400.0,
+        _ => bail!("{name} {text:?}: the unit must be ms, s, m, h or d"),
     };
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -146,6 +153,7 @@ struct FileConfig {
     request_timeout: Option<String>,
     max_event_bytes: Option<usize>,
     lease_timeout: Option<String>,
+    retention: Option<String>,
     max_in_flight_per_host: Option<usize>,
     breaker_window: Option<String>,
     breaker_min_requests: Option<u32>,
@@ -163,6 +171,25 @@ fn read_file(path: Option<&Path>) -> Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+/// Which database, resolved.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The embedded SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+impl Backend {
+    /// For logs and output: the file, or the URL without its password.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Sqlite(path) => path.display().to_string(),
+            Backend::Postgres(url) => hookrelay_store::PgStore::describe(url),
+        }
+    }
 }
 
 /// Where the data lives, resolved.
@@ -209,17 +236,21 @@ impl Storage {
         self.file.max_event_bytes.unwrap_or(DEFAULT_MAX_EVENT_BYTES)
     }
 
-    /// The SQLite file, with the data dir created (owner-only) if needed.
-    pub fn sqlite_path(&self) -> Result<PathBuf> {
+    /// The database: PostgreSQL when a URL is given, else the SQLite file (with the data
+    /// dir created, owner-only, if needed).
+    pub fn backend(&self) -> Result<Backend> {
         if let Some(url) = &self.database_url {
-            let scheme = url.split(':').next().unwrap_or_default();
-            bail!(
-                "--database-url {scheme}://…: PostgreSQL is not supported by this version of hookrelay yet; \
-                 leave it out to use the embedded SQLite database in --data-dir"
-            );
+            let scheme = url.split("://").next().unwrap_or_default();
+            if !matches!(scheme, "postgres" | "postgresql") {
+                bail!(
+                    "--database-url must be a PostgreSQL URL (postgres://user:password@host:port/database), \
+                     not {scheme:?}; leave it out to use the embedded SQLite database in --data-dir"
+                );
+            }
+            return Ok(Backend::Postgres(url.clone()));
         }
         create_private_dir(&self.data_dir)?;
-        Ok(self.data_dir.join(DATABASE_FILE))
+        Ok(Backend::Sqlite(self.data_dir.join(DATABASE_FILE)))
     }
 }
 
@@ -307,6 +338,15 @@ impl ServeConfig {
         if lease_timeout < Duration::from_millis(300) {
             bail!("lease_timeout must be at least 300ms");
         }
+        let retention = duration(
+            "retention",
+            &args.retention,
+            &file.retention,
+            defaults.retention,
+        )?;
+        if retention < Duration::from_secs(1) {
+            bail!("retention must be at least 1s");
+        }
         let max_in_flight_per_host = args
             .max_in_flight_per_host
             .or(file.max_in_flight_per_host)
@@ -381,6 +421,7 @@ impl ServeConfig {
                 retry,
                 request_timeout,
                 lease_timeout,
+                retention,
                 max_in_flight_per_host,
                 breaker,
                 policy: policy.clone(),
@@ -398,10 +439,18 @@ impl ServeConfig {
         })
     }
 
-    /// The master key: given, or read from (first time: generated into) the data dir.
+    /// The master key: given, or (SQLite only) read from (first time: generated into) the
+    /// data dir. Nodes sharing a PostgreSQL database must all be given the same key.
     pub fn cipher(&self) -> Result<Cipher> {
         if let Some(key) = &self.master_key {
             return Cipher::from_base64(key).context("HOOKRELAY_MASTER_KEY");
+        }
+        if self.storage.database_url.is_some() {
+            bail!(
+                "HOOKRELAY_MASTER_KEY (or --master-key) is required with PostgreSQL: every node \
+                 must use the same key to read the secrets it stores. Make one with \
+                 `openssl rand -base64 32` and keep it safe"
+            );
         }
         let path = self.storage.data_dir.join(MASTER_KEY_FILE);
         if !path.exists() {

@@ -20,11 +20,11 @@ use hookrelay_core::{ids, secrets, Role};
 use hookrelay_delivery::eventbridge::EventBridge;
 use hookrelay_delivery::ingest::{prepare, PublishRequest};
 use hookrelay_delivery::Engine;
-use hookrelay_store::{Claim, DeliveryStore, Ingested, NewClient, SqliteStore, Store, StoreError};
+use hookrelay_store::{Claim, Ingested, NewClient, PgStore, SqliteStore, Store, StoreError};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
-use config::{ServeArgs, ServeConfig, Storage, StorageArgs};
+use config::{Backend, ServeArgs, ServeConfig, Storage, StorageArgs};
 
 #[derive(Parser)]
 #[command(
@@ -171,12 +171,15 @@ async fn run(command: Command) -> Result<()> {
     match command {
         Command::Serve(args) => serve(ServeConfig::resolve(&args)?).await,
         Command::Migrate(args) => {
-            let path = Storage::resolve(&args)?.sqlite_path()?;
-            let applied = SqliteStore::migrate(&path)
-                .with_context(|| format!("migrating {}", path.display()))?;
+            let backend = Storage::resolve(&args)?.backend()?;
+            let applied = match &backend {
+                Backend::Sqlite(path) => SqliteStore::migrate(path),
+                Backend::Postgres(url) => PgStore::migrate(url).await,
+            }
+            .with_context(|| format!("migrating {}", backend.describe()))?;
             println!(
                 "{}",
-                json!({"database": path.display().to_string(), "applied": applied})
+                json!({"database": backend.describe(), "applied": applied})
             );
             Ok(())
         }
@@ -202,7 +205,7 @@ async fn publish(args: PublishArgs) -> Result<()> {
     };
     let event = prepare(request, &catalog, storage.max_event_bytes())
         .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
-    let db = open_store(&args.storage)?;
+    let db = open_store(&args.storage).await?;
     let written = db
         .ingest(vec![event], Claim::default())
         .await
@@ -225,9 +228,17 @@ async fn publish(args: PublishArgs) -> Result<()> {
     }
 }
 
-fn open_store(storage: &StorageArgs) -> Result<SqliteStore> {
-    let path = Storage::resolve(storage)?.sqlite_path()?;
-    SqliteStore::open(&path).with_context(|| format!("opening database {}", path.display()))
+async fn open_store(storage: &StorageArgs) -> Result<Arc<dyn Store>> {
+    open_backend(&Storage::resolve(storage)?.backend()?).await
+}
+
+/// Opens the database, bringing its schema up to date.
+async fn open_backend(backend: &Backend) -> Result<Arc<dyn Store>> {
+    let store: Result<Arc<dyn Store>, StoreError> = match backend {
+        Backend::Sqlite(path) => SqliteStore::open(path).map(|s| Arc::new(s) as _),
+        Backend::Postgres(url) => PgStore::connect(url).await.map(|s| Arc::new(s) as _),
+    };
+    store.with_context(|| format!("opening database {}", backend.describe()))
 }
 
 fn print_json_line(value: &impl serde::Serialize) -> Result<()> {
@@ -261,7 +272,7 @@ async fn token(cmd: TokenCommand) -> Result<()> {
                 bail!("--client-id {client_id:?} must be 1-128 characters of [A-Za-z0-9._:-]");
             }
             let token = secrets::new_access_token();
-            let db = open_store(&storage)?;
+            let db = open_store(&storage).await?;
             match db
                 .create_client(NewClient {
                     client_id: client_id.clone(),
@@ -283,13 +294,13 @@ async fn token(cmd: TokenCommand) -> Result<()> {
             }))
         }
         TokenCommand::List { storage } => {
-            for client in open_store(&storage)?.list_clients().await? {
+            for client in open_store(&storage).await?.list_clients().await? {
                 print_json_line(&client)?;
             }
             Ok(())
         }
         TokenCommand::Revoke { storage, client_id } => {
-            match open_store(&storage)?.revoke_client(&client_id).await {
+            match open_store(&storage).await?.revoke_client(&client_id).await {
                 Ok(()) => print_json_line(&json!({"clientId": client_id, "revoked": true})),
                 Err(StoreError::NotFound) => bail!("no active client {client_id:?}"),
                 Err(e) => Err(e).context("revoking the token"),
@@ -304,14 +315,14 @@ async fn store(cmd: StoreCommand) -> Result<()> {
             if !ids::is_valid_store_hash(&store) {
                 bail!("store hash {store:?} must be 1-32 characters of [a-z0-9]");
             }
-            match open_store(&storage)?.create_store(&store).await {
+            match open_store(&storage).await?.create_store(&store).await {
                 Ok(()) => print_json_line(&json!({"store": store, "created": true})),
                 Err(StoreError::Conflict(_)) => bail!("store {store:?} already exists"),
                 Err(e) => Err(e).context("creating the store"),
             }
         }
         StoreCommand::List { storage } => {
-            for s in open_store(&storage)?.list_stores().await? {
+            for s in open_store(&storage).await?.list_stores().await? {
                 print_json_line(&s)?;
             }
             Ok(())
@@ -333,11 +344,9 @@ fn install_metrics() -> Result<PrometheusHandle> {
 }
 
 async fn serve(config: ServeConfig) -> Result<()> {
-    let path = config.storage.sqlite_path()?;
+    let backend = config.storage.backend()?;
     let cipher = Arc::new(config.cipher()?);
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&path).with_context(|| format!("opening database {}", path.display()))?,
-    );
+    let store = open_backend(&backend).await?;
     let metrics = install_metrics()?;
     // One AWS client for the process; it loads its configuration on first use.
     let eventbridge = Arc::new(EventBridge::new(config.engine.request_timeout));
@@ -365,7 +374,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
-    tracing::info!(address = %local, database = %path.display(), "hookrelay listening on {local}");
+    tracing::info!(address = %local, database = %backend.describe(), "hookrelay listening on {local}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
