@@ -7,9 +7,7 @@ mod backend;
 use hookrelay_core::{
     Destination, EventSourceRecord, Sealed, Style, SubscriptionRecord, SubscriptionStatus,
 };
-use hookrelay_store::{
-    Conflict, EventSourceStore, Owned, PageRequest, Scope, Store, StoreError, SubscriptionLimits,
-};
+use hookrelay_store::{Conflict, Owned, PageRequest, Scope, Store, StoreError, SubscriptionLimits};
 
 fn source(store: &str, id: &str, name: &str, subscription: Option<&str>) -> EventSourceRecord {
     let source_name = format!("aws.partner/test/{store}/{name}");
