@@ -177,7 +177,10 @@ impl Engine {
 
     /// Writes events with their deliveries (committed before this returns) and starts
     /// delivering them at once.
-    pub async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Ingested>, StoreError> {
+    pub async fn publish(
+        self: &Arc<Self>,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Ingested>, StoreError> {
         let claim = self.held.load(Ordering::Relaxed) < self.config.max_held;
         let results = self
             .store
@@ -216,32 +219,36 @@ impl Engine {
     }
 
     /// Something became due (a retry, a replay, a reactivation): look now, here and on
-    /// every other node.
-    pub fn wake(&self) {
+    /// every other node. Returns once the others have been told.
+    pub async fn wake(&self) {
         self.wake.notify_one();
-        self.wake_others();
+        self.tell_others(Signal::Wake).await;
     }
 
-    /// A subscription changed or went away (here and, told, on every other node).
-    pub fn subscription_changed(&self, id: &str) {
+    /// A subscription changed or went away (here and on every other node). Returns once
+    /// the others have been told, so that an API answer given after it is what every node
+    /// delivers with next.
+    pub async fn subscription_changed(&self, id: &str) {
         self.targets.invalidate(id);
         self.wake.notify_one();
-        self.tell_others(Signal::Subscription(id.to_owned()));
+        self.tell_others(Signal::Subscription(id.to_owned())).await;
     }
 
     /// An auth profile changed or went away: its cached token is dropped and every
     /// subscription resolves its auth again on its next attempt (on every node).
-    pub fn auth_profile_changed(&self, store: &str, id: &str) {
+    pub async fn auth_profile_changed(&self, store: &str, id: &str) {
         self.tokens.invalidate(&format!("{store}/{id}"), None);
         self.targets.invalidate_all();
         self.tell_others(Signal::AuthProfile {
             store: store.to_owned(),
             id: id.to_owned(),
-        });
+        })
+        .await;
     }
 
-    /// Tells the other nodes that deliveries are due, at most every 50 ms.
-    fn wake_others(&self) {
+    /// Tells the other nodes that deliveries are due, at most every 50 ms, without
+    /// waiting (this is on the ingest path).
+    fn wake_others(self: &Arc<Self>) {
         let now = Utc::now().timestamp_millis();
         let last = self.woke_others.load(Ordering::Relaxed);
         if now - last >= WAKE_OTHERS_EVERY_MS
@@ -250,19 +257,17 @@ impl Engine {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            self.tell_others(Signal::Wake);
+            let engine = self.clone();
+            tokio::spawn(async move { engine.tell_others(Signal::Wake).await });
         }
     }
 
-    /// Broadcasts `signal` to the other nodes, without waiting for it.
-    fn tell_others(&self, signal: Signal) {
-        let store = self.store.clone();
-        let node = self.node.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.broadcast(&node, signal).await {
-                tracing::warn!(error = %e, "cannot tell the other nodes");
-            }
-        });
+    /// Broadcasts `signal` to the other nodes. A failure is only logged: the change is
+    /// committed, and the others see it within their cache lifetime (5 s) and poll.
+    async fn tell_others(&self, signal: Signal) {
+        if let Err(e) = self.store.broadcast(&self.node, signal).await {
+            tracing::warn!(error = %e, "cannot tell the other nodes");
+        }
     }
 
     /// Applies what other nodes tell.
@@ -398,7 +403,7 @@ impl Engine {
                             for id in &deactivated {
                                 tracing::warn!(subscription_id = %id, "subscription deactivated");
                                 self.targets.invalidate(id);
-                                self.tell_others(Signal::Subscription(id.clone()));
+                                self.tell_others(Signal::Subscription(id.clone())).await;
                             }
                         }
                         break;

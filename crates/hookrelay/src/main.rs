@@ -55,7 +55,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API and the workers.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply the database schema (serve does it too on start).
     Migrate(StorageArgs),
     /// Manage access tokens.

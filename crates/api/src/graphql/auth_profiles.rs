@@ -309,7 +309,10 @@ impl AuthProfileMutation {
             .await
         {
             Ok(()) => {
-                rc.services.engine.auth_profile_changed(&rc.store, &id);
+                rc.services
+                    .engine
+                    .auth_profile_changed(&rc.store, &id)
+                    .await;
                 Ok(UpdateAuthProfileResponse {
                     auth_profile_id: id,
                 })
@@ -330,7 +333,7 @@ impl AuthProfileMutation {
         visible_profile(rc, &id).await?;
         match rc.services.store.delete_auth_profile(&rc.store, &id).await {
             Ok(()) => {
-                rc.services.engine.auth_profile_changed(&rc.store, &id);
+                rc.services.engine.auth_profile_changed(&rc.store, &id).await;
                 Ok(DeleteAuthProfileResponse {
                     auth_profile_id: id.clone(),
                     auth_profile: DeletedAuthProfile { auth_profile_id: id },

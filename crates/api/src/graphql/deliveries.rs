@@ -230,7 +230,7 @@ impl DeliveryMutation {
         let rc = request_ctx(ctx)?;
         visible_delivery(rc, &id).await?;
         let delivery = rc.services.store.retry_delivery(&rc.store, &id).await?;
-        rc.services.engine.wake();
+        rc.services.engine.wake().await;
         Ok(view(&rc.store, delivery, None))
     }
 
@@ -271,7 +271,7 @@ impl DeliveryMutation {
                 },
             )
             .await?;
-        rc.services.engine.wake();
+        rc.services.engine.wake().await;
         Ok(ReplayDeliveriesResponse {
             subscription_id,
             count,
@@ -296,7 +296,7 @@ impl DeliveryMutation {
             .store
             .rotate_signing_secret(&rc.store, &sub.id, secret.clone(), previous)
             .await?;
-        rc.services.engine.subscription_changed(&sub.id);
+        rc.services.engine.subscription_changed(&sub.id).await;
         sub.signing_secret = secret;
         Ok(RotateSigningSecretResponse {
             signing_secret: signing_secret_for(rc, &sub)?,

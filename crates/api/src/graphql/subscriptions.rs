@@ -377,7 +377,10 @@ impl SubscriptionMutation {
             .await
         {
             Ok(()) => {
-                rc.services.engine.subscription_changed(&subscription_id);
+                rc.services
+                    .engine
+                    .subscription_changed(&subscription_id)
+                    .await;
                 Ok(DeleteEventSubscriptionResponse { subscription_id })
             }
             Err(StoreError::NotFound) => {

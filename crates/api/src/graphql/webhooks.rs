@@ -344,7 +344,7 @@ impl WebhookMutations {
                 },
                 e => store_error(e, path),
             })?;
-        rc.services.engine.subscription_changed(&sub.id);
+        rc.services.engine.subscription_changed(&sub.id).await;
         Ok(WebhookResult {
             webhook: view(rc, sub)?,
         })
@@ -355,7 +355,7 @@ impl WebhookMutations {
         visible_webhook(rc, &id).await?;
         match rc.services.store.delete_subscription(&rc.store, &id).await {
             Ok(()) => {
-                rc.services.engine.subscription_changed(&id);
+                rc.services.engine.subscription_changed(&id).await;
                 Ok(DeleteWebhookResult { id })
             }
             Err(StoreError::NotFound) => Err(ApiError::no_such("webhook", &id)),

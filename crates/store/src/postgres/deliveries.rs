@@ -542,15 +542,19 @@ impl DeliveryStore for PgStore {
         store: &str,
         id: &str,
     ) -> Result<Option<(DeliveryRecord, Vec<AttemptRecord>)>> {
-        let mut c = self.pool.acquire().await?;
-        let Some((seq, record)) = delivery_by_id(&mut c, store, id).await? else {
+        // One snapshot for the delivery and its attempts, so that they agree.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let Some((seq, record)) = delivery_by_id(&mut tx, store, id).await? else {
             return Ok(None);
         };
         let attempts = sqlx::query(AssertSqlSafe(format!(
             "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE delivery_seq = $1 ORDER BY n"
         )))
         .bind(seq)
-        .fetch_all(&mut *c)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(codec::attempt)

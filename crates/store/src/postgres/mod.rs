@@ -22,7 +22,7 @@ use hookrelay_core::{
     SubscriptionRecord,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 
 use crate::codec::{
     self, auth_profile_of, encode_subscription, millis, time, AUTH_PROFILE_COLUMNS,
@@ -53,15 +53,7 @@ impl PgStore {
     /// Connects to `url` (`postgres://user:password@host:port/database?sslmode=...`) and
     /// brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Self> {
-        let options: PgConnectOptions = url
-            .parse()
-            .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(DEFAULT_MAX_CONNECTIONS)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
+        let pool = pool(url, DEFAULT_MAX_CONNECTIONS).await?;
         for version in migrate::migrate(&pool).await? {
             tracing::info!(version, "applied PostgreSQL migration");
         }
@@ -70,13 +62,7 @@ impl PgStore {
 
     /// Applies pending migrations; returns the versions applied.
     pub async fn migrate(url: &str) -> Result<Vec<i64>> {
-        let options: PgConnectOptions = url
-            .parse()
-            .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
+        let pool = pool(url, 1).await?;
         let applied = migrate::migrate(&pool).await;
         pool.close().await;
         applied
@@ -95,6 +81,23 @@ impl PgStore {
             Err(_) => "postgres://(invalid URL)".to_owned(),
         }
     }
+}
+
+/// A pool of at most `max` connections to `url`. One connection is made first, so that a
+/// server that is not there or refuses us is reported as such at once (the pool itself
+/// would retry until its timeout and only say that it timed out).
+async fn pool(url: &str, max: u32) -> Result<PgPool> {
+    let options: PgConnectOptions = url
+        .parse()
+        .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
+    let first = PgConnection::connect_with(&options).await?;
+    first.close().await?;
+    Ok(PgPoolOptions::new()
+        .max_connections(max)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await?)
 }
 
 /// Serialises the subscription writes of one owner, so that the duplicate and count

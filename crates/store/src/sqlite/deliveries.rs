@@ -439,10 +439,12 @@ impl DeliveryStore for SqliteStore {
     ) -> Result<Option<(DeliveryRecord, Vec<AttemptRecord>)>> {
         let (store, id) = (store.to_owned(), id.to_owned());
         self.read(move |c| {
-            let Some((seq, record)) = delivery_by_id(c, &store, &id)? else {
+            // One snapshot for the delivery and its attempts, so that they agree.
+            let tx = c.unchecked_transaction()?;
+            let Some((seq, record)) = delivery_by_id(&tx, &store, &id)? else {
                 return Ok(None);
             };
-            Ok(Some((record, attempts_of(c, seq)?)))
+            Ok(Some((record, attempts_of(&tx, seq)?)))
         })
         .await
     }
