@@ -171,7 +171,12 @@ async fn oauth_token_is_fetched_once_and_refreshed_on_401() {
     assert_eq!(got[21].header("authorization"), Some("Bearer tok-2"));
     assert_eq!(got[20].header("webhook-id"), got[21].header("webhook-id"));
     assert_eq!(tokens.count(), 2);
-    let all = deliveries(&server, &client, &sub).await;
+    // Once every outcome is written (just after the receiver answered):
+    let all = eventually("21 deliveries SUCCEEDED", WAIT, || async {
+        let all = deliveries(&server, &client, &sub).await;
+        (all.len() == 21 && all.iter().all(|d| d["status"] == "SUCCEEDED")).then_some(all)
+    })
+    .await;
     assert!(
         all.iter().all(|d| d["attemptCount"] == 1),
         "the refresh is not a new attempt"
@@ -276,12 +281,14 @@ async fn a_second_401_fails_the_attempt_without_a_third_try() {
     server
         .publish(&publisher, "shop", "ORDER_CONFIRMED", json!({"n": 1}))
         .await;
-    // The attempt is logged once it is over, the at-once retry included.
+    // The attempt is logged once it is over, the at-once retry included. (A delivery's
+    // `attempts` are read after the delivery itself, so one answer may show the attempt
+    // before the state it led to: wait for both.)
     let d = eventually("a failed attempt", WAIT, || async {
         deliveries(&server, &client, &sub)
             .await
             .into_iter()
-            .find(|d| d["attempts"][0]["error"].is_string())
+            .find(|d| d["attempts"][0]["error"].is_string() && d["status"] != "IN_FLIGHT")
     })
     .await;
     assert_eq!(d["status"], "PENDING", "{d}");

@@ -9,14 +9,10 @@ use serde_json::{json, Value};
 #[tokio::test]
 async fn token_commands_work_while_the_server_runs() {
     let server = Server::start().await;
-    let data = server.data_dir();
-    let dir = data.to_str().unwrap();
 
     let create_my_app = [
         "token",
         "create",
-        "--data-dir",
-        dir,
         "--role",
         "client",
         "--store",
@@ -24,7 +20,7 @@ async fn token_commands_work_while_the_server_runs() {
         "--client-id",
         "my-app",
     ];
-    let out = cli(&create_my_app);
+    let out = server.cli(&create_my_app);
     let created: Value = serde_json::from_str(&out).unwrap();
     let keys: Vec<&str> = created
         .as_object()
@@ -43,23 +39,14 @@ async fn token_commands_work_while_the_server_runs() {
     server.gql_ok(&token, "{ eventTypes }").await;
 
     for role in ["publisher", "admin"] {
-        let v: Value = serde_json::from_str(&cli(&[
-            "token",
-            "create",
-            "--data-dir",
-            dir,
-            "--role",
-            role,
-        ]))
-        .unwrap();
+        let v: Value =
+            serde_json::from_str(&server.cli(&["token", "create", "--role", role])).unwrap();
         assert_eq!(v["role"], role);
         assert_eq!(v["store"], Value::Null);
     }
-    let v: Value = serde_json::from_str(&cli(&[
+    let v: Value = serde_json::from_str(&server.cli(&[
         "token",
         "create",
-        "--data-dir",
-        dir,
         "--role",
         "store-admin",
         "--store",
@@ -68,13 +55,12 @@ async fn token_commands_work_while_the_server_runs() {
     .unwrap();
     assert_eq!(v["role"], "store-admin");
 
-    assert!(
-        cli_fails(&["token", "create", "--data-dir", dir, "--role", "client"])
-            .contains("--store is required")
-    );
-    assert!(cli_fails(&create_my_app).contains("already exists"));
+    assert!(server
+        .cli_fails(&["token", "create", "--role", "client"])
+        .contains("--store is required"));
+    assert!(server.cli_fails(&create_my_app).contains("already exists"));
 
-    let list = cli(&["token", "list", "--data-dir", dir]);
+    let list = server.cli(&["token", "list"]);
     assert!(!list.contains(&token.token), "token list shows a token");
     let clients: Vec<Value> = list
         .lines()
@@ -85,14 +71,7 @@ async fn token_commands_work_while_the_server_runs() {
         .iter()
         .any(|c| c["clientId"] == "my-app" && c["store"] == "abc123" && c["role"] == "client"));
 
-    let out = cli(&[
-        "token",
-        "revoke",
-        "--data-dir",
-        dir,
-        "--client-id",
-        "my-app",
-    ]);
+    let out = server.cli(&["token", "revoke", "--client-id", "my-app"]);
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap(),
         json!({"clientId": "my-app", "revoked": true})
@@ -101,16 +80,10 @@ async fn token_commands_work_while_the_server_runs() {
         .gql_at("/graphql", &token, "{ eventTypes }", json!({}))
         .await;
     assert_eq!(status, 401, "a revoked token still works");
-    assert!(cli_fails(&[
-        "token",
-        "revoke",
-        "--data-dir",
-        dir,
-        "--client-id",
-        "my-app"
-    ])
-    .contains("no active client"));
-    let list = cli(&["token", "list", "--data-dir", dir]);
+    assert!(server
+        .cli_fails(&["token", "revoke", "--client-id", "my-app"])
+        .contains("no active client"));
+    let list = server.cli(&["token", "list"]);
     assert!(list.lines().any(|l| l.contains("\"my-app\"")
         && l.contains("revokedAt")
         && !l.contains("\"revokedAt\":null")));
@@ -118,19 +91,41 @@ async fn token_commands_work_while_the_server_runs() {
 
 #[test]
 fn store_and_migrate_commands() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let d = data.to_str().unwrap();
-    let first: Value = serde_json::from_str(&cli(&["migrate", "--data-dir", d])).unwrap();
-    assert_eq!(first["applied"], json!([1, 2, 3]));
-    let second: Value = serde_json::from_str(&cli(&["migrate", "--data-dir", d])).unwrap();
+    let dir = TestDir::new();
+    let storage = &dir.storage;
+    let first: Value = serde_json::from_str(&storage.cli(&["migrate"])).unwrap();
+    // Every version once, in order, from 1 (SQLite and PostgreSQL count their own).
+    let applied: Vec<i64> = first["applied"]
+        .as_array()
+        .unwrap_or_else(|| panic!("applied: {first}"))
+        .iter()
+        .map(|v| v.as_i64().expect("a version number"))
+        .collect();
+    assert!(!applied.is_empty(), "{first}");
+    assert_eq!(applied, (1..=applied.len() as i64).collect::<Vec<_>>());
+    // It says which database it migrated: the file, or the PostgreSQL database.
+    let database = first["database"].as_str().expect("database");
+    match &storage.database {
+        None => assert!(
+            database.ends_with("hookrelay.sqlite3")
+                && database.contains(storage.data_dir.to_str().unwrap()),
+            "{first}"
+        ),
+        Some(db) => assert!(database.contains(&db.name), "{first}"),
+    }
+    let second: Value = serde_json::from_str(&storage.cli(&["migrate"])).unwrap();
     assert_eq!(second["applied"], json!([]));
 
-    cli(&["store", "create", "--data-dir", d, "zeta"]);
-    cli(&["store", "create", "--data-dir", d, "alpha"]);
-    assert!(cli_fails(&["store", "create", "--data-dir", d, "alpha"]).contains("already exists"));
-    assert!(cli_fails(&["store", "create", "--data-dir", d, "NOT_OK"]).contains("[a-z0-9]"));
-    let stores: Vec<String> = cli(&["store", "list", "--data-dir", d])
+    storage.cli(&["store", "create", "zeta"]);
+    storage.cli(&["store", "create", "alpha"]);
+    assert!(storage
+        .cli_fails(&["store", "create", "alpha"])
+        .contains("already exists"));
+    assert!(storage
+        .cli_fails(&["store", "create", "NOT_OK"])
+        .contains("[a-z0-9]"));
+    let stores: Vec<String> = storage
+        .cli(&["store", "list"])
         .lines()
         .map(|l| {
             serde_json::from_str::<Value>(l).unwrap()["storeHash"]
@@ -142,22 +137,27 @@ fn store_and_migrate_commands() {
     assert_eq!(stores, ["alpha", "zeta"]);
 
     // Environment instead of flags.
-    let out = std::process::Command::new(BIN)
-        .args(["store", "list"])
-        .env("HOOKRELAY_DATA_DIR", d)
-        .output()
-        .unwrap();
+    let mut list = storage.command();
+    list.args(["store", "list"]);
+    match &storage.database {
+        None => list.env("HOOKRELAY_DATA_DIR", &storage.data_dir),
+        Some(db) => list.env("HOOKRELAY_DATABASE_URL", &db.url),
+    };
+    let out = list.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2);
 
-    let err = cli_fails(&[
-        "migrate",
-        "--database-url",
-        "postgres://postgres@127.0.0.1:5432/test",
-    ]);
-    assert!(
-        err.contains("PostgreSQL is not supported by this version"),
-        "{err}"
-    );
+    // Only PostgreSQL URLs are databases; a database that is not there is a clear error.
+    let err = cli_fails(&["migrate", "--database-url", "mysql://localhost/hookrelay"]);
+    assert!(err.contains("PostgreSQL"), "{err}");
+    if let Some(db) = &storage.database {
+        let missing = db.url.replace(&db.name, &format!("{}_missing", db.name));
+        let err = cli_fails(&["migrate", "--database-url", &missing]);
+        assert!(
+            err.contains(&format!("{}_missing", db.name)) && !err.contains("panicked"),
+            "{err}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -233,17 +233,36 @@ event_types = ["acme/widget/created", "acme/widget/deleted"]
         dir.path().join("d").to_str().unwrap(),
     ]);
     assert!(err.contains("nowhere"), "{err}");
-    let err = std::process::Command::new(BIN)
-        .args([
-            "serve",
-            "--data-dir",
-            dir.path().join("d").to_str().unwrap(),
-        ])
-        .env("HOOKRELAY_MASTER_KEY", "too-short")
-        .output()
-        .unwrap();
-    assert!(!err.status.success());
-    assert!(String::from_utf8_lossy(&err.stderr).contains("HOOKRELAY_MASTER_KEY"));
+}
+
+#[test]
+fn a_bad_or_missing_master_key_is_refused_at_start() {
+    let dir = TestDir::new();
+    let storage = &dir.storage;
+    let serve = |key: Option<&str>| {
+        let mut command = storage.command();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(storage.args())
+            .env_remove("HOOKRELAY_MASTER_KEY");
+        if let Some(key) = key {
+            command.env("HOOKRELAY_MASTER_KEY", key);
+        }
+        let out = command.output().unwrap();
+        assert!(!out.status.success(), "serve started with key {key:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = serve(Some("too-short"));
+    assert!(err.contains("HOOKRELAY_MASTER_KEY"), "{err}");
+    if storage.backend == Backend::Postgres {
+        // SQLite generates a key into its data dir; every node of a PostgreSQL database
+        // must be given the same one.
+        let err = serve(None);
+        assert!(
+            err.contains("HOOKRELAY_MASTER_KEY") && err.contains("required"),
+            "{err}"
+        );
+    }
 }
 
 #[tokio::test]

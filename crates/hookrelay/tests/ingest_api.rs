@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::hooks::{subscribe, WAIT};
 use common::receiver::Receiver;
-use common::{cli, Server};
+use common::Server;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -238,11 +238,8 @@ async fn publish_command_is_delivered_by_the_running_server() {
     let client = server.client("shop");
     let hook = Receiver::ok().await;
     subscribe(&server, &client, &hook.url, "ORDER_CONFIRMED", "").await;
-    let data = server.data_dir();
-    let out = cli(&[
+    let out = server.cli(&[
         "publish",
-        "--data-dir",
-        data.to_str().unwrap(),
         "--store",
         "shop",
         "--type",
@@ -259,16 +256,8 @@ async fn publish_command_is_delivered_by_the_running_server() {
     assert_eq!(body["data"]["from"], "cli");
     assert_eq!(body["resources"], json!(["orders/9"]));
 
-    let err = common::cli_fails(&[
-        "publish",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--store",
-        "shop",
-        "--type",
-        "NOPE",
-        "--data",
-        "{}",
+    let err = server.cli_fails(&[
+        "publish", "--store", "shop", "--type", "NOPE", "--data", "{}",
     ]);
     assert!(err.contains("unknown event type"), "{err}");
 }

@@ -53,26 +53,28 @@ async fn a_failure_is_retried_with_the_same_webhook_id() {
 
 #[tokio::test]
 async fn retry_after_is_honoured_when_longer() {
-    let gap = retry_gap(Reply::status(429).header("Retry-After", "2")).await;
+    let gap = retry_gap(|| Reply::status(429).header("Retry-After", "2")).await;
     assert!(
         gap >= Duration::from_millis(1800),
         "Retry-After: 2 → {gap:?}"
     );
 }
 
-/// With a 0.1 s retry schedule: the time between the first request, answered `first`,
-/// and the retry.
-async fn retry_gap(first: Reply) -> Duration {
+/// With a 0.1 s retry schedule: the time between the first request, answered as `first`
+/// says when it arrives, and the retry.
+async fn retry_gap(first: impl Fn() -> Reply + Send + 'static) -> Duration {
     let server = Server::start_with(with_schedule("0.1")).await;
     let client = server.client("shop");
     let publisher = server.token("publisher", None);
-    let hook = Receiver::start(move |n, _| {
-        if n == 0 {
-            first.clone()
-        } else {
-            Reply::status(204)
-        }
-    })
+    let hook = Receiver::start(
+        move |n, _| {
+            if n == 0 {
+                first()
+            } else {
+                Reply::status(204)
+            }
+        },
+    )
     .await;
     webhook(&server, &client, &hook.url, "store/order/*").await;
     server
@@ -110,7 +112,9 @@ fn http_date(unix: i64) -> String {
 #[tokio::test]
 async fn retry_after_as_an_http_date_is_honoured() {
     assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
-    let gap = retry_gap(Reply::status(503).header("Retry-After", &http_date(unix_now() + 3))).await;
+    // The date is taken when the request arrives (starting the server takes a while).
+    let gap =
+        retry_gap(|| Reply::status(503).header("Retry-After", &http_date(unix_now() + 3))).await;
     // A date 3 s ahead, in whole seconds: at least about 2 s.
     assert!(
         gap >= Duration::from_millis(1900),

@@ -93,10 +93,11 @@ async fn secrets_are_write_only_and_sealed_at_rest() {
     let body = server.gql_ok(&alice, everything).await;
     assert!(body.to_string().contains(HEADER_VALUE));
 
-    // On disk: no secret, no signing secret, no access token, in the database or its WAL.
+    // Stored: no secret, no signing secret, no access token. SQLite: in the database file
+    // or its WAL; PostgreSQL: in any value of any row of the database.
     let (status, dir) = server.terminate();
     assert!(status.success());
-    let bytes = data_dir_bytes(&dir.path().join("data"));
+    let bytes = dir.storage.stored_bytes().await;
     assert!(
         contains(&bytes, "storea"),
         "sanity: the database is where we look"
@@ -123,8 +124,13 @@ async fn secrets_are_write_only_and_sealed_at_rest() {
             "signing secret stored in plain text"
         );
     }
+    if let Some(key) = &dir.storage.master_key {
+        // PostgreSQL: the key is given to every node, never kept next to what it seals.
+        assert!(!contains(&bytes, key), "the master key is in the database");
+    }
+    // SQLite generates the key into the data dir (PostgreSQL has no key file: it is given).
     #[cfg(unix)]
-    {
+    if dir.backend() == Backend::Sqlite {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("data/master.key"))
             .unwrap()

@@ -1,10 +1,14 @@
-//! Integration harness: the real `hookrelay` binary on `127.0.0.1:0` with a fresh data
-//! directory, tokens made through its real CLI, and a GraphQL client.
+//! Integration harness: the real `hookrelay` binary on `127.0.0.1:0` with fresh storage
+//! (a data directory, or a PostgreSQL database of its own: see [`storage`]), tokens made
+//! through its real CLI, and a GraphQL client.
 #![allow(dead_code)]
 
 pub mod aws;
 pub mod hooks;
 pub mod receiver;
+pub mod storage;
+
+pub use storage::{Backend, Storage, TestDir};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -18,7 +22,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_hookrelay");
 
 pub struct Server {
     pub base: String,
-    pub dir: tempfile::TempDir,
+    /// The temporary directory and the storage (data dir or database) in it.
+    pub dir: TestDir,
+    options: Options,
     child: Child,
     pub http: reqwest::Client,
     /// Every line the server wrote to stderr after its start line.
@@ -59,6 +65,7 @@ pub fn cli_fails(args: &[&str]) -> String {
 }
 
 /// How to start a server.
+#[derive(Debug, Clone)]
 pub struct Options {
     pub args: Vec<String>,
     pub envs: Vec<(String, String)>,
@@ -83,19 +90,41 @@ impl Server {
         Self::start_with(Options::default()).await
     }
 
+    /// Starts on new storage of the selected backend (`HOOKRELAY_TEST_BACKEND`).
     pub async fn start_with(options: Options) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_in(dir, options)
+        Self::start_in(TestDir::new(), options)
     }
 
-    /// Starts on an existing data directory (for restarts).
-    pub fn start_in(dir: tempfile::TempDir, options: Options) -> Server {
-        let mut child = Command::new(BIN)
+    /// Starts on new storage of `backend`, whatever the selected one.
+    pub async fn start_on(backend: Backend, options: Options) -> Server {
+        Self::start_in(TestDir::on(backend), options)
+    }
+
+    /// Another node on this server's PostgreSQL database, with the same master key and
+    /// options (panics on SQLite: one node only).
+    pub fn start_peer(&self) -> Server {
+        self.start_peer_with(self.options.clone())
+    }
+
+    /// Like [`Server::start_peer`], with other options.
+    pub fn start_peer_with(&self, options: Options) -> Server {
+        Self::start_in(TestDir::sharing(&self.dir), options)
+    }
+
+    /// Starts on existing storage (for restarts: the same data dir, or the same database
+    /// and master key).
+    pub fn start_in(dir: TestDir, options: Options) -> Server {
+        let mut command = dir.storage.command();
+        command
             .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(&dir.storage.data_dir);
+        if let Some(db) = &dir.storage.database {
+            command.arg("--database-url").arg(&db.url);
+        }
+        let mut child = command
             .args(&options.args)
             .envs(options.envs.iter().map(|(k, v)| (k, v)))
             .env("NO_COLOR", "1")
@@ -144,31 +173,52 @@ impl Server {
         Server {
             base: format!("http://{addr}"),
             dir,
+            options,
             child,
             http: reqwest::Client::new(),
             logs,
         }
     }
 
+    /// The data dir `serve` was given (the SQLite database is there; not used for the
+    /// database on PostgreSQL).
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.dir.storage.data_dir.clone()
     }
 
-    /// `token create` through the CLI, against this server's data dir, while it runs.
+    pub fn backend(&self) -> Backend {
+        self.dir.backend()
+    }
+
+    /// This server's storage: its backend, data dir, database and master key.
+    pub fn storage(&self) -> &Storage {
+        &self.dir.storage
+    }
+
+    /// The arguments that point a CLI command at this server's database: `--data-dir DIR`
+    /// on SQLite, `--database-url URL` on PostgreSQL.
+    pub fn storage_args(&self) -> Vec<String> {
+        self.dir.storage.args()
+    }
+
+    /// Runs a database command (`token`, `store`, `publish`, `migrate`) of the CLI against
+    /// this server's database; returns stdout, panics with stderr if it fails.
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.dir.storage.cli(args)
+    }
+
+    /// Like [`Server::cli`], expecting failure; returns stderr.
+    pub fn cli_fails(&self, args: &[&str]) -> String {
+        self.dir.storage.cli_fails(args)
+    }
+
+    /// `token create` through the CLI, against this server's database, while it runs.
     pub fn token(&self, role: &str, store: Option<&str>) -> Token {
-        let data = self.data_dir();
-        let mut args = vec![
-            "token",
-            "create",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--role",
-            role,
-        ];
+        let mut args = vec!["token", "create", "--role", role];
         if let Some(s) = store {
             args.extend(["--store", s]);
         }
-        let v: Value = serde_json::from_str(&cli(&args)).expect("token json");
+        let v: Value = serde_json::from_str(&self.cli(&args)).expect("token json");
         Token {
             client_id: v["clientId"].as_str().unwrap().to_owned(),
             token: v["accessToken"].as_str().unwrap().to_owned(),
@@ -253,26 +303,30 @@ impl Server {
         body["eventId"].as_str().expect("eventId").to_owned()
     }
 
-    /// Kills the process with SIGKILL (no shutdown at all) and returns its data dir.
-    pub fn kill9(mut self) -> tempfile::TempDir {
+    /// Kills the process with SIGKILL (no shutdown at all) and returns its storage.
+    pub fn kill9(mut self) -> TestDir {
         let _ = Command::new("kill")
             .arg("-KILL")
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
-        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"))
+        self.take_dir()
+    }
+
+    /// The storage, leaving an empty placeholder (the server is going away).
+    fn take_dir(&mut self) -> TestDir {
+        std::mem::replace(&mut self.dir, TestDir::on(Backend::Sqlite))
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(mut self) -> (std::process::ExitStatus, tempfile::TempDir) {
+    pub fn terminate(mut self) -> (std::process::ExitStatus, TestDir) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
         let status = wait_timeout(&mut self.child, Duration::from_secs(20))
             .expect("server exits on SIGTERM");
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        (status, dir)
+        (status, self.take_dir())
     }
 }
 

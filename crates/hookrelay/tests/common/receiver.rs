@@ -3,11 +3,13 @@
 //! healthy endpoints, failing ones, slow ones, OAuth token endpoints and rate limiters.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -20,6 +22,8 @@ pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
+    /// Where the request came from (the sending node's local address).
+    pub peer: SocketAddr,
 }
 
 impl Received {
@@ -76,7 +80,22 @@ pub type Plan = Box<dyn FnMut(usize, &Received) -> Reply + Send>;
 
 struct Shared {
     requests: Mutex<Vec<Received>>,
+    /// Requests not answered yet (waiting out their reply's delay), by arrival number.
+    open: Mutex<BTreeMap<usize, Received>>,
     plan: Mutex<Plan>,
+}
+
+/// Takes a request off the open list when it is answered, or when its sender goes away
+/// before the answer (the handler is dropped).
+struct Answering<'a> {
+    shared: &'a Shared,
+    n: usize,
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.shared.open.lock().unwrap().remove(&self.n);
+    }
 }
 
 pub struct Receiver {
@@ -87,6 +106,7 @@ pub struct Receiver {
 
 async fn handle(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -98,13 +118,17 @@ async fn handle(
         headers,
         body,
         at: Instant::now(),
+        peer,
     };
-    let reply = {
-        let n = shared.requests.lock().unwrap().len();
+    let (n, reply) = {
+        let mut requests = shared.requests.lock().unwrap();
+        let n = requests.len();
         let reply = (shared.plan.lock().unwrap())(n, &received);
-        shared.requests.lock().unwrap().push(received);
-        reply
+        shared.open.lock().unwrap().insert(n, received.clone());
+        requests.push(received);
+        (n, reply)
     };
+    let _answering = Answering { shared: &shared, n };
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
@@ -127,6 +151,7 @@ impl Receiver {
     pub async fn start(plan: impl FnMut(usize, &Received) -> Reply + Send + 'static) -> Receiver {
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
+            open: Mutex::new(BTreeMap::new()),
             plan: Mutex::new(Box::new(plan)),
         });
         let app = axum::Router::new()
@@ -135,7 +160,12 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
         });
         Receiver {
             url: format!("http://127.0.0.1:{port}"),
@@ -160,6 +190,11 @@ impl Receiver {
 
     pub fn count(&self) -> usize {
         self.shared.requests.lock().unwrap().len()
+    }
+
+    /// The requests that arrived and are not answered yet (their reply is delayed).
+    pub fn open_requests(&self) -> Vec<Received> {
+        self.shared.open.lock().unwrap().values().cloned().collect()
     }
 
     /// Waits until at least `n` requests arrived (panics after `timeout`).
