@@ -1,6 +1,7 @@
 //! `hookrelay bench` runs end to end (small workload, debug build): every delivery
 //! arrives at the healthy receivers (or the EventBridge endpoint), none twice, and the
-//! figures are reported.
+//! figures are reported; on SQLite, and with two nodes on PostgreSQL
+//! (`HOOKRELAY_TEST_POSTGRES_URL`).
 
 mod common;
 
@@ -13,7 +14,7 @@ fn bench(args: &[&str]) -> Value {
     let out = Command::new(common::BIN)
         .arg("bench")
         .args(args)
-        .args(["--timeout", "60", "--no-progress", "--json"])
+        .args(["--timeout", "120", "--no-progress", "--json"])
         .output()
         .expect("run hookrelay bench");
     assert!(
@@ -22,6 +23,17 @@ fn bench(args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+/// The PostgreSQL server the tests may create and drop databases on.
+fn postgres_url() -> String {
+    std::env::var("HOOKRELAY_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "HOOKRELAY_TEST_POSTGRES_URL is not set: this test needs a PostgreSQL server on \
+             which it may create and drop databases, e.g. \
+             HOOKRELAY_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+        )
+    })
 }
 
 #[test]
@@ -70,4 +82,72 @@ fn bench_reports_eventbridge_batches() {
     // 1200 entries, at most 20 a call: batching shows as several entries per call.
     let per_call = figures["eventbridge_entries_per_call"].as_f64().unwrap();
     assert!((2.0..=20.0).contains(&per_call), "{figures}");
+}
+
+#[test]
+fn bench_runs_two_nodes_on_postgres() {
+    let url = postgres_url();
+    let figures = bench(&[
+        "--database-url",
+        &url,
+        "--nodes",
+        "2",
+        "--subscriptions",
+        "3",
+        "--events",
+        "300",
+        "--publishers",
+        "8",
+    ]);
+    assert_eq!(figures["backend"], "postgres", "{figures}");
+    assert_eq!(figures["nodes"], 2, "{figures}");
+    assert_eq!(figures["deliveries"], 900, "{figures}");
+    assert_eq!(figures["duplicates"], 0, "{figures}");
+    assert_eq!(figures["lost"], 0, "{figures}");
+    let rss = figures["node_peak_rss_mb"]
+        .as_array()
+        .expect("per-node RSS");
+    assert_eq!(rss.len(), 2, "{figures}");
+    assert!(rss.iter().all(|mb| mb.as_f64().unwrap() > 0.0), "{figures}");
+    for key in [
+        "events_per_second",
+        "deliveries_per_second",
+        "latency_p50_ms",
+        "latency_p99_ms",
+    ] {
+        assert!(figures[key].as_f64().unwrap() > 0.0, "{key}: {figures}");
+    }
+
+    // The run's database is gone afterwards.
+    let name = figures["database"]
+        .as_str()
+        .expect("database name")
+        .to_owned();
+    assert!(name.starts_with("hookrelay_bench_"), "{figures}");
+    let left = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await?;
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_database WHERE datname = $1")
+                .bind(&name)
+                .fetch_one(&mut conn)
+                .await
+        })
+        .expect("query pg_database");
+    assert_eq!(left, 0, "database {name} was not dropped");
+}
+
+#[test]
+fn bench_refuses_several_nodes_on_sqlite() {
+    let out = Command::new(common::BIN)
+        .args(["bench", "--nodes", "2", "--no-progress"])
+        .output()
+        .expect("run hookrelay bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "bench --nodes 2 ran on SQLite");
+    assert!(
+        stderr.contains("--nodes 2 needs --database-url"),
+        "unclear error: {stderr}"
+    );
 }

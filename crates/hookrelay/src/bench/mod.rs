@@ -1,10 +1,12 @@
 //! `hookrelay bench`: the end-to-end delivery benchmark. It starts `hookrelay serve` (this
-//! same binary) on a fresh data dir, local receivers (or, with `--eventbridge`, a local
+//! same binary) on a fresh data dir (or, with `--database-url`, one or more nodes on a
+//! fresh PostgreSQL database), local receivers (or, with `--eventbridge`, a local
 //! EventBridge endpoint), creates subscriptions, publishes events one per request from
-//! concurrent publishers, waits until every delivery has arrived, and prints publish rate,
-//! delivery throughput, end-to-end latency, duplicates and the server's peak RSS. Build
-//! with `--release` to measure anything meaningful.
+//! concurrent publishers spread over the nodes, waits until every delivery has arrived,
+//! and prints publish rate, delivery throughput, end-to-end latency, duplicates and each
+//! server's peak RSS. Build with `--release` to measure anything meaningful.
 
+mod postgres;
 mod receiver;
 mod server;
 
@@ -12,11 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use hookrelay_core::secrets::Cipher;
 use serde_json::json;
 
+use postgres::BenchDatabase;
 use receiver::{now_micros, AwsTally, Tally};
-use server::ServerProcess;
+use server::{Backend, ServerProcess};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -32,6 +36,22 @@ pub struct BenchArgs {
     /// How many of the receivers answer 500 to everything.
     #[arg(long, default_value_t = 0)]
     failing: usize,
+    /// Run the servers on PostgreSQL: a fresh database `hookrelay_bench_<time>_<pid>` is
+    /// created on the server this URL names (connecting to the database in it) and dropped
+    /// afterwards. Without it, one server on SQLite in a temporary data dir.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Keep the PostgreSQL database of the run (its name is printed).
+    #[arg(long, requires = "database_url")]
+    keep_database: bool,
+    /// `hookrelay serve` processes sharing the database (needs --database-url when more
+    /// than 1); the publishers are spread over them round-robin.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Copy each server's log (its stderr; RUST_LOG sets the level) to DIR/node-N.log
+    /// after the run, also when it fails.
+    #[arg(long, value_name = "DIR")]
+    server_logs: Option<std::path::PathBuf>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
@@ -59,12 +79,23 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
 }
 
+/// How long the bench keeps listening after the last expected delivery, for duplicates
+/// still on their way. Not part of any figure.
+const LATE_DUPLICATES_WAIT: Duration = Duration::from_millis(250);
+
 pub async fn run(args: BenchArgs) -> Result<()> {
-    if args.subscriptions == 0 || args.events == 0 || args.publishers == 0 {
-        bail!("--subscriptions, --events and --publishers must be at least 1");
+    if args.subscriptions == 0 || args.events == 0 || args.publishers == 0 || args.nodes == 0 {
+        bail!("--subscriptions, --events, --publishers and --nodes must be at least 1");
     }
     if args.failing >= args.subscriptions {
         bail!("--failing must leave at least one healthy receiver");
+    }
+    if args.nodes > 1 && args.database_url.is_none() {
+        bail!(
+            "--nodes {} needs --database-url: several `hookrelay serve` processes share one \
+             PostgreSQL database (the SQLite database belongs to one process)",
+            args.nodes
+        );
     }
     if cfg!(debug_assertions) {
         eprintln!(
@@ -74,6 +105,38 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     if args.eventbridge && args.failing > 0 {
         bail!("--failing applies to webhook receivers, not to --eventbridge");
     }
+    let database = match &args.database_url {
+        Some(url) => Some(BenchDatabase::create(url).await?),
+        None => None,
+    };
+    let backend = match &database {
+        Some(db) => Backend::Postgres {
+            url: db.url.clone(),
+            master_key: Cipher::generate_key(),
+        },
+        None => Backend::Sqlite,
+    };
+    // Interrupted or not, the servers stop (dropping them kills them) before the database
+    // goes.
+    let result = tokio::select! {
+        result = measure(&args, &backend, database.as_ref().map(|db| db.name.as_str())) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+    };
+    if let Some(db) = database {
+        if args.keep_database {
+            eprintln!("kept database {} ({})", db.name, postgres::redact(&db.url));
+        } else {
+            let name = db.name.clone();
+            if let Err(e) = db.drop_database().await {
+                eprintln!("warning: could not drop database {name}: {e:#}");
+            }
+        }
+    }
+    result
+}
+
+/// Starts the servers, runs the workload and prints the figures.
+async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) -> Result<()> {
     let tally = Arc::new(Tally::default());
     let failing_tally = Arc::new(Tally::default());
     let aws = Arc::new(AwsTally::default());
@@ -90,126 +153,65 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             envs.push((k.to_owned(), v));
         }
     }
-    let server = ServerProcess::start(&args.server_args, &envs).await?;
-    let client = server.token(&["--role", "client", "--store", "bench"])?;
-    let publisher = server.token(&["--role", "publisher"])?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.publishers)
-        .tcp_nodelay(true)
-        .build()?;
-
-    for i in 0..args.subscriptions {
-        let request = if args.eventbridge {
-            let query = "mutation($name: String!) { createEventSubscription(input: { destination: { eventBridge: { partnerEventSource: { account: \"123456789012\", name: $name }, region: \"us-east-1\" } }, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
-            json!({"query": query, "variables": {"name": format!("bench-{i}")}})
-        } else {
-            let failing = i < args.failing;
-            let t = if failing { &failing_tally } else { &tally };
-            let port = receiver::start(t.clone(), failing).await?;
-            let query = "mutation($url: String!) { createEventSubscription(input: { destination: { webhook: { url: $url, method: POST } }, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
-            json!({"query": query, "variables": {"url": format!("http://127.0.0.1:{port}/hook")}})
-        };
-        let answer: serde_json::Value = http
-            .post(format!("{}/graphql", server.base))
-            .header("X-Auth-Token", &client)
-            .json(&request)
-            .send()
-            .await?
-            .json()
-            .await?;
-        if answer.get("errors").is_some() {
-            bail!("creating a subscription failed: {answer}");
-        }
+    // One after the other: node 1 applies the schema to the fresh database before the
+    // others start.
+    let mut servers = Vec::with_capacity(args.nodes);
+    for node in 1..=args.nodes {
+        let server = ServerProcess::start(backend, &args.server_args, &envs)
+            .await
+            .with_context(|| format!("node {node}"))?;
+        servers.push(server);
     }
-
-    let healthy = (args.subscriptions - args.failing) as u64;
-    let expected = args.events as u64 * healthy;
-    let bar = if args.no_progress {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let bar = indicatif::ProgressBar::new(expected);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:40}] {pos}/{len} deliveries ({per_sec}) {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar
+    let (figures, last_arrival) = match workload(args, &servers, &tally, &failing_tally).await {
+        Ok(done) => done,
+        Err(e) => {
+            for (i, server) in servers.iter().enumerate() {
+                let tail = server.log_tail(20);
+                if !tail.is_empty() {
+                    eprintln!("--- node {} ({}), last log lines:", i + 1, server.base);
+                    for line in tail {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+            save_logs(args, &servers);
+            return Err(e);
+        }
     };
-
-    let next = Arc::new(AtomicU64::new(0));
-    let published = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let first_publish = now_micros();
-    let mut publishers = Vec::new();
-    for _ in 0..args.publishers {
-        let (http, next, published) = (http.clone(), next.clone(), published.clone());
-        let url = format!("{}/v1/events", server.base);
-        let token = publisher.clone();
-        let total = args.events as u64;
-        publishers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let seq = next.fetch_add(1, Ordering::Relaxed);
-                if seq >= total {
-                    return Ok::<_, anyhow::Error>(latencies);
-                }
-                let sent = now_micros();
-                let body = json!({"store": "bench", "type": "ORDER_CONFIRMED", "data": {"seq": seq, "sentAt": sent}});
-                let response = http.post(&url).bearer_auth(&token).json(&body).send().await?;
-                let status = response.status();
-                if status != reqwest::StatusCode::ACCEPTED {
-                    let text = response.text().await.unwrap_or_default();
-                    bail!("publish answered {status}: {text}");
-                }
-                latencies.push((now_micros() - sent).min(u32::MAX as u64) as u32);
-                published.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
+    let node_rss_mb: Vec<f64> = servers
+        .iter()
+        .map(|s| s.peak_rss_kb().unwrap_or(0) as f64 / 1024.0)
+        .collect();
+    // What each node did, from its /metrics (null where that fails).
+    let mut node_events = Vec::new();
+    let mut node_deliveries = Vec::new();
+    for server in &servers {
+        let counts = node_counts(&server.base).await;
+        node_events.push(counts.map(|c| c.0));
+        node_deliveries.push(counts.map(|c| c.1));
     }
-
-    let deadline = started + Duration::from_secs(args.timeout);
-    let mut publish_done: Option<Duration> = None;
-    let mut publish_latencies = Vec::new();
-    loop {
-        let arrived = tally.unique.load(Ordering::Relaxed);
-        bar.set_position(arrived);
-        bar.set_message(format!(
-            "· {} / {} events published",
-            published.load(Ordering::Relaxed),
-            args.events
-        ));
-        if publish_done.is_none() && publishers.iter().all(|p| p.is_finished()) {
-            publish_done = Some(started.elapsed());
-            for p in publishers.drain(..) {
-                publish_latencies.extend(p.await.context("publisher task")??);
-            }
-        }
-        if arrived >= expected && publish_done.is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            bar.abandon();
-            bail!("timed out: {arrived} of {expected} deliveries arrived");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for server in &mut servers {
+        server.stop();
     }
-    bar.finish_and_clear();
-    let peak_rss_mb = server.peak_rss_kb().unwrap_or(0) as f64 / 1024.0;
-    server.stop();
+    save_logs(args, &servers);
+    drop(servers);
+    let Workload {
+        expected,
+        publish_secs,
+        first_publish,
+        mut publish_latencies,
+    } = figures;
 
-    let publish_secs = publish_done.unwrap_or_default().as_secs_f64();
-    let delivery_secs = (tally
-        .last_arrival
-        .load(Ordering::Relaxed)
-        .saturating_sub(first_publish)) as f64
-        / 1e6;
+    let peak_rss_mb: f64 = node_rss_mb.iter().sum();
+    let delivery_secs = last_arrival.saturating_sub(first_publish) as f64 / 1e6;
     let mut latencies =
         std::mem::take(&mut *tally.latencies.lock().unwrap_or_else(|e| e.into_inner()));
     latencies.sort_unstable();
     publish_latencies.sort_unstable();
     let figures = json!({
+        "backend": backend.name(),
+        "nodes": args.nodes,
+        "database": database,
         "subscriptions": args.subscriptions,
         "events": args.events,
         "publishers": args.publishers,
@@ -225,8 +227,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "latency_p99_ms": percentile(&latencies, 0.99),
         "latency_max_ms": percentile(&latencies, 1.0),
         "duplicates": tally.duplicates.load(Ordering::Relaxed),
+        "lost": expected.saturating_sub(tally.unique.load(Ordering::Relaxed)),
         "failing_requests": failing_tally.failing_requests.load(Ordering::Relaxed),
         "peak_rss_mb": peak_rss_mb,
+        "node_peak_rss_mb": node_rss_mb,
+        "node_events_accepted": node_events,
+        "node_deliveries_succeeded": node_deliveries,
         "destination": if args.eventbridge { "eventbridge" } else { "webhook" },
         "eventbridge_calls": aws.calls.load(Ordering::Relaxed),
         "eventbridge_entries_per_call": aws.entries.load(Ordering::Relaxed) as f64
@@ -241,6 +247,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         "hookrelay bench: {} subscriptions × {} events = {} deliveries, {} publishers, {} failing endpoints",
         args.subscriptions, args.events, expected, args.publishers, args.failing
     );
+    match database {
+        Some(name) => println!(
+            "backend:    postgres (database {name}), {} node{}",
+            args.nodes,
+            if args.nodes == 1 { "" } else { "s" }
+        ),
+        None => println!("backend:    sqlite, 1 node"),
+    }
     println!(
         "publish:    {} events in {:.2} s = {:.0} events/s (request p50 {:.1} ms, p99 {:.1} ms)",
         args.events,
@@ -273,6 +287,238 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             args.failing, figures["failing_requests"]
         );
     }
-    println!("server:     peak RSS {peak_rss_mb:.1} MB");
+    if let [rss] = node_rss_mb[..] {
+        println!("server:     peak RSS {rss:.1} MB");
+    } else {
+        let each: Vec<String> = node_rss_mb.iter().map(|mb| format!("{mb:.1}")).collect();
+        println!(
+            "servers:    peak RSS {} = {peak_rss_mb:.1} MB",
+            each.join(" + ")
+        );
+        let each = |counts: &[Option<u64>]| -> String {
+            let each: Vec<String> = counts
+                .iter()
+                .map(|c| c.map_or_else(|| "?".to_owned(), |n| n.to_string()))
+                .collect();
+            each.join(" + ")
+        };
+        println!(
+            "per node:   events accepted {}, deliveries succeeded {}",
+            each(&node_events),
+            each(&node_deliveries)
+        );
+    }
     Ok(())
+}
+
+/// A node's `hookrelay_events_accepted_total` and succeeded `hookrelay_deliveries_total`,
+/// from its /metrics.
+async fn node_counts(base: &str) -> Option<(u64, u64)> {
+    let text = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(parse_counts(&text))
+}
+
+fn parse_counts(metrics: &str) -> (u64, u64) {
+    let (mut events, mut delivered) = (0, 0);
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let value = value.parse::<f64>().unwrap_or(0.0) as u64;
+        let name = series.split('{').next().unwrap_or_default();
+        if name == hookrelay_delivery::metrics::EVENTS_ACCEPTED {
+            events += value;
+        } else if name == hookrelay_delivery::metrics::DELIVERIES
+            && series.contains("outcome=\"succeeded\"")
+        {
+            delivered += value;
+        }
+    }
+    (events, delivered)
+}
+
+/// `--server-logs DIR`: each node's log to DIR/node-N.log.
+fn save_logs(args: &BenchArgs, servers: &[ServerProcess]) {
+    let Some(dir) = &args.server_logs else {
+        return;
+    };
+    let saved = std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+        .and_then(|()| {
+            for (i, server) in servers.iter().enumerate() {
+                server.save_log(&dir.join(format!("node-{}.log", i + 1)))?;
+            }
+            Ok(())
+        });
+    match saved {
+        Ok(()) => eprintln!("server logs in {}", dir.display()),
+        Err(e) => eprintln!("warning: {e:#}"),
+    }
+}
+
+/// What the workload measured besides the tallies.
+struct Workload {
+    expected: u64,
+    publish_secs: f64,
+    /// Unix microseconds.
+    first_publish: u64,
+    publish_latencies: Vec<u32>,
+}
+
+/// Creates the tokens and subscriptions (through node 1), publishes (round-robin over the
+/// nodes) and waits until every delivery has arrived. Returns the figures and the last
+/// arrival (unix microseconds), read before any late duplicates were waited for.
+async fn workload(
+    args: &BenchArgs,
+    servers: &[ServerProcess],
+    tally: &Arc<Tally>,
+    failing_tally: &Arc<Tally>,
+) -> Result<(Workload, u64)> {
+    let first = &servers[0];
+    let client = first.token(&["--role", "client", "--store", "bench"])?;
+    let publisher = first.token(&["--role", "publisher"])?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.publishers)
+        .tcp_nodelay(true)
+        .build()?;
+
+    for i in 0..args.subscriptions {
+        let request = if args.eventbridge {
+            let query = "mutation($name: String!) { createEventSubscription(input: { destination: { eventBridge: { partnerEventSource: { account: \"123456789012\", name: $name }, region: \"us-east-1\" } }, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
+            json!({"query": query, "variables": {"name": format!("bench-{i}")}})
+        } else {
+            let failing = i < args.failing;
+            let t = if failing { failing_tally } else { tally };
+            let port = receiver::start(t.clone(), failing).await?;
+            let query = "mutation($url: String!) { createEventSubscription(input: { destination: { webhook: { url: $url, method: POST } }, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
+            json!({"query": query, "variables": {"url": format!("http://127.0.0.1:{port}/hook")}})
+        };
+        let answer: serde_json::Value = http
+            .post(format!("{}/graphql", first.base))
+            .header("X-Auth-Token", &client)
+            .json(&request)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if answer.get("errors").is_some() {
+            bail!("creating a subscription failed: {answer}");
+        }
+    }
+
+    let healthy = (args.subscriptions - args.failing) as u64;
+    let expected = args.events as u64 * healthy;
+    let bar = if args.no_progress {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new(expected);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} deliveries ({per_sec}) {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    };
+
+    let next = Arc::new(AtomicU64::new(0));
+    let published = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let first_publish = now_micros();
+    let mut publishers = Vec::new();
+    for p in 0..args.publishers {
+        let (http, next, published) = (http.clone(), next.clone(), published.clone());
+        let url = format!("{}/v1/events", servers[p % servers.len()].base);
+        let token = publisher.clone();
+        let total = args.events as u64;
+        publishers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let seq = next.fetch_add(1, Ordering::Relaxed);
+                if seq >= total {
+                    return Ok::<_, anyhow::Error>(latencies);
+                }
+                let sent = now_micros();
+                let body = json!({"store": "bench", "type": "ORDER_CONFIRMED", "data": {"seq": seq, "sentAt": sent}});
+                let response = http.post(&url).bearer_auth(&token).json(&body).send().await?;
+                let status = response.status();
+                if status != reqwest::StatusCode::ACCEPTED {
+                    let text = response.text().await.unwrap_or_default();
+                    bail!("publish to {url} answered {status}: {text}");
+                }
+                latencies.push((now_micros() - sent).min(u32::MAX as u64) as u32);
+                published.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+
+    let deadline = started + Duration::from_secs(args.timeout);
+    let mut publish_done: Option<Duration> = None;
+    let mut publish_latencies = Vec::new();
+    loop {
+        let arrived = tally.unique.load(Ordering::Relaxed);
+        bar.set_position(arrived);
+        bar.set_message(format!(
+            "· {} / {} events published",
+            published.load(Ordering::Relaxed),
+            args.events
+        ));
+        if publish_done.is_none() && publishers.iter().all(|p| p.is_finished()) {
+            publish_done = Some(started.elapsed());
+            for p in publishers.drain(..) {
+                publish_latencies.extend(p.await.context("publisher task")??);
+            }
+        }
+        if arrived >= expected && publish_done.is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bar.abandon();
+            bail!(
+                "timed out after {} s: {arrived} of {expected} deliveries arrived ({} lost, {} duplicates), {} of {} events published",
+                args.timeout,
+                expected - arrived.min(expected),
+                tally.duplicates.load(Ordering::Relaxed),
+                published.load(Ordering::Relaxed),
+                args.events
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bar.finish_and_clear();
+    let last_arrival = tally.last_arrival.load(Ordering::Relaxed);
+    tokio::time::sleep(LATE_DUPLICATES_WAIT).await;
+    Ok((
+        Workload {
+            expected,
+            publish_secs: publish_done.unwrap_or_default().as_secs_f64(),
+            first_publish,
+            publish_latencies,
+        },
+        last_arrival,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_counts_from_metrics() {
+        let text = "# TYPE hookrelay_events_accepted_total counter\n\
+                    hookrelay_events_accepted_total 300\n\
+                    hookrelay_deliveries_total{outcome=\"created\"} 900\n\
+                    hookrelay_deliveries_total{outcome=\"succeeded\"} 450\n\
+                    hookrelay_deliveries_backlog{state=\"due\"} 0\n";
+        assert_eq!(super::parse_counts(text), (300, 450));
+    }
 }

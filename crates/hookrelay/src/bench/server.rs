@@ -1,35 +1,82 @@
-//! The server under test: `hookrelay serve` (this same executable) on a fresh data dir.
+//! The servers under test: `hookrelay serve` (this same executable), either alone on a
+//! fresh data dir (SQLite) or one or more nodes sharing a PostgreSQL database.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+
+/// Where the servers keep their data.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The embedded SQLite database in the (single) server's temporary data dir.
+    Sqlite,
+    /// A PostgreSQL database every node shares; a master key is required there.
+    Postgres { url: String, master_key: String },
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres { .. } => "postgres",
+        }
+    }
+}
 
 pub struct ServerProcess {
     pub base: String,
     child: Child,
     dir: tempfile::TempDir,
+    /// Copies the server's stderr to `server.log` in `dir`; ends when the server does.
+    log_thread: Option<JoinHandle<()>>,
+    /// What every command touching this server's database is given: `--data-dir DIR`
+    /// or `--database-url URL`, and the environment (the master key).
+    storage_args: Vec<OsString>,
+    storage_envs: Vec<(String, String)>,
 }
 
 impl ServerProcess {
-    /// Starts the server with `extra` arguments and `envs` added to its environment.
-    pub async fn start(extra: &[String], envs: &[(String, String)]) -> Result<Self> {
+    /// Starts a server on `backend` with `extra` arguments and `envs` added to its
+    /// environment.
+    pub async fn start(
+        backend: &Backend,
+        extra: &[String],
+        envs: &[(String, String)],
+    ) -> Result<Self> {
         let exe = std::env::current_exe().context("finding the hookrelay executable")?;
         let dir = tempfile::tempdir().context("creating a data dir")?;
-        let data = dir.path().join("data");
-        let mut child = Command::new(&exe)
+        let (storage_args, storage_envs): (Vec<OsString>, _) = match backend {
+            Backend::Sqlite => (
+                vec!["--data-dir".into(), dir.path().join("data").into()],
+                Vec::new(),
+            ),
+            // The key goes in the environment, not on the command line (`ps` shows that).
+            Backend::Postgres { url, master_key } => (
+                vec!["--database-url".into(), url.into()],
+                vec![("HOOKRELAY_MASTER_KEY".to_owned(), master_key.clone())],
+            ),
+        };
+        let mut command = Command::new(&exe);
+        command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--allow-http"])
             .args(["--allowed-networks", "127.0.0.0/8"])
-            .arg("--data-dir")
-            .arg(&data)
+            .args(&storage_args)
             .args(extra)
+            // Anything a server would write to its working directory stays in the temp dir.
+            .current_dir(dir.path())
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,hookrelay=info".into()),
             )
-            .env("NO_COLOR", "1")
+            .env("NO_COLOR", "1");
+        storage_env(&mut command, &storage_envs);
+        let mut child = command
             .envs(envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -38,7 +85,7 @@ impl ServerProcess {
         let stderr = child.stderr.take().context("server stderr")?;
         let log_path = dir.path().join("server.log");
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        let log_thread = std::thread::spawn(move || {
             let mut log = std::fs::File::create(&log_path).ok();
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -73,18 +120,23 @@ impl ServerProcess {
             base: format!("http://{addr}"),
             child,
             dir,
+            log_thread: Some(log_thread),
+            storage_args,
+            storage_envs,
         })
     }
 
-    /// `hookrelay token create` on the server's data dir; returns the access token.
+    /// `hookrelay token create` on the server's database; returns the access token.
     pub fn token(&self, args: &[&str]) -> Result<String> {
         let exe = std::env::current_exe()?;
-        let out = Command::new(exe)
-            .args(["token", "create", "--data-dir"])
-            .arg(self.dir.path().join("data"))
+        let mut command = Command::new(exe);
+        command
+            .args(["token", "create"])
+            .args(&self.storage_args)
             .args(args)
-            .output()
-            .context("running token create")?;
+            .current_dir(self.dir.path());
+        storage_env(&mut command, &self.storage_envs);
+        let out = command.output().context("running token create")?;
         if !out.status.success() {
             bail!(
                 "token create failed: {}",
@@ -111,17 +163,50 @@ impl ServerProcess {
             .ok()
     }
 
-    pub fn stop(mut self) {
+    /// The last `n` lines the server logged (for reports of failed runs).
+    pub fn log_tail(&self, n: usize) -> Vec<String> {
+        let text = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| (*l).to_owned())
+            .collect()
+    }
+
+    /// Copies the server's log so far to `to`.
+    pub fn save_log(&self, to: &Path) -> Result<()> {
+        std::fs::copy(self.dir.path().join("server.log"), to)
+            .with_context(|| format!("copying the server log to {}", to.display()))?;
+        Ok(())
+    }
+
+    /// Stops the server (SIGTERM: a graceful shutdown) and waits until it and its log are
+    /// done.
+    pub fn stop(&mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
         let _ = self.child.wait();
+        if let Some(thread) = self.log_thread.take() {
+            let _ = thread.join();
+        }
     }
+}
+
+/// The storage environment for a child: ours, without a database URL or master key the
+/// bench did not choose (an inherited `HOOKRELAY_DATABASE_URL` would otherwise move a
+/// SQLite run onto PostgreSQL).
+fn storage_env(command: &mut Command, envs: &[(String, String)]) {
+    command
+        .env_remove("HOOKRELAY_DATABASE_URL")
+        .env_remove("HOOKRELAY_MASTER_KEY")
+        .envs(envs.iter().map(|(k, v)| (k, v)));
 }
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,0 +1,131 @@
+//! `--database-url`: a fresh PostgreSQL database for one run, created on the server the URL
+//! names (through the database in the URL) and dropped afterwards.
+
+use anyhow::{Context, Result};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
+
+pub struct BenchDatabase {
+    /// The URL given, used to create and drop the run's database.
+    admin_url: String,
+    /// The run's database, e.g. `hookrelay_bench_1767225600_4242`.
+    pub name: String,
+    /// `admin_url` pointing at the run's database: what the servers get.
+    pub url: String,
+}
+
+impl BenchDatabase {
+    /// Creates `hookrelay_bench_<unix seconds>_<pid>` on the server `admin_url` names.
+    pub async fn create(admin_url: &str) -> Result<Self> {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let name = format!("hookrelay_bench_{secs}_{}", std::process::id());
+        let mut conn = connect(admin_url).await?;
+        // The name is ours (letters, digits and underscores): nothing to inject.
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("creating database {name} on {}", redact(admin_url)))?;
+        let _ = conn.close().await;
+        Ok(BenchDatabase {
+            url: with_database(admin_url, &name),
+            admin_url: admin_url.to_owned(),
+            name,
+        })
+    }
+
+    /// Drops the database, disconnecting whatever is still connected to it.
+    pub async fn drop_database(self) -> Result<()> {
+        // PostgreSQL checkpoints before it drops a database: this can take seconds.
+        let mut conn = connect(&self.admin_url).await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("dropping database {}", self.name))?;
+        let _ = conn.close().await;
+        Ok(())
+    }
+}
+
+/// A connection that logs no statements (sqlx warns of slow ones: DROP DATABASE is).
+async fn connect(url: &str) -> Result<PgConnection> {
+    let options: PgConnectOptions = url
+        .parse()
+        .with_context(|| format!("--database-url {}", redact(url)))?;
+    options
+        .disable_statement_logging()
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", redact(url)))
+}
+
+/// `url` with its database (the path) replaced by `name`; user, host, port and query
+/// parameters stay.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.find('?') {
+        Some(i) => url.split_at(i),
+        None => (url, ""),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    format!("{}/{name}{query}", &base[..authority_end])
+}
+
+/// `url` without its password, for messages.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    match authority[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_database_and_hides_passwords() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/test", "b"),
+            "postgres://postgres@127.0.0.1:5432/b"
+        );
+        assert_eq!(
+            with_database("postgresql://u:p@h/db?sslmode=disable", "b"),
+            "postgresql://u:p@h/b?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "b"),
+            "postgres://h:5432/b"
+        );
+        assert_eq!(
+            with_database("postgres:///db?host=/run/postgresql", "b"),
+            "postgres:///b?host=/run/postgresql"
+        );
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+    }
+}
