@@ -221,29 +221,45 @@ impl Engine {
     /// Something became due (a retry, a replay, a reactivation): look now, here and on
     /// every other node. Returns once the others have been told.
     pub async fn wake(&self) {
-        self.wake.notify_one();
-        self.tell_others(Signal::Wake).await;
+        self.announce(Signal::Wake).await;
     }
 
     /// A subscription changed or went away (here and on every other node). Returns once
     /// the others have been told, so that an API answer given after it is what every node
     /// delivers with next.
     pub async fn subscription_changed(&self, id: &str) {
-        self.targets.invalidate(id);
-        self.wake.notify_one();
-        self.tell_others(Signal::Subscription(id.to_owned())).await;
+        self.announce(Signal::Subscription(id.to_owned())).await;
     }
 
     /// An auth profile changed or went away: its cached token is dropped and every
     /// subscription resolves its auth again on its next attempt (on every node).
     pub async fn auth_profile_changed(&self, store: &str, id: &str) {
-        self.tokens.invalidate(&format!("{store}/{id}"), None);
-        self.targets.invalidate_all();
-        self.tell_others(Signal::AuthProfile {
+        self.announce(Signal::AuthProfile {
             store: store.to_owned(),
             id: id.to_owned(),
         })
         .await;
+    }
+
+    /// Applies `signal` here, then tells the other nodes.
+    async fn announce(&self, signal: Signal) {
+        self.apply(&signal);
+        self.tell_others(signal).await;
+    }
+
+    /// What a signal means to this node, whichever node it comes from: forget what is
+    /// cached of what changed, and look for due deliveries.
+    fn apply(&self, signal: &Signal) {
+        match signal {
+            Signal::Wake => {}
+            Signal::Subscription(id) => self.targets.invalidate(id),
+            Signal::AuthProfile { store, id } => {
+                self.tokens.invalidate(&format!("{store}/{id}"), None);
+                self.targets.invalidate_all();
+            }
+            Signal::Resync => self.targets.invalidate_all(),
+        }
+        self.wake.notify_one();
     }
 
     /// Tells the other nodes that deliveries are due, at most every 50 ms, without
@@ -273,16 +289,7 @@ impl Engine {
     /// Applies what other nodes tell.
     async fn signal_loop(self: Arc<Self>, mut signals: mpsc::UnboundedReceiver<Signal>) {
         while let Some(signal) = signals.recv().await {
-            match signal {
-                Signal::Wake => {}
-                Signal::Subscription(id) => self.targets.invalidate(&id),
-                Signal::AuthProfile { store, id } => {
-                    self.tokens.invalidate(&format!("{store}/{id}"), None);
-                    self.targets.invalidate_all();
-                }
-                Signal::Resync => self.targets.invalidate_all(),
-            }
-            self.wake.notify_one();
+            self.apply(&signal);
         }
     }
 
@@ -402,8 +409,7 @@ impl Engine {
                             metrics::deactivated(deactivated.len());
                             for id in &deactivated {
                                 tracing::warn!(subscription_id = %id, "subscription deactivated");
-                                self.targets.invalidate(id);
-                                self.tell_others(Signal::Subscription(id.clone())).await;
+                                self.announce(Signal::Subscription(id.clone())).await;
                             }
                         }
                         break;
