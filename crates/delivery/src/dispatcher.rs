@@ -1,27 +1,43 @@
-//! The dispatcher: one task that owns every destination host's queue, its in-flight count
-//! and its circuit breaker (SPEC §6 "Blocking a failing destination", "Isolation").
+//! The dispatcher: one task that owns every lane's queue, in-flight count, adaptive limit
+//! and circuit breakers (docs/delivery.md "Isolation", "Concurrency", "Blocking a failing
+//! destination").
 //!
-//! Work arrives as claimed deliveries with their resolved target. Each host runs at most
-//! `max_in_flight_per_host` requests; the rest wait in that host's queue, up to
-//! `max_queued_per_host`, beyond which deliveries go back to the database (due shortly)
-//! and the host's subscriptions are left out of claims until it drains. A host whose
-//! breaker opens has its queue handed back, due when the pause ends. So a slow or failing
-//! host holds a bounded share of memory and never delays the others.
+//! A lane is what requests are bounded by: a webhook's destination `host:port`, or an
+//! EventBridge region and call. Work arrives as claimed deliveries with their resolved
+//! target.
+//! - Each lane runs at most its adaptive limit of requests at once (between
+//!   `min_in_flight_per_host` and `max_in_flight_per_host`, see [`AdaptiveLimit`]); the
+//!   rest wait in the lane's queue, up to `max_queued_per_host`, beyond which deliveries
+//!   go back to the database, due when half the queue should have drained (its length
+//!   over the lane's limit and round trip, 50 ms to 60 s), and the lane's subscriptions
+//!   are left out of claims until it has.
+//! - Two breakers judge a lane. The host breaker counts the host's own failures (no
+//!   answer: DNS, refused or reset connections, connect and TLS errors) and pauses the
+//!   whole lane. Each endpoint (a webhook URL) has a breaker of its own that counts the
+//!   answers it gave (5xx, 429, other 4xx, response timeouts) and pauses that endpoint's
+//!   subscriptions alone, so one store's broken path on an integrator's host blocks
+//!   nobody else on it. A paused lane or endpoint has its queued deliveries handed back,
+//!   due when the pause ends.
 //!
-//! A host that takes batches (EventBridge: one "host" per region and call) sends up to
-//! its batch limit per request. A full batch goes at once; a partial one waits up to
-//! `batch_wait` for more, so a steady trickle of events still makes few calls.
+//! So a slow, failing or paused destination holds a bounded share of memory and never
+//! delays the others.
+//!
+//! A lane that takes batches (EventBridge) sends up to its batch limit per request. A full
+//! batch goes at once; a partial one waits up to `batch_wait` for more, so a steady
+//! trickle of events still makes few calls.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hookrelay_store::{ClaimedDelivery, Next, Outcome};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::breaker::{Breaker, BreakerConfig};
+use crate::concurrency::{AdaptiveLimit, LimitConfig};
 use crate::metrics;
+use crate::sender::Verdict;
 use crate::target::Target;
 use crate::worker::Worker;
 
@@ -31,44 +47,142 @@ pub struct Work {
     pub target: Arc<Target>,
 }
 
+/// What a finished request tells its lane.
+#[derive(Debug, Clone, Copy)]
+pub struct Report {
+    pub verdict: Verdict,
+    /// The request's round trip, when the host answered.
+    pub rtt: Option<Duration>,
+}
+
 pub enum Msg {
     Work(Vec<Work>),
-    /// A request to `host` finished; `success` is `None` when nothing was sent.
+    /// A request of `lane` (to `endpoint`, when the lane has endpoints) finished.
     Done {
-        host: Arc<str>,
-        success: Option<bool>,
+        lane: Arc<str>,
+        endpoint: Option<Arc<str>>,
+        report: Report,
     },
+    /// Answer what the lanes look like now.
+    Snapshot(oneshot::Sender<Vec<LaneStatus>>),
     /// Stop starting requests; hand back what waits.
     Stop,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct DispatchLimits {
-    pub max_in_flight_per_host: usize,
+    pub in_flight: LimitConfig,
     pub max_queued_per_host: usize,
-    pub breaker: BreakerConfig,
+    /// Judges a lane by its host's own failures.
+    pub host_breaker: BreakerConfig,
+    /// Judges an endpoint by its answers.
+    pub endpoint_breaker: BreakerConfig,
     /// How long a partial batch waits for more deliveries.
     pub batch_wait: Duration,
 }
 
-struct Host {
+/// One lane as this node sees it (GraphQL `hosts`, `/metrics`).
+#[derive(Debug, Clone)]
+pub struct LaneStatus {
+    /// `host:port`, or `eventbridge:{region}:{call}`.
+    pub lane: String,
+    pub in_flight: usize,
+    pub queued: usize,
+    pub limit: usize,
+    pub rtt: Option<Duration>,
+    /// While the host breaker is open.
+    pub paused_until: Option<DateTime<Utc>>,
+    /// The lane's endpoints whose breaker is open: the URL without its query (which may
+    /// carry secrets), and until when.
+    pub paused_endpoints: Vec<(String, DateTime<Utc>)>,
+}
+
+/// An endpoint of a lane: its breaker and the subscriptions seen going to it.
+struct Endpoint {
+    breaker: Breaker,
+    subscriptions: HashSet<String>,
+}
+
+struct Lane {
     queue: VecDeque<Work>,
     /// Requests in flight (a batch is one request).
     in_flight: usize,
+    limit: AdaptiveLimit,
+    /// The host breaker.
     breaker: Breaker,
-    /// The subscriptions seen going to this host (to leave out of claims while blocked).
+    endpoints: HashMap<Arc<str>, Endpoint>,
+    /// The subscriptions seen going to this lane (to leave out of claims while blocked).
     subscriptions: HashSet<String>,
     saturated: bool,
-    /// Deliveries per request at most when the host takes batches; `None`: one.
+    /// Deliveries per request at most when the lane takes batches; `None`: one.
     batch: Option<usize>,
     /// When the oldest delivery of a partial batch started waiting.
     waiting_since: Option<Instant>,
 }
 
+/// The shortest and the longest a saturated lane's overflow waits in the database.
+const OVERFLOW_WAIT: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(60));
+
+impl Lane {
+    /// Deliveries the lane completes per second at its current limit and round trip.
+    fn drain_rate(&self) -> Option<f64> {
+        let rtt = self.limit.rtt()?.as_secs_f64();
+        (rtt > 0.0).then(|| self.limit.current() as f64 / rtt)
+    }
+
+    /// How long overflow should wait: until half the queue has drained.
+    fn overflow_wait(&self) -> Duration {
+        let (least, most) = OVERFLOW_WAIT;
+        match self.drain_rate() {
+            Some(rate) => {
+                Duration::from_secs_f64(self.queue.len() as f64 / 2.0 / rate).clamp(least, most)
+            }
+            None => least.max(Duration::from_secs(1)),
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.in_flight < self.limit.current()
+    }
+
+    /// Counts a request that starts now.
+    fn start_one(&mut self) {
+        self.in_flight += 1;
+        self.limit.started(self.in_flight);
+    }
+
+    fn is_idle(&self, now: Instant) -> bool {
+        self.in_flight == 0
+            && self.queue.is_empty()
+            && self.breaker.is_idle(now)
+            && self.endpoints.is_empty()
+    }
+}
+
+/// Inserts `id` without allocating when it is there already (the common case).
+fn note(set: &mut HashSet<String>, id: &str) {
+    if !set.contains(id) {
+        set.insert(id.to_owned());
+    }
+}
+
+/// The wall-clock time of `at`.
+fn wall(now: Instant, at: Instant) -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::from_std(at.saturating_duration_since(now)).unwrap_or_default()
+}
+
+/// An endpoint URL as operators see it: without its query string.
+fn shown(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_owned(),
+    }
+}
+
 pub struct Dispatcher {
     limits: DispatchLimits,
-    hosts: HashMap<Arc<str>, Host>,
-    /// The hosts that take batches (few: one per region and call), for the batch timer.
+    lanes: HashMap<Arc<str>, Lane>,
+    /// The lanes that take batches (few: one per region and call), for the batch timer.
     batching: HashSet<Arc<str>>,
     worker: Arc<Worker>,
     inbox: mpsc::UnboundedReceiver<Msg>,
@@ -85,7 +199,7 @@ impl Dispatcher {
     ) -> Self {
         Dispatcher {
             limits,
-            hosts: HashMap::new(),
+            lanes: HashMap::new(),
             batching: HashSet::new(),
             worker,
             inbox,
@@ -110,24 +224,27 @@ impl Dispatcher {
                     Some(Msg::Work(batch)) => {
                         let mut touched = HashSet::new();
                         for work in batch {
-                            if let Some(host) = self.accept(work) {
-                                touched.insert(host);
+                            if let Some(lane) = self.accept(work) {
+                                touched.insert(lane);
                             }
                         }
                         let now = Instant::now();
-                        for host in touched {
-                            self.pump(&host, now);
+                        for lane in touched {
+                            self.pump(&lane, now);
                         }
                     }
-                    Some(Msg::Done { host, success }) => self.done(host, success),
+                    Some(Msg::Done { lane, endpoint, report }) => self.done(lane, endpoint, report),
+                    Some(Msg::Snapshot(reply)) => {
+                        let _ = reply.send(self.snapshot());
+                    }
                     Some(Msg::Stop) => self.stop(),
                     None => return,
                 },
                 _ = flush => {
                     let now = Instant::now();
-                    let hosts: Vec<Arc<str>> = self.batching.iter().cloned().collect();
-                    for host in hosts {
-                        self.pump(&host, now);
+                    let lanes: Vec<Arc<str>> = self.batching.iter().cloned().collect();
+                    for lane in lanes {
+                        self.pump(&lane, now);
                     }
                 }
                 _ = tick.tick() => self.housekeeping(),
@@ -139,22 +256,24 @@ impl Dispatcher {
     fn next_flush(&self) -> Option<Instant> {
         self.batching
             .iter()
-            .filter_map(|name| self.hosts.get(name))
-            .filter(|h| h.in_flight < self.limits.max_in_flight_per_host)
-            .filter_map(|h| h.waiting_since)
+            .filter_map(|name| self.lanes.get(name))
+            .filter(|l| l.has_room())
+            .filter_map(|l| l.waiting_since)
             .min()
             .map(|since| since + self.limits.batch_wait)
     }
 
-    fn host(&mut self, name: &Arc<str>, batch: Option<usize>) -> &mut Host {
-        let breaker = self.limits.breaker;
-        if batch.is_some() {
+    fn lane(&mut self, name: &Arc<str>, batch: Option<usize>) -> &mut Lane {
+        let limits = self.limits;
+        if batch.is_some() && !self.batching.contains(name) {
             self.batching.insert(name.clone());
         }
-        self.hosts.entry(name.clone()).or_insert_with(|| Host {
+        self.lanes.entry(name.clone()).or_insert_with(|| Lane {
             queue: VecDeque::new(),
             in_flight: 0,
-            breaker: Breaker::new(breaker),
+            limit: AdaptiveLimit::new(limits.in_flight),
+            breaker: Breaker::new(limits.host_breaker),
+            endpoints: HashMap::new(),
             subscriptions: HashSet::new(),
             saturated: false,
             batch,
@@ -174,7 +293,7 @@ impl Dispatcher {
         });
     }
 
-    /// Queues `work` on its host (or hands it back); returns the host to pump.
+    /// Queues `work` in its lane (or hands it back); returns the lane to pump.
     fn accept(&mut self, work: Work) -> Option<Arc<str>> {
         if self.stopping {
             self.release(work, Some(Duration::ZERO));
@@ -188,72 +307,87 @@ impl Dispatcher {
         let now = Instant::now();
         let limits = self.limits;
         let name = work.target.host.clone();
-        let host = self.host(&name, work.target.batch_limit());
-        host.subscriptions.insert(work.target.id.clone());
-        if let Some(until) = host.breaker.paused_until(now) {
+        let lane = self.lane(&name, work.target.batch_limit());
+        note(&mut lane.subscriptions, &work.target.id);
+        if let Some(until) = lane.breaker.paused_until(now) {
             self.release(work, Some(until - now));
             return None;
         }
-        if host.queue.len() < limits.max_queued_per_host {
-            host.queue.push_back(work);
-            if host.batch.is_some() {
-                host.waiting_since.get_or_insert(now);
+        if let Some(url) = &work.target.endpoint {
+            let endpoint = lane
+                .endpoints
+                .entry(url.clone())
+                .or_insert_with(|| Endpoint {
+                    breaker: Breaker::new(limits.endpoint_breaker),
+                    subscriptions: HashSet::new(),
+                });
+            note(&mut endpoint.subscriptions, &work.target.id);
+            if let Some(until) = endpoint.breaker.paused_until(now) {
+                self.release(work, Some(until - now));
+                return None;
+            }
+        }
+        if lane.queue.len() < limits.max_queued_per_host {
+            lane.queue.push_back(work);
+            if lane.batch.is_some() {
+                lane.waiting_since.get_or_insert(now);
             }
             return Some(name);
         }
-        if !host.saturated {
-            host.saturated = true;
+        let wait = lane.overflow_wait();
+        if !lane.saturated {
+            lane.saturated = true;
             self.publish_blocked();
         }
-        self.release(work, Some(Duration::from_secs(1)));
+        self.release(work, Some(wait));
         None
     }
 
-    /// Starts what `name` may start now: single deliveries while there is room in flight;
-    /// for a batching host, full batches, and a partial one once it has waited
+    /// Starts what `name` may start now: single deliveries while the lane is under its
+    /// limit; for a batching lane, full batches, and a partial one once it has waited
     /// `batch_wait`.
     fn pump(&mut self, name: &Arc<str>, now: Instant) {
         let limits = self.limits;
-        let Some(host) = self.hosts.get_mut(name) else {
+        let Some(lane) = self.lanes.get_mut(name) else {
             return;
         };
         let mut singles = Vec::new();
         let mut batches = Vec::new();
-        match host.batch {
+        match lane.batch {
             None => {
-                while host.in_flight < limits.max_in_flight_per_host {
-                    let Some(work) = host.queue.pop_front() else {
+                while lane.has_room() {
+                    let Some(work) = lane.queue.pop_front() else {
                         break;
                     };
-                    host.in_flight += 1;
+                    lane.start_one();
                     singles.push(work);
                 }
             }
             Some(size) => {
-                let waited = host
+                let waited = lane
                     .waiting_since
                     .is_some_and(|since| now >= since + limits.batch_wait);
-                while host.in_flight < limits.max_in_flight_per_host
-                    && (host.queue.len() >= size || (waited && !host.queue.is_empty()))
+                while lane.has_room()
+                    && (lane.queue.len() >= size || (waited && !lane.queue.is_empty()))
                 {
-                    let n = size.min(host.queue.len());
-                    batches.push(host.queue.drain(..n).collect::<Vec<_>>());
-                    host.in_flight += 1;
+                    let n = size.min(lane.queue.len());
+                    batches.push(lane.queue.drain(..n).collect::<Vec<_>>());
+                    lane.start_one();
                 }
             }
         }
-        if host.queue.is_empty() {
-            host.waiting_since = None;
+        if lane.queue.is_empty() {
+            lane.waiting_since = None;
         }
-        let drained = host.saturated && host.queue.len() < limits.max_queued_per_host / 2;
+        let drained = lane.saturated && lane.queue.len() < limits.max_queued_per_host / 2;
         if drained {
-            host.saturated = false;
+            lane.saturated = false;
         }
         for work in singles {
             self.start(work);
         }
         for works in batches {
-            self.start_batch(works);
+            self.start_batch(name.clone(), works);
         }
         if drained {
             self.publish_blocked();
@@ -264,44 +398,88 @@ impl Dispatcher {
         let worker = self.worker.clone();
         let me = self.me.clone();
         tokio::spawn(async move {
-            let host = work.target.host.clone();
-            let success = worker.deliver(work).await;
-            let _ = me.send(Msg::Done { host, success });
+            let lane = work.target.host.clone();
+            let endpoint = work.target.endpoint.clone();
+            let report = worker.deliver(work).await;
+            let _ = me.send(Msg::Done {
+                lane,
+                endpoint,
+                report,
+            });
         });
     }
 
-    fn start_batch(&self, works: Vec<Work>) {
-        let Some(host) = works.first().map(|w| w.target.host.clone()) else {
-            return;
-        };
+    fn start_batch(&self, lane: Arc<str>, works: Vec<Work>) {
         let worker = self.worker.clone();
         let me = self.me.clone();
         tokio::spawn(async move {
-            let success = worker.deliver_batch(works).await;
-            let _ = me.send(Msg::Done { host, success });
+            let report = worker.deliver_batch(works).await;
+            let _ = me.send(Msg::Done {
+                lane,
+                endpoint: None,
+                report,
+            });
         });
     }
 
-    fn done(&mut self, name: Arc<str>, success: Option<bool>) {
+    fn done(&mut self, name: Arc<str>, endpoint: Option<Arc<str>>, report: Report) {
         let now = Instant::now();
-        let Some(host) = self.hosts.get_mut(&name) else {
+        let limits = self.limits;
+        let Some(lane) = self.lanes.get_mut(&name) else {
             return;
         };
-        host.in_flight = host.in_flight.saturating_sub(1);
-        let opened = match success {
-            Some(ok) if host.breaker.paused_until(now).is_none() => host.breaker.record(now, ok),
-            _ => None,
+        lane.in_flight = lane.in_flight.saturating_sub(1);
+        // What the host and the endpoint are judged on: an answer, whatever it says, is
+        // the host's success; only its status is the endpoint's matter.
+        let (host_ok, endpoint_ok) = match report.verdict {
+            Verdict::Succeeded => (Some(true), Some(true)),
+            Verdict::EndpointFailed => (Some(true), Some(false)),
+            Verdict::HostFailed => (Some(false), None),
+            Verdict::NotSent => (None, None),
         };
-        if let Some(until) = opened {
-            tracing::warn!(host = %name, pause_secs = (until - now).as_secs(), "circuit breaker opened: too many failures");
-            metrics::breaker_opened();
-            let waiting: Vec<Work> = host.queue.drain(..).collect();
-            host.waiting_since = None;
+        if host_ok.is_some() {
+            lane.limit
+                .finished(now, report.rtt, report.verdict == Verdict::HostFailed);
+        }
+        let host_opened = host_ok.and_then(|ok| lane.breaker.record(now, ok));
+        if let Some(until) = host_opened {
+            tracing::warn!(host = %name, pause_secs = (until - now).as_secs(), "circuit breaker opened: the host is failing");
+            metrics::breaker_opened(metrics::HOST);
+            let waiting: Vec<Work> = lane.queue.drain(..).collect();
+            lane.waiting_since = None;
             for work in waiting {
                 self.release(work, Some(until - now));
             }
             self.publish_blocked();
             return;
+        }
+        let endpoint_opened = match (&endpoint, endpoint_ok) {
+            (Some(url), Some(ok)) => lane
+                .endpoints
+                .entry(url.clone())
+                .or_insert_with(|| Endpoint {
+                    breaker: Breaker::new(limits.endpoint_breaker),
+                    subscriptions: HashSet::new(),
+                })
+                .breaker
+                .record(now, ok),
+            _ => None,
+        };
+        if let (Some(until), Some(url)) = (endpoint_opened, &endpoint) {
+            tracing::warn!(host = %name, endpoint = %shown(url), pause_secs = (until - now).as_secs(), "circuit breaker opened: the endpoint is failing");
+            metrics::breaker_opened(metrics::ENDPOINT);
+            let (out, keep): (VecDeque<Work>, VecDeque<Work>) = lane
+                .queue
+                .drain(..)
+                .partition(|w| w.target.endpoint.as_ref() == Some(url));
+            lane.queue = keep;
+            if lane.queue.is_empty() {
+                lane.waiting_since = None;
+            }
+            for work in out {
+                self.release(work, Some(until - now));
+            }
+            self.publish_blocked();
         }
         if self.stopping {
             return;
@@ -312,11 +490,11 @@ impl Dispatcher {
     fn stop(&mut self) {
         self.stopping = true;
         let waiting: Vec<Work> = self
-            .hosts
+            .lanes
             .values_mut()
-            .flat_map(|h| {
-                h.waiting_since = None;
-                h.queue.drain(..)
+            .flat_map(|l| {
+                l.waiting_since = None;
+                l.queue.drain(..)
             })
             .collect();
         for work in waiting {
@@ -324,39 +502,107 @@ impl Dispatcher {
         }
     }
 
-    /// Drops idle hosts and lifts ended pauses (once a second).
+    /// Drops idle lanes and endpoints, refreshes the lanes' gauges and lifts ended
+    /// pauses (once a second).
     fn housekeeping(&mut self) {
         let now = Instant::now();
-        self.hosts
-            .retain(|_, h| h.in_flight > 0 || !h.queue.is_empty() || !h.breaker.is_idle(now));
-        let hosts = &self.hosts;
-        self.batching.retain(|name| hosts.contains_key(name));
-        let open = self
-            .hosts
-            .values()
-            .filter(|h| h.breaker.paused_until(now).is_some())
-            .count();
-        metrics::breakers_open(open);
-        // Cheap (one pass over the hosts), and it is how an ended pause is lifted.
+        let (mut hosts_open, mut endpoints_open) = (0, 0);
+        for (name, lane) in &mut self.lanes {
+            lane.endpoints.retain(|_, e| !e.breaker.is_idle(now));
+            let open = lane.breaker.paused_until(now).is_some();
+            hosts_open += usize::from(open);
+            endpoints_open += lane
+                .endpoints
+                .values()
+                .filter(|e| e.breaker.paused_until(now).is_some())
+                .count();
+            metrics::lane(
+                name,
+                lane.in_flight,
+                lane.limit.current(),
+                lane.limit.rtt(),
+                open,
+            );
+        }
+        self.lanes.retain(|_, l| !l.is_idle(now));
+        let lanes = &self.lanes;
+        self.batching.retain(|name| lanes.contains_key(name));
+        metrics::breakers_open(hosts_open, endpoints_open);
+        // Cheap (one pass over the lanes), and it is how an ended pause is lifted.
         self.publish_blocked();
+    }
+
+    fn snapshot(&self) -> Vec<LaneStatus> {
+        let now = Instant::now();
+        let mut lanes: Vec<LaneStatus> = self
+            .lanes
+            .iter()
+            .map(|(name, lane)| {
+                let mut paused_endpoints: Vec<(String, DateTime<Utc>)> = lane
+                    .endpoints
+                    .iter()
+                    .filter_map(|(url, e)| {
+                        let until = e.breaker.paused_until(now)?;
+                        Some((shown(url), wall(now, until)))
+                    })
+                    .collect();
+                paused_endpoints.sort();
+                LaneStatus {
+                    lane: name.to_string(),
+                    in_flight: lane.in_flight,
+                    queued: lane.queue.len(),
+                    limit: lane.limit.current(),
+                    rtt: lane.limit.rtt(),
+                    paused_until: lane.breaker.paused_until(now).map(|u| wall(now, u)),
+                    paused_endpoints,
+                }
+            })
+            .collect();
+        lanes.sort_by(|a, b| a.lane.cmp(&b.lane));
+        lanes
     }
 
     /// Tells the scheduler and ingest which subscriptions to leave alone, and until when.
     fn publish_blocked(&self) {
         let now = Instant::now();
-        let wall = Utc::now();
-        let mut blocked = HashMap::new();
-        for h in self.hosts.values() {
-            let wait = match h.breaker.paused_until(now) {
-                Some(until) => until - now,
-                None if h.saturated => Duration::from_secs(1),
-                None => continue,
-            };
-            let due = wall + chrono::Duration::from_std(wait).unwrap_or_default();
-            for id in &h.subscriptions {
-                blocked.insert(id.clone(), due);
+        let mut blocked: HashMap<String, DateTime<Utc>> = HashMap::new();
+        let mut block = |ids: &HashSet<String>, due: DateTime<Utc>| {
+            for id in ids {
+                let at = blocked.entry(id.clone()).or_insert(due);
+                *at = (*at).max(due);
+            }
+        };
+        for lane in self.lanes.values() {
+            match lane.breaker.paused_until(now) {
+                Some(until) => block(&lane.subscriptions, wall(now, until)),
+                None if lane.saturated => {
+                    block(&lane.subscriptions, wall(now, now + lane.overflow_wait()))
+                }
+                None => {}
+            }
+            for endpoint in lane.endpoints.values() {
+                if let Some(until) = endpoint.breaker.paused_until(now) {
+                    block(&endpoint.subscriptions, wall(now, until));
+                }
             }
         }
         self.worker.set_blocked(blocked);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn endpoints_are_shown_without_their_query() {
+        assert_eq!(
+            shown("https://hooks.example.com/catch/1?token=s3cr3t"),
+            "https://hooks.example.com/catch/1?…"
+        );
+        assert_eq!(
+            shown("https://hooks.example.com/in"),
+            "https://hooks.example.com/in"
+        );
     }
 }

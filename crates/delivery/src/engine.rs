@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use crate::breaker::BreakerConfig;
-use crate::dispatcher::{DispatchLimits, Dispatcher, Msg, Work};
+use crate::concurrency::LimitConfig;
+use crate::dispatcher::{DispatchLimits, Dispatcher, LaneStatus, Msg, Work};
 use crate::eventbridge::{EventBridge, EventBridgeSettings};
 use crate::oauth::TokenCache;
 use crate::sender::WebhookSender;
@@ -48,11 +49,17 @@ pub struct EngineConfig {
     pub retention: Duration,
     /// How often the scheduler looks for due deliveries when nothing wakes it.
     pub poll_interval: Duration,
+    /// The ceiling of each lane's adaptive in-flight limit.
     pub max_in_flight_per_host: usize,
+    /// Its floor, and where a new lane starts.
+    pub min_in_flight_per_host: usize,
     pub max_queued_per_host: usize,
     /// Deliveries held in memory at most (queued, in flight, outcome not yet written).
     pub max_held: usize,
+    /// Pauses a host on its own failures (no answer).
     pub breaker: BreakerConfig,
+    /// Pauses an endpoint (a webhook URL) on its failing answers.
+    pub endpoint_breaker: BreakerConfig,
     pub policy: AddressPolicy,
     pub eventbridge: EventBridgeSettings,
 }
@@ -65,10 +72,12 @@ impl Default for EngineConfig {
             lease_timeout: Duration::from_secs(30),
             retention: Duration::from_secs(30 * 86_400),
             poll_interval: Duration::from_secs(1),
-            max_in_flight_per_host: 32,
+            max_in_flight_per_host: 256,
+            min_in_flight_per_host: 4,
             max_queued_per_host: 2048,
             max_held: 16384,
             breaker: BreakerConfig::default(),
+            endpoint_breaker: BreakerConfig::default(),
             policy: AddressPolicy::default(),
             eventbridge: EventBridgeSettings::default(),
         }
@@ -121,6 +130,7 @@ impl Engine {
         )?;
         let tokens = Arc::new(TokenCache::new(client.clone(), policy.clone()));
         let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
+        let wake = Arc::new(Notify::new());
         let worker = Arc::new(Worker {
             sender: WebhookSender {
                 client,
@@ -133,13 +143,18 @@ impl Engine {
             retry: config.retry.clone(),
             outcomes: outcomes_tx,
             blocked: Mutex::new(Arc::new(HashMap::new())),
+            unblocked: wake.clone(),
         });
         let (dispatch, inbox) = mpsc::unbounded_channel();
         let dispatcher = Dispatcher::new(
             DispatchLimits {
-                max_in_flight_per_host: config.max_in_flight_per_host,
+                in_flight: LimitConfig {
+                    min: config.min_in_flight_per_host,
+                    max: config.max_in_flight_per_host,
+                },
                 max_queued_per_host: config.max_queued_per_host,
-                breaker: config.breaker,
+                host_breaker: config.breaker,
+                endpoint_breaker: config.endpoint_breaker,
                 batch_wait: config.eventbridge.batch_wait,
             },
             worker.clone(),
@@ -155,7 +170,7 @@ impl Engine {
             worker,
             dispatch,
             held: Arc::new(AtomicUsize::new(0)),
-            wake: Arc::new(Notify::new()),
+            wake,
             spilled: AtomicBool::new(false),
             woke_others: AtomicI64::new(0),
             tasks: Mutex::new(Vec::new()),
@@ -330,6 +345,16 @@ impl Engine {
         }
     }
 
+    /// This node's lanes now: in-flight counts, adaptive limits, round trips and open
+    /// breakers (empty if the dispatcher has stopped).
+    pub async fn lanes(&self) -> Vec<LaneStatus> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if self.dispatch.send(Msg::Snapshot(reply)).is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
     /// Refreshes the gauges that come from the database (before a scrape).
     pub async fn refresh_gauges(&self) {
         match self.store.backlog().await {
@@ -444,12 +469,14 @@ impl Engine {
                 .max_held
                 .saturating_sub(self.held.load(Ordering::Relaxed));
             let mut full_batch = false;
+            let mut claimed_none = false;
             if room > 0 {
                 let limit = room.min(CLAIM_BATCH);
                 let blocked = self.worker.blocked().keys().cloned().collect();
                 match self.store.claim_due(&self.node, limit, blocked).await {
                     Ok(claimed) => {
                         full_batch = claimed.len() == limit;
+                        claimed_none = claimed.is_empty();
                         self.hand_over(claimed).await;
                     }
                     Err(e) => tracing::error!(error = %e, "cannot claim due deliveries"),
@@ -464,8 +491,14 @@ impl Engine {
             let mut wait = self.config.poll_interval;
             if room > 0 {
                 if let Ok(Some(due)) = self.store.next_due().await {
-                    let until = (due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-                    wait = wait.min(until.max(Duration::from_millis(5)));
+                    match (due - Utc::now()).to_std() {
+                        Ok(until) => wait = wait.min(until.max(Duration::from_millis(5))),
+                        // Due already, yet nothing was claimed: what is due belongs to
+                        // blocked subscriptions. Their unblocking wakes us; until then
+                        // poll at the usual pace instead of every few milliseconds.
+                        Err(_) if claimed_none => {}
+                        Err(_) => wait = Duration::from_millis(5),
+                    }
                 }
             }
             tokio::select! {

@@ -13,6 +13,7 @@ use hookrelay_core::net::AddressPolicy;
 use reqwest::redirect;
 
 use crate::resolver::{GuardedResolver, ResolveError};
+use crate::sender::Verdict;
 
 /// The `User-Agent` of every outgoing request (SPEC §6).
 pub const USER_AGENT: &str = concat!("hookrelay/", env!("CARGO_PKG_VERSION"));
@@ -126,6 +127,26 @@ pub fn describe_error(e: &reqwest::Error) -> String {
     } else {
         format!("{head}: {detail}")
     }
+}
+
+/// Whose failure a request that got no answer was (docs/delivery.md "Blocking a failing
+/// destination"): a response timeout after the request went out is the endpoint's (the
+/// host took the request); an address the policy forbids after DNS is nobody's (nothing
+/// was sent, and waiting will not change it); everything else before an answer (DNS,
+/// refused or reset connections, connect and TLS errors and timeouts) is the host's.
+pub fn verdict_of(e: &reqwest::Error) -> Verdict {
+    let chain = sources(e);
+    if chain
+        .iter()
+        .filter_map(|err| as_resolve_error(*err))
+        .any(|r| matches!(r, ResolveError::Forbidden { .. }))
+    {
+        return Verdict::NotSent;
+    }
+    if e.is_timeout() && !e.is_connect() {
+        return Verdict::EndpointFailed;
+    }
+    Verdict::HostFailed
 }
 
 /// The source chain below `e`, outermost first.
@@ -252,12 +273,13 @@ mod tests {
             .unwrap()
             .port();
         // The listener is dropped: nothing listens on `port` any more.
-        let (_, text) = fail(
+        let (err, text) = fail(
             &client(Duration::from_secs(5)),
             &format!("http://127.0.0.1:{port}"),
         )
         .await;
         assert_eq!(text, "connection refused");
+        assert_eq!(verdict_of(&err), Verdict::HostFailed);
     }
 
     #[tokio::test]
@@ -272,6 +294,8 @@ mod tests {
         let (err, text) = fail(&client(timeout), &format!("http://{addr}")).await;
         assert!(started.elapsed() >= timeout);
         assert!(text.starts_with("timeout"), "{text}");
+        // The host took the request and did not answer: the endpoint's failure.
+        assert_eq!(verdict_of(&err), Verdict::EndpointFailed);
         assert_eq!(
             describe_error_with_timeout(&err, timeout),
             "timeout after 200ms"
@@ -341,7 +365,8 @@ mod tests {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
         });
         let base = format!("http://localhost:{}", addr.port());
-        let (_, text) = fail(&strict_client(Duration::from_secs(5)), &base).await;
+        let (err, text) = fail(&strict_client(Duration::from_secs(5)), &base).await;
+        assert_eq!(verdict_of(&err), Verdict::NotSent);
         // /etc/hosts usually maps localhost to 127.0.0.1; some systems list ::1 first.
         assert!(
             text == "forbidden address 127.0.0.1 (loopback)"
@@ -359,12 +384,13 @@ mod tests {
 
     #[tokio::test]
     async fn dns_failure() {
-        let (_, text) = fail(
+        let (err, text) = fail(
             &client(Duration::from_secs(5)),
             "http://no-such-host.invalid",
         )
         .await;
         assert!(text.starts_with("dns error: "), "{text}");
+        assert_eq!(verdict_of(&err), Verdict::HostFailed);
     }
 
     #[tokio::test]
@@ -374,7 +400,8 @@ mod tests {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
             let _ = s.read(&mut [0u8; 1024]);
         });
-        let (_, text) = fail(&client(Duration::from_secs(5)), &format!("https://{addr}")).await;
+        let (err, text) = fail(&client(Duration::from_secs(5)), &format!("https://{addr}")).await;
         assert!(text.starts_with("tls error: "), "{text}");
+        assert_eq!(verdict_of(&err), Verdict::HostFailed);
     }
 }

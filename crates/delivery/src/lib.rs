@@ -1,9 +1,11 @@
-//! The delivery engine (SPEC §6, §7): ingest fan-out, the scheduler that claims due
-//! deliveries, the per-host dispatcher with its circuit breaker and batching, the webhook
+//! The delivery engine (SPEC §6, §7; docs/delivery.md): ingest fan-out, the scheduler that
+//! claims due deliveries, the dispatcher with its lanes (adaptive in-flight limits, host
+//! and endpoint circuit breakers, batching), the webhook
 //! sender with its SSRF-checked resolver and OAuth token cache, the EventBridge sender,
 //! and the outcome recorder.
 
 pub mod breaker;
+pub mod concurrency;
 pub mod dispatcher;
 pub mod engine;
 pub mod eventbridge;
@@ -16,4 +18,5 @@ pub mod sender;
 pub mod target;
 mod worker;
 
+pub use dispatcher::LaneStatus;
 pub use engine::{Engine, EngineConfig, EngineError};

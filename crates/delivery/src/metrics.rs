@@ -16,6 +16,14 @@ pub const DEACTIVATED: &str = "hookrelay_subscriptions_deactivated_total";
 pub const EVENTBRIDGE_REQUESTS: &str = "hookrelay_eventbridge_requests_total";
 pub const EVENTBRIDGE_ENTRIES: &str = "hookrelay_eventbridge_entries_total";
 pub const PRUNED: &str = "hookrelay_events_pruned_total";
+pub const LANE_IN_FLIGHT: &str = "hookrelay_host_in_flight";
+pub const LANE_LIMIT: &str = "hookrelay_host_in_flight_limit";
+pub const LANE_RTT: &str = "hookrelay_host_rtt_seconds";
+pub const LANE_BREAKER_OPEN: &str = "hookrelay_host_breaker_open";
+
+/// The `level` label of the breaker metrics: a whole host (lane), or one endpoint (URL).
+pub const HOST: &str = "host";
+pub const ENDPOINT: &str = "endpoint";
 
 /// Buckets of the attempt latency histogram, in seconds.
 pub const ATTEMPT_BUCKETS: &[f64] = &[
@@ -41,9 +49,28 @@ pub fn describe() {
     metrics::describe_gauge!(HELD, "Deliveries this node holds in memory.");
     metrics::describe_gauge!(
         BREAKERS_OPEN,
-        "Destination hosts paused by the circuit breaker."
+        "Open circuit breakers by level: host (the whole host is paused) or endpoint (one URL)."
     );
-    metrics::describe_counter!(BREAKER_OPENED, "Times a circuit breaker opened.");
+    metrics::describe_counter!(
+        BREAKER_OPENED,
+        "Times a circuit breaker opened, by level (host, endpoint)."
+    );
+    metrics::describe_gauge!(
+        LANE_IN_FLIGHT,
+        "Requests in flight per destination host (host:port, or EventBridge region and call)."
+    );
+    metrics::describe_gauge!(
+        LANE_LIMIT,
+        "The adaptive in-flight limit per destination host."
+    );
+    metrics::describe_gauge!(
+        LANE_RTT,
+        "The smoothed round trip per destination host, in seconds."
+    );
+    metrics::describe_gauge!(
+        LANE_BREAKER_OPEN,
+        "1 while a destination host's own breaker is open, else 0."
+    );
     metrics::describe_counter!(
         DEACTIVATED,
         "Subscriptions deactivated after the last retry failed."
@@ -98,12 +125,31 @@ pub fn attempt(success: bool, duration_ms: u64) {
     histogram!(ATTEMPT_SECONDS).record(duration_ms as f64 / 1000.0);
 }
 
-pub fn breaker_opened() {
-    counter!(BREAKER_OPENED).increment(1);
+pub fn breaker_opened(level: &'static str) {
+    counter!(BREAKER_OPENED, "level" => level).increment(1);
 }
 
-pub fn breakers_open(n: usize) {
-    gauge!(BREAKERS_OPEN).set(n as f64);
+pub fn breakers_open(hosts: usize, endpoints: usize) {
+    gauge!(BREAKERS_OPEN, "level" => HOST).set(hosts as f64);
+    gauge!(BREAKERS_OPEN, "level" => ENDPOINT).set(endpoints as f64);
+}
+
+/// One lane's gauges. Lanes that went idle stop being refreshed, and the exporter drops
+/// gauges left unrefreshed (the binary sets that up), so the series do not pile up.
+pub fn lane(
+    name: &str,
+    in_flight: usize,
+    limit: usize,
+    rtt: Option<std::time::Duration>,
+    open: bool,
+) {
+    let host = name.to_owned();
+    gauge!(LANE_IN_FLIGHT, "host" => host.clone()).set(in_flight as f64);
+    gauge!(LANE_LIMIT, "host" => host.clone()).set(limit as f64);
+    if let Some(rtt) = rtt {
+        gauge!(LANE_RTT, "host" => host.clone()).set(rtt.as_secs_f64());
+    }
+    gauge!(LANE_BREAKER_OPEN, "host" => host).set(if open { 1.0 } else { 0.0 });
 }
 
 pub fn deactivated(n: usize) {

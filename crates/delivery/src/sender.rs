@@ -13,7 +13,7 @@ use hookrelay_store::{AttemptRecord, ClaimedDelivery};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 
-use crate::http::{describe_error, describe_error_with_timeout};
+use crate::http::{describe_error, describe_error_with_timeout, verdict_of};
 use crate::oauth::TokenCache;
 use crate::resolver::check_target;
 use crate::target::{Auth, Target, TargetKind};
@@ -22,16 +22,38 @@ use hookrelay_core::net::AddressPolicy;
 /// How much of a response body the log keeps.
 pub const MAX_LOGGED_BODY: usize = 4096;
 
+/// Whose failure an attempt was (docs/delivery.md "Blocking a failing destination"): the
+/// host's failures count for the host's breaker and push its concurrency down; failing
+/// answers count for the endpoint (the subscription's URL) alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A success answer.
+    Succeeded,
+    /// The host answered, but not with success (any status outside 2xx: 5xx, 429, other
+    /// 4xx, 3xx), or the answer did not come in time after the request was sent.
+    EndpointFailed,
+    /// The host itself failed: DNS, a refused or reset connection, a connect or TLS error
+    /// or timeout.
+    HostFailed,
+    /// Nothing reached the host: the payload, the auth profile or its token endpoint
+    /// failed first, or the address policy forbids where the host resolves to.
+    NotSent,
+}
+
 /// What one attempt came to.
 pub struct AttemptResult {
     pub record: AttemptRecord,
     /// The receiver's `Retry-After`, when it sent one with a failure.
     pub retry_after: Option<Duration>,
+    pub verdict: Verdict,
+    /// From sending the request to the answer's head, when the host answered.
+    pub rtt: Option<Duration>,
 }
 
 impl AttemptResult {
     /// An attempt that started at `started_at` and took `duration_ms`; it failed when
-    /// `error` says why.
+    /// `error` says why (by default as one that never reached the host: see
+    /// [`AttemptResult::judged`]).
     pub fn new(
         started_at: DateTime<Utc>,
         duration_ms: u64,
@@ -39,6 +61,10 @@ impl AttemptResult {
         error: Option<String>,
         response_body: Option<String>,
     ) -> Self {
+        let verdict = match error {
+            None => Verdict::Succeeded,
+            Some(_) => Verdict::NotSent,
+        };
         AttemptResult {
             record: AttemptRecord {
                 started_at,
@@ -48,7 +74,16 @@ impl AttemptResult {
                 response_body,
             },
             retry_after: None,
+            verdict,
+            rtt: None,
         }
+    }
+
+    /// The same result, judged as `verdict` after a round trip of `rtt`.
+    pub fn judged(mut self, verdict: Verdict, rtt: Option<Duration>) -> Self {
+        self.verdict = verdict;
+        self.rtt = rtt;
+        self
     }
 
     pub fn success(&self) -> bool {
@@ -62,11 +97,6 @@ pub struct WebhookSender {
     pub tokens: Arc<TokenCache>,
     pub policy: Arc<AddressPolicy>,
     pub request_timeout: Duration,
-}
-
-enum Sent {
-    Response(reqwest::Response),
-    Failed(String),
 }
 
 impl WebhookSender {
@@ -139,14 +169,15 @@ impl WebhookSender {
                     Err(e) => return finish(None, Some(e.to_string()), None, None),
                 },
             }
-            let sent = match request.body(body.clone()).send().await {
-                Ok(response) => Sent::Response(response),
-                Err(e) => Sent::Failed(describe_error_with_timeout(&e, self.request_timeout)),
+            let sent_at = Instant::now();
+            let response = match request.body(body.clone()).send().await {
+                Ok(response) => response,
+                Err(e) => {
+                    let why = describe_error_with_timeout(&e, self.request_timeout);
+                    return finish(None, Some(why), None, None).judged(verdict_of(&e), None);
+                }
             };
-            let response = match sent {
-                Sent::Failed(why) => return finish(None, Some(why), None, None),
-                Sent::Response(r) => r,
-            };
+            let rtt = Some(sent_at.elapsed());
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED && !refreshed {
                 if let Some((key, token)) = bearer {
@@ -164,7 +195,7 @@ impl WebhookSender {
             let (text, read_error) = read_body(response).await;
             let code = Some(status.as_u16());
             return if status.is_success() {
-                finish(code, None, text, None)
+                finish(code, None, text, None).judged(Verdict::Succeeded, rtt)
             } else {
                 let mut why = format!("endpoint answered {}", status.as_u16());
                 if status.is_redirection() {
@@ -173,7 +204,7 @@ impl WebhookSender {
                 if let Some(e) = read_error {
                     why.push_str(&format!("; {e}"));
                 }
-                finish(code, Some(why), text, retry_after)
+                finish(code, Some(why), text, retry_after).judged(Verdict::EndpointFailed, rtt)
             };
         }
     }

@@ -56,8 +56,12 @@ pub struct Target {
     pub style: Style,
     pub active: bool,
     pub kind: TargetKind,
-    /// The destination host (`host:port`): the unit of in-flight bounds and the breaker.
+    /// The lane (a webhook's `host:port`; an EventBridge region and call): the unit of the
+    /// adaptive in-flight limit, batching and the host breaker.
     pub host: Arc<str>,
+    /// The endpoint within the lane (a webhook's URL), the unit of the endpoint breaker;
+    /// `None` where the lane has no endpoints of its own (EventBridge).
+    pub endpoint: Option<Arc<str>>,
     pub key: SigningKey,
     /// The rotated-out key, and when it stops signing.
     pub previous: Option<(SigningKey, DateTime<Utc>)>,
@@ -183,7 +187,7 @@ impl Targets {
             Some(p) => Some((self.open_key(&sub.store, &sub.id, &p.secret)?, p.until)),
             None => None,
         };
-        let (kind, host) = match &sub.destination {
+        let (kind, host, endpoint) = match &sub.destination {
             Destination::Webhook {
                 url,
                 method,
@@ -192,6 +196,7 @@ impl Targets {
                 ..
             } => {
                 let url = reqwest::Url::parse(url).map_err(|e| invalid(format!("url: {e}")))?;
+                let endpoint: Arc<str> = url.as_str().into();
                 let host = format!(
                     "{}:{}",
                     url.host_str().unwrap_or_default(),
@@ -225,6 +230,7 @@ impl Targets {
                         auth,
                     },
                     host,
+                    Some(endpoint),
                 )
             }
             Destination::EventBridge {
@@ -247,6 +253,7 @@ impl Targets {
                         partner_source: partner_source.clone(),
                     }),
                     host,
+                    None,
                 )
             }
         };
@@ -257,6 +264,7 @@ impl Targets {
             style: sub.style,
             kind,
             host: host.into(),
+            endpoint,
             key,
             previous,
         })

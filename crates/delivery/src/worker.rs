@@ -11,10 +11,10 @@ use hookrelay_core::retry::RetrySchedule;
 use hookrelay_store::{ClaimedDelivery, Next, Outcome};
 use tokio::sync::mpsc;
 
-use crate::dispatcher::Work;
+use crate::dispatcher::{Report, Work};
 use crate::eventbridge::{self, EntryResult, EventBridge, EventBridgeSettings};
 use crate::metrics;
-use crate::sender::{AttemptResult, WebhookSender};
+use crate::sender::{AttemptResult, Verdict, WebhookSender};
 use crate::target::TargetKind;
 
 pub struct Worker {
@@ -26,6 +26,8 @@ pub struct Worker {
     /// Subscriptions whose host is paused or saturated, and when to try them again: the
     /// scheduler leaves them out and ingest writes their deliveries unclaimed.
     pub blocked: Mutex<Arc<HashMap<String, DateTime<Utc>>>>,
+    /// Woken when a subscription leaves `blocked`: the scheduler may claim its work.
+    pub unblocked: Arc<tokio::sync::Notify>,
 }
 
 impl Worker {
@@ -38,7 +40,14 @@ impl Worker {
     }
 
     pub fn set_blocked(&self, blocked: HashMap<String, DateTime<Utc>>) {
-        *self.blocked.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(blocked);
+        let before = std::mem::replace(
+            &mut *self.blocked.lock().unwrap_or_else(|e| e.into_inner()),
+            Arc::new(blocked),
+        );
+        let now = self.blocked();
+        if before.keys().any(|id| !now.contains_key(id)) {
+            self.unblocked.notify_one();
+        }
     }
 
     pub fn blocked(&self) -> Arc<HashMap<String, DateTime<Utc>>> {
@@ -48,22 +57,26 @@ impl Worker {
             .clone()
     }
 
-    /// Makes one webhook attempt; returns whether it succeeded (for the breaker).
-    pub async fn deliver(&self, work: Work) -> Option<bool> {
+    /// Makes one webhook attempt; returns what it tells the lane (the breakers and the
+    /// concurrency limit).
+    pub async fn deliver(&self, work: Work) -> Report {
         let Work { delivery, target } = work;
         let result = self.sender.attempt(&target, &delivery).await;
-        let success = result.success();
+        let report = Report {
+            verdict: result.verdict,
+            rtt: result.rtt,
+        };
         self.conclude(delivery, result);
-        Some(success)
+        report
     }
 
     /// Sends deliveries to EventBridge in one call (all of one region and API, at most
     /// the API's batch limit). Each delivery gets its own outcome: the entries AWS accepted
     /// succeed, the ones it refused go on the retry schedule alone, and a failure of the
-    /// whole call is a failed attempt of each. Returns whether the call went through (for
-    /// the breaker; refused entries are the destination's matter, not the region's);
-    /// `None` when nothing was sent.
-    pub async fn deliver_batch(&self, works: Vec<Work>) -> Option<bool> {
+    /// whole call is a failed attempt of each. Returns what the call tells the lane:
+    /// success when it went through (refused entries are the destination's matter, not the
+    /// region's), the lane's own failure when it did not.
+    pub async fn deliver_batch(&self, works: Vec<Work>) -> Report {
         let started_at = Utc::now();
         let clock = Instant::now();
         let mut sent = Vec::with_capacity(works.len());
@@ -100,9 +113,15 @@ impl Worker {
                 }
             }
         }
-        let (api, region) = call?;
+        let Some((api, region)) = call else {
+            return Report {
+                verdict: Verdict::NotSent,
+                rtt: None,
+            };
+        };
         let answer = self.eventbridge.put(api, &region, entries).await;
-        let duration_ms = clock.elapsed().as_millis() as u64;
+        let rtt = clock.elapsed();
+        let duration_ms = rtt.as_millis() as u64;
         let attempt = |status_code: Option<u16>, error: Option<String>, body: Option<String>| {
             AttemptResult::new(started_at, duration_ms, status_code, error, body)
         };
@@ -126,7 +145,10 @@ impl Worker {
                     };
                     self.conclude(delivery, outcome);
                 }
-                Some(true)
+                Report {
+                    verdict: Verdict::Succeeded,
+                    rtt: Some(rtt),
+                }
             }
             Err(e) => {
                 metrics::eventbridge_request(api, false);
@@ -135,7 +157,10 @@ impl Worker {
                 for delivery in sent {
                     self.conclude(delivery, attempt(e.status, Some(why.clone()), None));
                 }
-                Some(false)
+                Report {
+                    verdict: Verdict::HostFailed,
+                    rtt: None,
+                }
             }
         }
     }

@@ -71,10 +71,13 @@ pub struct ServeArgs {
     /// accepted (e.g. 30d, 12h).
     #[arg(long, env = "HOOKRELAY_RETENTION", value_name = "DURATION")]
     pub retention: Option<String>,
-    /// Requests in flight per destination host at most.
+    /// The ceiling of the adaptive limit of requests in flight per destination host.
     #[arg(long, env = "HOOKRELAY_MAX_IN_FLIGHT_PER_HOST", value_name = "N")]
     pub max_in_flight_per_host: Option<usize>,
-    /// Circuit breaker: the sliding window (e.g. 2m).
+    /// The floor of that limit, where each host starts.
+    #[arg(long, env = "HOOKRELAY_MIN_IN_FLIGHT_PER_HOST", value_name = "N")]
+    pub min_in_flight_per_host: Option<usize>,
+    /// Circuit breaker (hosts; endpoints too unless set apart): the sliding window (e.g. 2m).
     #[arg(long, env = "HOOKRELAY_BREAKER_WINDOW", value_name = "DURATION")]
     pub breaker_window: Option<String>,
     /// Circuit breaker: requests in the window before it may open.
@@ -86,6 +89,37 @@ pub struct ServeArgs {
     /// Circuit breaker: how long a failing host is paused (e.g. 3m).
     #[arg(long, env = "HOOKRELAY_BREAKER_PAUSE", value_name = "DURATION")]
     pub breaker_pause: Option<String>,
+    /// Endpoint breaker (one webhook URL, judged by its answers): the sliding window;
+    /// default: breaker_window.
+    #[arg(
+        long,
+        env = "HOOKRELAY_ENDPOINT_BREAKER_WINDOW",
+        value_name = "DURATION"
+    )]
+    pub endpoint_breaker_window: Option<String>,
+    /// Endpoint breaker: requests in the window before it may open; default:
+    /// breaker_min_requests.
+    #[arg(
+        long,
+        env = "HOOKRELAY_ENDPOINT_BREAKER_MIN_REQUESTS",
+        value_name = "N"
+    )]
+    pub endpoint_breaker_min_requests: Option<u32>,
+    /// Endpoint breaker: opens below this share of successes; default:
+    /// breaker_success_ratio.
+    #[arg(
+        long,
+        env = "HOOKRELAY_ENDPOINT_BREAKER_SUCCESS_RATIO",
+        value_name = "RATIO"
+    )]
+    pub endpoint_breaker_success_ratio: Option<f64>,
+    /// Endpoint breaker: how long a failing endpoint is paused; default: breaker_pause.
+    #[arg(
+        long,
+        env = "HOOKRELAY_ENDPOINT_BREAKER_PAUSE",
+        value_name = "DURATION"
+    )]
+    pub endpoint_breaker_pause: Option<String>,
     /// The SaaS partner name in EventBridge partner event source names
     /// (aws.partner/{name}/{store}/{source}).
     #[arg(long, env = "HOOKRELAY_EVENTBRIDGE_PARTNER_NAME", value_name = "NAME")]
@@ -155,10 +189,15 @@ struct FileConfig {
     lease_timeout: Option<String>,
     retention: Option<String>,
     max_in_flight_per_host: Option<usize>,
+    min_in_flight_per_host: Option<usize>,
     breaker_window: Option<String>,
     breaker_min_requests: Option<u32>,
     breaker_success_ratio: Option<f64>,
     breaker_pause: Option<String>,
+    endpoint_breaker_window: Option<String>,
+    endpoint_breaker_min_requests: Option<u32>,
+    endpoint_breaker_success_ratio: Option<f64>,
+    endpoint_breaker_pause: Option<String>,
     eventbridge_partner_name: Option<String>,
     eventbridge_detail_type: Option<String>,
     eventbridge_batch_wait: Option<String>,
@@ -354,6 +393,17 @@ impl ServeConfig {
         if max_in_flight_per_host == 0 {
             bail!("max_in_flight_per_host must be at least 1");
         }
+        let min_in_flight_per_host =
+            match args.min_in_flight_per_host.or(file.min_in_flight_per_host) {
+                Some(0) => bail!("min_in_flight_per_host must be at least 1"),
+                Some(min) if min > max_in_flight_per_host => bail!(
+                    "min_in_flight_per_host ({min}) must not be above max_in_flight_per_host \
+                 ({max_in_flight_per_host})"
+                ),
+                Some(min) => min,
+                // A ceiling set under the default floor is a fixed limit.
+                None => defaults.min_in_flight_per_host.min(max_in_flight_per_host),
+            };
         let breaker = BreakerConfig {
             window: duration(
                 "breaker_window",
@@ -376,12 +426,30 @@ impl ServeConfig {
                 defaults.breaker.pause,
             )?,
         };
-        if !(0.0..=1.0).contains(&breaker.min_success_ratio) {
-            bail!("breaker_success_ratio must be between 0 and 1");
-        }
-        if breaker.window.is_zero() {
-            bail!("breaker_window must be more than 0");
-        }
+        check_breaker("breaker", &breaker)?;
+        let endpoint_breaker = BreakerConfig {
+            window: duration(
+                "endpoint_breaker_window",
+                &args.endpoint_breaker_window,
+                &file.endpoint_breaker_window,
+                breaker.window,
+            )?,
+            min_requests: args
+                .endpoint_breaker_min_requests
+                .or(file.endpoint_breaker_min_requests)
+                .unwrap_or(breaker.min_requests),
+            min_success_ratio: args
+                .endpoint_breaker_success_ratio
+                .or(file.endpoint_breaker_success_ratio)
+                .unwrap_or(breaker.min_success_ratio),
+            pause: duration(
+                "endpoint_breaker_pause",
+                &args.endpoint_breaker_pause,
+                &file.endpoint_breaker_pause,
+                breaker.pause,
+            )?,
+        };
+        check_breaker("endpoint_breaker", &endpoint_breaker)?;
         let max_event_bytes = args
             .max_event_bytes
             .or(file.max_event_bytes)
@@ -423,7 +491,9 @@ impl ServeConfig {
                 lease_timeout,
                 retention,
                 max_in_flight_per_host,
+                min_in_flight_per_host,
                 breaker,
+                endpoint_breaker,
                 policy: policy.clone(),
                 eventbridge: EventBridgeSettings {
                     detail_type,
@@ -462,6 +532,17 @@ impl ServeConfig {
             .with_context(|| format!("cannot read master key {}", path.display()))?;
         Cipher::from_base64(&text).with_context(|| format!("master key file {}", path.display()))
     }
+}
+
+/// The checks both breaker levels share; `prefix` names the options in the message.
+fn check_breaker(prefix: &str, breaker: &BreakerConfig) -> Result<()> {
+    if !(0.0..=1.0).contains(&breaker.min_success_ratio) {
+        bail!("{prefix}_success_ratio must be between 0 and 1");
+    }
+    if breaker.window.is_zero() {
+        bail!("{prefix}_window must be more than 0");
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {

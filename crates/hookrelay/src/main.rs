@@ -337,6 +337,12 @@ fn install_metrics() -> Result<PrometheusHandle> {
             hookrelay_delivery::metrics::ATTEMPT_BUCKETS,
         )
         .context("metrics buckets")?
+        // Per-host gauges of hosts that went idle are no longer refreshed: let them go.
+        // Every other gauge is refreshed each second or before each scrape.
+        .idle_timeout(
+            metrics_util::MetricKindMask::GAUGE,
+            Some(std::time::Duration::from_secs(120)),
+        )
         .install_recorder()
         .context("installing the metrics recorder")?;
     hookrelay_delivery::metrics::describe();
