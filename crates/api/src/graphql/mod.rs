@@ -5,6 +5,7 @@ pub mod comments;
 pub mod context;
 pub mod deliveries;
 pub mod event_sources;
+pub mod hosts;
 pub mod subscriptions;
 pub mod types;
 pub mod validate;
@@ -40,6 +41,7 @@ pub struct QueryRoot(
     subscriptions::SubscriptionQuery,
     webhooks::WebhookQueryRoot,
     deliveries::DeliveryQuery,
+    hosts::HostQuery,
     CatalogQuery,
 );
 
