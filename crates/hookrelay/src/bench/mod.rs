@@ -3,8 +3,10 @@
 //! fresh PostgreSQL database), local receivers (or, with `--eventbridge`, a local
 //! EventBridge endpoint), creates subscriptions, publishes events one per request from
 //! concurrent publishers spread over the nodes, waits until every delivery has arrived,
-//! and prints publish rate, delivery throughput, end-to-end latency, duplicates and each
-//! server's peak RSS. Build with `--release` to measure anything meaningful.
+//! and prints publish rate, delivery throughput, end-to-end latency, duplicates, each
+//! server's peak RSS and the servers' CPU-seconds per 100,000 deliveries. `--same-host`
+//! puts every subscription on one receiver `host:port`; `--slow-host-ms` adds a slow host
+//! beside the others. Build with `--release` to measure anything meaningful.
 
 mod postgres;
 mod receiver;
@@ -19,14 +21,32 @@ use hookrelay_core::secrets::Cipher;
 use serde_json::json;
 
 use postgres::BenchDatabase;
-use receiver::{now_micros, AwsTally, Tally};
+use receiver::{now_micros, AwsTally, SlowTally, Tally};
 use server::{Backend, ServerProcess};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Subscriptions, each to its own receiver (its own host:port).
+    /// Subscriptions, each to its own receiver (its own host:port) unless --same-host.
     #[arg(long, default_value_t = 10)]
     subscriptions: usize,
+    /// Point every subscription at one receiver host:port, each at its own path
+    /// (/hook/0, /hook/1, …): an integrator's endpoint that many stores share. --failing
+    /// picks the failing paths on it.
+    #[arg(long)]
+    same_host: bool,
+    /// Add one slow host beside the others, with a subscription of its own: it serves
+    /// --slow-host-workers requests at a time and answers each after this many
+    /// milliseconds (more wait their turn). Its deliveries are reported apart and not
+    /// waited for.
+    #[arg(long, value_name = "MS")]
+    slow_host_ms: Option<u64>,
+    /// Requests the slow host serves at once.
+    #[arg(long, default_value_t = 16, requires = "slow_host_ms")]
+    slow_host_workers: usize,
+    /// Run this `hookrelay` executable as the server(s) instead of this one, so that two
+    /// builds are measured by the same load driver.
+    #[arg(long, value_name = "PATH")]
+    server_exe: Option<std::path::PathBuf>,
     /// Events to publish, one per request.
     #[arg(long, default_value_t = 10_000)]
     events: usize,
@@ -102,8 +122,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             "warning: this is a debug build; run `cargo run --release -- bench` for real figures"
         );
     }
-    if args.eventbridge && args.failing > 0 {
-        bail!("--failing applies to webhook receivers, not to --eventbridge");
+    if args.eventbridge && (args.failing > 0 || args.same_host || args.slow_host_ms.is_some()) {
+        bail!("--failing, --same-host and --slow-host-ms apply to webhook receivers, not to --eventbridge");
     }
     let database = match &args.database_url {
         Some(url) => Some(BenchDatabase::create(url).await?),
@@ -139,6 +159,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) -> Result<()> {
     let tally = Arc::new(Tally::default());
     let failing_tally = Arc::new(Tally::default());
+    let slow = Arc::new(SlowTally::default());
     let aws = Arc::new(AwsTally::default());
     let mut envs = Vec::new();
     if args.eventbridge {
@@ -157,12 +178,22 @@ async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) ->
     // others start.
     let mut servers = Vec::with_capacity(args.nodes);
     for node in 1..=args.nodes {
-        let server = ServerProcess::start(backend, &args.server_args, &envs)
-            .await
-            .with_context(|| format!("node {node}"))?;
+        let server = ServerProcess::start(
+            args.server_exe.as_deref(),
+            backend,
+            &args.server_args,
+            &envs,
+        )
+        .await
+        .with_context(|| format!("node {node}"))?;
         servers.push(server);
     }
-    let (figures, last_arrival) = match workload(args, &servers, &tally, &failing_tally).await {
+    let receivers = Receivers {
+        healthy: tally.clone(),
+        failing: failing_tally.clone(),
+        slow: slow.clone(),
+    };
+    let (figures, last_arrival) = match workload(args, &servers, &receivers).await {
         Ok(done) => done,
         Err(e) => {
             for (i, server) in servers.iter().enumerate() {
@@ -182,6 +213,13 @@ async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) ->
         .iter()
         .map(|s| s.peak_rss_kb().unwrap_or(0) as f64 / 1024.0)
         .collect();
+    // Before the graceful stop, so that shutting down is not counted.
+    let cpu_seconds: f64 = servers.iter().filter_map(|s| s.cpu_seconds()).sum();
+    // The slow host's in-flight limit as node 1 has it now (it refreshes each second).
+    let slow_limit = match figures.slow_port {
+        Some(port) => lane_limit(&servers[0].base, &format!("127.0.0.1:{port}")).await,
+        None => None,
+    };
     // What each node did, from its /metrics (null where that fails).
     let mut node_events = Vec::new();
     let mut node_deliveries = Vec::new();
@@ -200,6 +238,7 @@ async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) ->
         publish_secs,
         first_publish,
         mut publish_latencies,
+        slow_port,
     } = figures;
 
     let peak_rss_mb: f64 = node_rss_mb.iter().sum();
@@ -208,6 +247,15 @@ async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) ->
         std::mem::take(&mut *tally.latencies.lock().unwrap_or_else(|e| e.into_inner()));
     latencies.sort_unstable();
     publish_latencies.sort_unstable();
+    let mut slow_latencies = std::mem::take(
+        &mut *slow
+            .tally
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()),
+    );
+    slow_latencies.sort_unstable();
+    let slow_delivered = slow.tally.unique.load(Ordering::Relaxed);
     let figures = json!({
         "backend": backend.name(),
         "nodes": args.nodes,
@@ -233,6 +281,16 @@ async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) ->
         "node_peak_rss_mb": node_rss_mb,
         "node_events_accepted": node_events,
         "node_deliveries_succeeded": node_deliveries,
+        "same_host": args.same_host,
+        "cpu_seconds": cpu_seconds,
+        "cpu_seconds_per_100k_deliveries": cpu_seconds * 100_000.0 / expected.max(1) as f64,
+        "slow_host_ms": args.slow_host_ms,
+        "slow_host_workers": slow_port.map(|_| args.slow_host_workers),
+        "slow_host_deliveries": slow_port.map(|_| slow_delivered),
+        "slow_host_peak_in_flight": slow_port.map(|_| slow.peak_in_flight.load(Ordering::Relaxed)),
+        "slow_host_limit": slow_limit,
+        "slow_host_latency_p50_ms": slow_port.map(|_| percentile(&slow_latencies, 0.5)),
+        "slow_host_latency_p99_ms": slow_port.map(|_| percentile(&slow_latencies, 0.99)),
         "destination": if args.eventbridge { "eventbridge" } else { "webhook" },
         "eventbridge_calls": aws.calls.load(Ordering::Relaxed),
         "eventbridge_entries_per_call": aws.entries.load(Ordering::Relaxed) as f64
@@ -244,8 +302,13 @@ async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) ->
     }
     let f = |k: &str| figures[k].as_f64().unwrap_or(0.0);
     println!(
-        "hookrelay bench: {} subscriptions × {} events = {} deliveries, {} publishers, {} failing endpoints",
-        args.subscriptions, args.events, expected, args.publishers, args.failing
+        "hookrelay bench: {} subscriptions{} × {} events = {} deliveries, {} publishers, {} failing endpoints",
+        args.subscriptions,
+        if args.same_host { " on one host" } else { "" },
+        args.events,
+        expected,
+        args.publishers,
+        args.failing
     );
     match database {
         Some(name) => println!(
@@ -287,6 +350,22 @@ async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) ->
             args.failing, figures["failing_requests"]
         );
     }
+    if let Some(ms) = args.slow_host_ms {
+        println!(
+            "slow host:  {ms} ms × {} workers: {slow_delivered} delivered during the run (p50 {:.1} ms, p99 {:.1} ms), \
+             at most {} in flight, in-flight limit at the end {}",
+            args.slow_host_workers,
+            f("slow_host_latency_p50_ms"),
+            f("slow_host_latency_p99_ms"),
+            figures["slow_host_peak_in_flight"],
+            slow_limit.map_or_else(|| "?".to_owned(), |l| l.to_string()),
+        );
+    }
+    println!(
+        "cpu:        {cpu_seconds:.2} CPU-seconds in the server{}, {:.2} per 100,000 deliveries",
+        if args.nodes == 1 { "" } else { "s" },
+        f("cpu_seconds_per_100k_deliveries")
+    );
     if let [rss] = node_rss_mb[..] {
         println!("server:     peak RSS {rss:.1} MB");
     } else {
@@ -326,6 +405,27 @@ async fn node_counts(base: &str) -> Option<(u64, u64)> {
         .await
         .ok()?;
     Some(parse_counts(&text))
+}
+
+/// A lane's `hookrelay_host_in_flight_limit` from a node's /metrics.
+async fn lane_limit(base: &str, lane: &str) -> Option<u64> {
+    let text = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let series = format!(
+        "{}{{host=\"{lane}\"}} ",
+        hookrelay_delivery::metrics::LANE_LIMIT
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 fn parse_counts(metrics: &str) -> (u64, u64) {
@@ -373,6 +473,15 @@ struct Workload {
     /// Unix microseconds.
     first_publish: u64,
     publish_latencies: Vec<u32>,
+    /// The slow host's port, with --slow-host-ms.
+    slow_port: Option<u16>,
+}
+
+/// Where the receivers count what they get.
+struct Receivers {
+    healthy: Arc<Tally>,
+    failing: Arc<Tally>,
+    slow: Arc<SlowTally>,
 }
 
 /// Creates the tokens and subscriptions (through node 1), publishes (round-robin over the
@@ -381,9 +490,9 @@ struct Workload {
 async fn workload(
     args: &BenchArgs,
     servers: &[ServerProcess],
-    tally: &Arc<Tally>,
-    failing_tally: &Arc<Tally>,
+    receivers: &Receivers,
 ) -> Result<(Workload, u64)> {
+    let tally = &receivers.healthy;
     let first = &servers[0];
     let client = first.token(&["--role", "client", "--store", "bench"])?;
     let publisher = first.token(&["--role", "publisher"])?;
@@ -392,17 +501,42 @@ async fn workload(
         .tcp_nodelay(true)
         .build()?;
 
+    let shared_port = match args.same_host {
+        true => Some(
+            receiver::start_shared(tally.clone(), receivers.failing.clone(), args.failing).await?,
+        ),
+        false => None,
+    };
+    let webhook = |url: String| {
+        let query = "mutation($url: String!) { createEventSubscription(input: { destination: { webhook: { url: $url, method: POST } }, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
+        json!({"query": query, "variables": {"url": url}})
+    };
+    let mut requests = Vec::new();
     for i in 0..args.subscriptions {
         let request = if args.eventbridge {
             let query = "mutation($name: String!) { createEventSubscription(input: { destination: { eventBridge: { partnerEventSource: { account: \"123456789012\", name: $name }, region: \"us-east-1\" } }, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
             json!({"query": query, "variables": {"name": format!("bench-{i}")}})
+        } else if let Some(port) = shared_port {
+            webhook(format!("http://127.0.0.1:{port}/hook/{i}"))
         } else {
             let failing = i < args.failing;
-            let t = if failing { failing_tally } else { tally };
+            let t = if failing { &receivers.failing } else { tally };
             let port = receiver::start(t.clone(), failing).await?;
-            let query = "mutation($url: String!) { createEventSubscription(input: { destination: { webhook: { url: $url, method: POST } }, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
-            json!({"query": query, "variables": {"url": format!("http://127.0.0.1:{port}/hook")}})
+            webhook(format!("http://127.0.0.1:{port}/hook"))
         };
+        requests.push(request);
+    }
+    let slow_port = match args.slow_host_ms {
+        Some(ms) => {
+            let delay = Duration::from_millis(ms);
+            let port =
+                receiver::start_slow(receivers.slow.clone(), delay, args.slow_host_workers).await?;
+            requests.push(webhook(format!("http://127.0.0.1:{port}/hook")));
+            Some(port)
+        }
+        None => None,
+    };
+    for request in requests {
         let answer: serde_json::Value = http
             .post(format!("{}/graphql", first.base))
             .header("X-Auth-Token", &client)
@@ -505,6 +639,7 @@ async fn workload(
             publish_secs: publish_done.unwrap_or_default().as_secs_f64(),
             first_publish,
             publish_latencies,
+            slow_port,
         },
         last_arrival,
     ))

@@ -1,12 +1,17 @@
-//! The benchmark's receivers: minimal HTTP/1.1 servers with keep-alive, one listener per
-//! endpoint (each is its own `host:port`, the unit of hookrelay's in-flight bound and
-//! breaker), and a local EventBridge endpoint for `--eventbridge`. They count unique `webhook-id`s and the end-to-end latency from the
-//! publisher's `data.sentAt` to arrival. They share the machine with the server being
-//! measured, so they do as little as possible.
+//! The benchmark's receivers: minimal HTTP/1.1 servers with keep-alive. By default one
+//! listener per endpoint (each its own `host:port`, the unit of hookrelay's in-flight
+//! limit and host breaker); with `--same-host` one listener for every endpoint, told apart
+//! by path; with `--slow-host-ms` one more host that serves a few requests at a time,
+//! slowly; and a local EventBridge endpoint for `--eventbridge`. They count unique
+//! `webhook-id`s and the end-to-end latency from the publisher's `data.sentAt` to arrival.
+//! They share the machine with the server being measured, so they do as little as
+//! possible.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use http_body_util::{BodyExt, Full};
@@ -87,10 +92,11 @@ pub struct AwsTally {
 }
 
 /// Binds `127.0.0.1:0` and serves HTTP/1.1 with keep-alive; `handle` answers each request
-/// from its headers and body. Returns the port.
-async fn serve<F>(what: &str, handle: F) -> Result<u16>
+/// from its head and body. Returns the port.
+async fn serve<F, R>(what: &str, handle: F) -> Result<u16>
 where
-    F: Fn(&hyper::HeaderMap, &[u8]) -> Response<Full<Bytes>> + Send + Sync + 'static,
+    F: Fn(hyper::http::request::Parts, Bytes) -> R + Send + Sync + 'static,
+    R: Future<Output = Response<Full<Bytes>>> + Send,
 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -110,7 +116,7 @@ where
                     async move {
                         let (parts, body) = request.into_parts();
                         let body = body.collect().await?.to_bytes();
-                        Ok::<_, hyper::Error>(handle(&parts.headers, &body))
+                        Ok::<_, hyper::Error>(handle(parts, body).await)
                     }
                 });
                 let _ = http1::Builder::new()
@@ -127,18 +133,19 @@ where
 /// counting each entry's `Detail` as a delivery (the Buy with Prime `idempotencyKey` is
 /// the delivery id). Returns its port.
 pub async fn start_eventbridge(tally: Arc<Tally>, aws: Arc<AwsTally>) -> Result<u16> {
-    serve("the EventBridge endpoint", move |headers, body| {
-        let target = headers
+    serve("the EventBridge endpoint", move |parts, body| {
+        let target = parts
+            .headers
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        let answer = eventbridge_answer(target, body, &tally, &aws);
+        let answer = eventbridge_answer(target, &body, &tally, &aws);
         let mut response = Response::new(Full::new(Bytes::from(answer)));
         response.headers_mut().insert(
             hyper::header::CONTENT_TYPE,
             hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
         );
-        response
+        std::future::ready(response)
     })
     .await
 }
@@ -173,23 +180,95 @@ fn eventbridge_answer(target: &str, body: &[u8], tally: &Tally, aws: &AwsTally) 
     }
 }
 
+fn webhook_id(headers: &hyper::HeaderMap) -> Option<String> {
+    headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn empty(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
+
+/// Counts a delivery to a healthy endpoint (204), or a request to a failing one (500).
+fn answer(
+    tally: &Tally,
+    failing: bool,
+    headers: &hyper::HeaderMap,
+    body: &[u8],
+) -> Response<Full<Bytes>> {
+    if failing {
+        tally.failing_requests.fetch_add(1, Ordering::Relaxed);
+        return empty(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    tally.arrived(webhook_id(headers), body);
+    empty(StatusCode::NO_CONTENT)
+}
+
 /// Starts one receiver; returns its port. A failing receiver answers 500 to everything.
 pub async fn start(tally: Arc<Tally>, failing: bool) -> Result<u16> {
-    serve("a receiver", move |headers, body| {
-        let status = if failing {
-            tally.failing_requests.fetch_add(1, Ordering::Relaxed);
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            let id = headers
-                .get("webhook-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            tally.arrived(id, body);
-            StatusCode::NO_CONTENT
+    serve("a receiver", move |parts, body| {
+        std::future::ready(answer(&tally, failing, &parts.headers, &body))
+    })
+    .await
+}
+
+/// Starts one receiver for many endpoints (`--same-host`): `/hook/{i}` answers 500 when
+/// `i < failing` (counted in `failing_tally`), else 204 (counted in `healthy`).
+pub async fn start_shared(
+    healthy: Arc<Tally>,
+    failing_tally: Arc<Tally>,
+    failing: usize,
+) -> Result<u16> {
+    serve("the shared receiver", move |parts, body| {
+        let index = parts
+            .uri
+            .path()
+            .strip_prefix("/hook/")
+            .and_then(|i| i.parse::<usize>().ok());
+        let response = match index {
+            Some(i) if i < failing => answer(&failing_tally, true, &parts.headers, &body),
+            Some(_) => answer(&healthy, false, &parts.headers, &body),
+            None => empty(StatusCode::NOT_FOUND),
         };
-        let mut response = Response::new(Full::new(Bytes::new()));
-        *response.status_mut() = status;
-        response
+        std::future::ready(response)
+    })
+    .await
+}
+
+/// What the slow host saw, from its side.
+#[derive(Default)]
+pub struct SlowTally {
+    pub tally: Tally,
+    /// Requests inside the receiver now (served or waiting for a worker), and the most at
+    /// once: what hookrelay had in flight to it.
+    in_flight: AtomicU64,
+    pub peak_in_flight: AtomicU64,
+}
+
+/// Starts a slow host (`--slow-host-ms`): it serves `workers` requests at a time and
+/// answers each after `delay`; more requests wait for a worker, so its response time
+/// grows with what it is sent beyond its capacity, as a real overloaded server's does.
+pub async fn start_slow(slow: Arc<SlowTally>, delay: Duration, workers: usize) -> Result<u16> {
+    let workers = Arc::new(tokio::sync::Semaphore::new(workers.max(1)));
+    serve("the slow host", move |parts, body| {
+        let (slow, workers) = (slow.clone(), workers.clone());
+        async move {
+            let now = slow.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            slow.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+            let response = match workers.acquire().await {
+                Ok(_permit) => {
+                    tokio::time::sleep(delay).await;
+                    answer(&slow.tally, false, &parts.headers, &body)
+                }
+                Err(_) => empty(StatusCode::SERVICE_UNAVAILABLE),
+            };
+            slow.in_flight.fetch_sub(1, Ordering::Relaxed);
+            response
+        }
     })
     .await
 }

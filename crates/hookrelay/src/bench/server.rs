@@ -30,6 +30,8 @@ impl Backend {
 
 pub struct ServerProcess {
     pub base: String,
+    /// The `hookrelay` executable (this one, or `--server-exe`).
+    exe: std::path::PathBuf,
     child: Child,
     dir: tempfile::TempDir,
     /// Copies the server's stderr to `server.log` in `dir`; ends when the server does.
@@ -41,14 +43,18 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts a server on `backend` with `extra` arguments and `envs` added to its
-    /// environment.
+    /// Starts `exe serve` (`None`: this executable) on `backend` with `extra` arguments
+    /// and `envs` added to its environment.
     pub async fn start(
+        exe: Option<&Path>,
         backend: &Backend,
         extra: &[String],
         envs: &[(String, String)],
     ) -> Result<Self> {
-        let exe = std::env::current_exe().context("finding the hookrelay executable")?;
+        let exe = match exe {
+            Some(exe) => exe.to_path_buf(),
+            None => std::env::current_exe().context("finding the hookrelay executable")?,
+        };
         let dir = tempfile::tempdir().context("creating a data dir")?;
         let (storage_args, storage_envs): (Vec<OsString>, _) = match backend {
             Backend::Sqlite => (
@@ -61,10 +67,17 @@ impl ServerProcess {
                 vec![("HOOKRELAY_MASTER_KEY".to_owned(), master_key.clone())],
             ),
         };
+        // Any free port, unless `--server-arg=--listen=…` chose one (to watch a run's
+        // /metrics from outside).
+        let listen: &[&str] = match extra.iter().any(|a| a.starts_with("--listen")) {
+            true => &[],
+            false => &["--listen", "127.0.0.1:0"],
+        };
         let mut command = Command::new(&exe);
         command
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--allow-http"])
+            .args(listen)
+            .arg("--allow-http")
             .args(["--allowed-networks", "127.0.0.0/8"])
             .args(&storage_args)
             .args(extra)
@@ -118,6 +131,7 @@ impl ServerProcess {
         };
         Ok(ServerProcess {
             base: format!("http://{addr}"),
+            exe,
             child,
             dir,
             log_thread: Some(log_thread),
@@ -128,8 +142,7 @@ impl ServerProcess {
 
     /// `hookrelay token create` on the server's database; returns the access token.
     pub fn token(&self, args: &[&str]) -> Result<String> {
-        let exe = std::env::current_exe()?;
-        let mut command = Command::new(exe);
+        let mut command = Command::new(&self.exe);
         command
             .args(["token", "create"])
             .args(&self.storage_args)
@@ -161,6 +174,19 @@ impl ServerProcess {
             .trim()
             .parse()
             .ok()
+    }
+
+    /// CPU time the server has used so far (user + system, all its threads), in seconds.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name (which may hold spaces, hence the last ')'): the
+        // state is field 3, utime and stime are fields 14 and 15, in clock ticks.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf only reads a system constant.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (per_second > 0).then(|| ticks as f64 / per_second as f64)
     }
 
     /// The last `n` lines the server logged (for reports of failed runs).
