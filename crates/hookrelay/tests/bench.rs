@@ -60,9 +60,48 @@ fn bench_reports_every_delivery() {
         "latency_p50_ms",
         "latency_p99_ms",
         "peak_rss_mb",
+        "cpu_seconds",
+        "cpu_seconds_per_100k_deliveries",
     ] {
         assert!(figures[key].as_f64().unwrap() > 0.0, "{key}: {figures}");
     }
+}
+
+/// `--same-host`: every subscription on one receiver host:port, the failing ones told
+/// apart by path. The healthy ones get every delivery (the failing endpoints' breaker
+/// must not pause them). `--slow-host-ms` adds a slow host whose deliveries are counted
+/// apart, with its in-flight limit under the ceiling.
+#[test]
+fn bench_same_host_with_failing_endpoints_and_a_slow_host() {
+    let figures = bench(&[
+        "--same-host",
+        "--subscriptions",
+        "4",
+        "--failing",
+        "2",
+        "--events",
+        "300",
+        "--publishers",
+        "8",
+        "--slow-host-ms",
+        "100",
+        "--slow-host-workers",
+        "2",
+        // A breaker that trips within this small run.
+        "--server-arg=--breaker-min-requests=20",
+    ]);
+    assert_eq!(figures["same_host"], true, "{figures}");
+    assert_eq!(figures["deliveries"], 600, "{figures}");
+    assert_eq!(figures["lost"], 0, "{figures}");
+    assert_eq!(figures["duplicates"], 0, "{figures}");
+    let failing = figures["failing_requests"].as_u64().unwrap();
+    // Each failing path gets about min_requests (plus what was in flight), not 300.
+    assert!((20..300).contains(&failing), "{figures}");
+    assert_eq!(figures["slow_host_ms"], 100, "{figures}");
+    let peak = figures["slow_host_peak_in_flight"].as_u64().unwrap();
+    assert!(peak >= 1, "{figures}");
+    let limit = figures["slow_host_limit"].as_u64().expect("slow host limit");
+    assert!((1..256).contains(&limit), "{figures}");
 }
 
 #[test]

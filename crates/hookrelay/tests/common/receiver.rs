@@ -149,6 +149,14 @@ async fn handle(
 impl Receiver {
     /// A receiver that answers every request as `plan` says.
     pub async fn start(plan: impl FnMut(usize, &Received) -> Reply + Send + 'static) -> Receiver {
+        Self::start_on(0, plan).await
+    }
+
+    /// The same on a given port (0: any), e.g. to bring back a host that was down.
+    pub async fn start_on(
+        port: u16,
+        plan: impl FnMut(usize, &Received) -> Reply + Send + 'static,
+    ) -> Receiver {
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
             open: Mutex::new(BTreeMap::new()),
@@ -157,7 +165,9 @@ impl Receiver {
         let app = axum::Router::new()
             .fallback(handle)
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
             axum::serve(
@@ -195,6 +205,12 @@ impl Receiver {
     /// The requests that arrived and are not answered yet (their reply is delayed).
     pub fn open_requests(&self) -> Vec<Received> {
         self.shared.open.lock().unwrap().values().cloned().collect()
+    }
+
+    /// A reader of how many requests are being answered now, for sampling from a task.
+    pub fn open_requests_counter(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.open.lock().unwrap().len()
     }
 
     /// Waits until at least `n` requests arrived (panics after `timeout`).
