@@ -137,7 +137,8 @@ impl Lane {
             Some(rate) => {
                 Duration::from_secs_f64(self.queue.len() as f64 / 2.0 / rate).clamp(least, most)
             }
-            None => least.max(Duration::from_secs(1)),
+            // Before the first answer the rate is unknown: look again soon.
+            None => Duration::from_millis(100),
         }
     }
 

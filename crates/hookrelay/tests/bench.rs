@@ -100,7 +100,9 @@ fn bench_same_host_with_failing_endpoints_and_a_slow_host() {
     assert_eq!(figures["slow_host_ms"], 100, "{figures}");
     let peak = figures["slow_host_peak_in_flight"].as_u64().unwrap();
     assert!(peak >= 1, "{figures}");
-    let limit = figures["slow_host_limit"].as_u64().expect("slow host limit");
+    let limit = figures["slow_host_limit"]
+        .as_u64()
+        .expect("slow host limit");
     assert!((1..256).contains(&limit), "{figures}");
 }
 
