@@ -404,52 +404,44 @@ impl ServeConfig {
                 // A ceiling set under the default floor is a fixed limit.
                 None => defaults.min_in_flight_per_host.min(max_in_flight_per_host),
             };
-        let breaker = BreakerConfig {
-            window: duration(
-                "breaker_window",
-                &args.breaker_window,
-                &file.breaker_window,
-                defaults.breaker.window,
-            )?,
-            min_requests: args
-                .breaker_min_requests
-                .or(file.breaker_min_requests)
-                .unwrap_or(defaults.breaker.min_requests),
-            min_success_ratio: args
-                .breaker_success_ratio
-                .or(file.breaker_success_ratio)
-                .unwrap_or(defaults.breaker.min_success_ratio),
-            pause: duration(
-                "breaker_pause",
-                &args.breaker_pause,
-                &file.breaker_pause,
-                defaults.breaker.pause,
-            )?,
-        };
-        check_breaker("breaker", &breaker)?;
-        let endpoint_breaker = BreakerConfig {
-            window: duration(
-                "endpoint_breaker_window",
-                &args.endpoint_breaker_window,
-                &file.endpoint_breaker_window,
-                breaker.window,
-            )?,
-            min_requests: args
-                .endpoint_breaker_min_requests
-                .or(file.endpoint_breaker_min_requests)
-                .unwrap_or(breaker.min_requests),
-            min_success_ratio: args
-                .endpoint_breaker_success_ratio
-                .or(file.endpoint_breaker_success_ratio)
-                .unwrap_or(breaker.min_success_ratio),
-            pause: duration(
-                "endpoint_breaker_pause",
-                &args.endpoint_breaker_pause,
-                &file.endpoint_breaker_pause,
-                breaker.pause,
-            )?,
-        };
-        check_breaker("endpoint_breaker", &endpoint_breaker)?;
+        let breaker = resolve_breaker(
+            "breaker",
+            [
+                BreakerInput {
+                    window: &args.breaker_window,
+                    min_requests: args.breaker_min_requests,
+                    success_ratio: args.breaker_success_ratio,
+                    pause: &args.breaker_pause,
+                },
+                BreakerInput {
+                    window: &file.breaker_window,
+                    min_requests: file.breaker_min_requests,
+                    success_ratio: file.breaker_success_ratio,
+                    pause: &file.breaker_pause,
+                },
+            ],
+            defaults.breaker,
+        )?;
+        // Each endpoint setting defaults to the host level's, so `breaker_*` alone sets
+        // the rule for both.
+        let endpoint_breaker = resolve_breaker(
+            "endpoint_breaker",
+            [
+                BreakerInput {
+                    window: &args.endpoint_breaker_window,
+                    min_requests: args.endpoint_breaker_min_requests,
+                    success_ratio: args.endpoint_breaker_success_ratio,
+                    pause: &args.endpoint_breaker_pause,
+                },
+                BreakerInput {
+                    window: &file.endpoint_breaker_window,
+                    min_requests: file.endpoint_breaker_min_requests,
+                    success_ratio: file.endpoint_breaker_success_ratio,
+                    pause: &file.endpoint_breaker_pause,
+                },
+            ],
+            breaker,
+        )?;
         let max_event_bytes = args
             .max_event_bytes
             .or(file.max_event_bytes)
@@ -534,15 +526,47 @@ impl ServeConfig {
     }
 }
 
-/// The checks both breaker levels share; `prefix` names the options in the message.
-fn check_breaker(prefix: &str, breaker: &BreakerConfig) -> Result<()> {
+/// One breaker level's settings as one source gives them (flags, or the file).
+struct BreakerInput<'a> {
+    window: &'a Option<String>,
+    min_requests: Option<u32>,
+    success_ratio: Option<f64>,
+    pause: &'a Option<String>,
+}
+
+/// A breaker level (`prefix`: `breaker` or `endpoint_breaker`, as the options are
+/// named) from its flags, then its file keys, then `default`; checked.
+fn resolve_breaker(
+    prefix: &str,
+    [flag, file]: [BreakerInput<'_>; 2],
+    default: BreakerConfig,
+) -> Result<BreakerConfig> {
+    let duration = |name: &str, flag: &Option<String>, key: &Option<String>, default| match flag
+        .as_ref()
+        .or(key.as_ref())
+    {
+        Some(text) => parse_duration(&format!("{prefix}_{name}"), text),
+        None => Ok(default),
+    };
+    let breaker = BreakerConfig {
+        window: duration("window", flag.window, file.window, default.window)?,
+        min_requests: flag
+            .min_requests
+            .or(file.min_requests)
+            .unwrap_or(default.min_requests),
+        min_success_ratio: flag
+            .success_ratio
+            .or(file.success_ratio)
+            .unwrap_or(default.min_success_ratio),
+        pause: duration("pause", flag.pause, file.pause, default.pause)?,
+    };
     if !(0.0..=1.0).contains(&breaker.min_success_ratio) {
         bail!("{prefix}_success_ratio must be between 0 and 1");
     }
     if breaker.window.is_zero() {
         bail!("{prefix}_window must be more than 0");
     }
-    Ok(())
+    Ok(breaker)
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {

@@ -393,7 +393,12 @@ async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) ->
 /// A node's `hookrelay_events_accepted_total` and succeeded `hookrelay_deliveries_total`,
 /// from its /metrics.
 async fn node_counts(base: &str) -> Option<(u64, u64)> {
-    let text = reqwest::Client::new()
+    Some(parse_counts(&metrics_text(base).await?))
+}
+
+/// A node's /metrics text; `None` when it cannot be read.
+async fn metrics_text(base: &str) -> Option<String> {
+    reqwest::Client::new()
         .get(format!("{base}/metrics"))
         .timeout(Duration::from_secs(5))
         .send()
@@ -403,21 +408,12 @@ async fn node_counts(base: &str) -> Option<(u64, u64)> {
         .ok()?
         .text()
         .await
-        .ok()?;
-    Some(parse_counts(&text))
+        .ok()
 }
 
 /// A lane's `hookrelay_host_in_flight_limit` from a node's /metrics.
 async fn lane_limit(base: &str, lane: &str) -> Option<u64> {
-    let text = reqwest::Client::new()
-        .get(format!("{base}/metrics"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text = metrics_text(base).await?;
     let series = format!(
         "{}{{host=\"{lane}\"}} ",
         hookrelay_delivery::metrics::LANE_LIMIT
