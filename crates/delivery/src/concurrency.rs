@@ -52,16 +52,24 @@ pub struct LimitConfig {
 pub struct AdaptiveLimit {
     config: LimitConfig,
     limit: usize,
-    /// Smoothed round trip (seconds): mean and variance; `None` before the first sample.
-    smoothed: Option<(f64, f64)>,
-    /// The current interval: sum and count of round trips, and when it ends.
+    /// `None` before the first answer.
+    smoothed: Option<Smoothed>,
+    /// The current interval: sum and count of round trips.
     sum: f64,
     samples: u32,
-    ends: Option<Instant>,
     reached_limit: bool,
     pushed_back: bool,
-    /// Until the first cut the limit doubles instead of growing by one.
+    /// The limit doubles instead of growing by one until the first interval whose round
+    /// trip is worse than the smoothed one, or the first cut.
     slow_start: bool,
+}
+
+/// The smoothed round trip (seconds) and when the current interval ends.
+#[derive(Debug, Clone, Copy)]
+struct Smoothed {
+    mean: f64,
+    variance: f64,
+    ends: Instant,
 }
 
 impl AdaptiveLimit {
@@ -77,7 +85,6 @@ impl AdaptiveLimit {
             smoothed: None,
             sum: 0.0,
             samples: 0,
-            ends: None,
             reached_limit: false,
             pushed_back: false,
             slow_start: true,
@@ -91,7 +98,7 @@ impl AdaptiveLimit {
 
     /// The smoothed round trip, once there is one.
     pub fn rtt(&self) -> Option<Duration> {
-        self.smoothed.map(|(mean, _)| Duration::from_secs_f64(mean))
+        self.smoothed.map(|s| Duration::from_secs_f64(s.mean))
     }
 
     /// A request started; `in_flight` counts it.
@@ -109,20 +116,24 @@ impl AdaptiveLimit {
             self.sum += rtt.as_secs_f64();
             self.samples += 1;
         }
-        let Some((mean, variance)) = self.smoothed else {
+        let Some(Smoothed {
+            mean,
+            variance,
+            ends,
+        }) = self.smoothed
+        else {
             // The first answer sets the scale; nothing to compare with yet. A lane whose
             // host fails before it ever answered is cut at once.
             if self.samples > 0 {
                 let first = self.sum / f64::from(self.samples);
-                self.smoothed = Some((first, 0.0));
-                self.next_interval(now, first);
+                self.next_interval(now, first, 0.0);
             } else if self.pushed_back {
                 self.decrease();
                 self.pushed_back = false;
             }
             return;
         };
-        if self.ends.is_some_and(|ends| now < ends) {
+        if now < ends {
             return;
         }
         let current = (self.samples > 0).then(|| self.sum / f64::from(self.samples));
@@ -142,18 +153,18 @@ impl AdaptiveLimit {
             Some(c) if c > mean * (1.0 + SAME) => self.slow_start = false,
             _ => {}
         }
-        let mean = match current {
+        let (mean, variance) = match current {
             Some(c) => {
                 // Exponentially weighted mean and variance.
                 let delta = c - mean;
-                let mean = mean + ALPHA * delta;
-                let variance = (1.0 - ALPHA) * (variance + ALPHA * delta * delta);
-                self.smoothed = Some((mean, variance));
-                mean
+                (
+                    mean + ALPHA * delta,
+                    (1.0 - ALPHA) * (variance + ALPHA * delta * delta),
+                )
             }
-            None => mean,
+            None => (mean, variance),
         };
-        self.next_interval(now, mean);
+        self.next_interval(now, mean, variance);
     }
 
     fn decrease(&mut self) {
@@ -163,9 +174,14 @@ impl AdaptiveLimit {
         self.limit = cut.max(self.config.min);
     }
 
-    fn next_interval(&mut self, now: Instant, mean_secs: f64) {
-        let length = Duration::from_secs_f64(mean_secs.max(0.0)).max(MIN_INTERVAL);
-        self.ends = Some(now + length);
+    /// Starts an interval one smoothed round trip long with the new smoothed values.
+    fn next_interval(&mut self, now: Instant, mean: f64, variance: f64) {
+        let length = Duration::from_secs_f64(mean.max(0.0)).max(MIN_INTERVAL);
+        self.smoothed = Some(Smoothed {
+            mean,
+            variance,
+            ends: now + length,
+        });
         self.sum = 0.0;
         self.samples = 0;
         self.reached_limit = false;

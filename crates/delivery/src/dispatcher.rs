@@ -142,6 +142,16 @@ impl Lane {
         }
     }
 
+    /// The endpoint `url` of this lane, made on first sight.
+    fn endpoint(&mut self, url: &Arc<str>, breaker: BreakerConfig) -> &mut Endpoint {
+        self.endpoints
+            .entry(url.clone())
+            .or_insert_with(|| Endpoint {
+                breaker: Breaker::new(breaker),
+                subscriptions: HashSet::new(),
+            })
+    }
+
     fn has_room(&self) -> bool {
         self.in_flight < self.limit.current()
     }
@@ -315,13 +325,7 @@ impl Dispatcher {
             return None;
         }
         if let Some(url) = &work.target.endpoint {
-            let endpoint = lane
-                .endpoints
-                .entry(url.clone())
-                .or_insert_with(|| Endpoint {
-                    breaker: Breaker::new(limits.endpoint_breaker),
-                    subscriptions: HashSet::new(),
-                });
+            let endpoint = lane.endpoint(url, limits.endpoint_breaker);
             note(&mut endpoint.subscriptions, &work.target.id);
             if let Some(until) = endpoint.breaker.paused_until(now) {
                 self.release(work, Some(until - now));
@@ -448,20 +452,12 @@ impl Dispatcher {
             metrics::breaker_opened(metrics::HOST);
             let waiting: Vec<Work> = lane.queue.drain(..).collect();
             lane.waiting_since = None;
-            for work in waiting {
-                self.release(work, Some(until - now));
-            }
-            self.publish_blocked();
+            self.pause(waiting, until - now);
             return;
         }
         let endpoint_opened = match (&endpoint, endpoint_ok) {
             (Some(url), Some(ok)) => lane
-                .endpoints
-                .entry(url.clone())
-                .or_insert_with(|| Endpoint {
-                    breaker: Breaker::new(limits.endpoint_breaker),
-                    subscriptions: HashSet::new(),
-                })
+                .endpoint(url, limits.endpoint_breaker)
                 .breaker
                 .record(now, ok),
             _ => None,
@@ -477,15 +473,21 @@ impl Dispatcher {
             if lane.queue.is_empty() {
                 lane.waiting_since = None;
             }
-            for work in out {
-                self.release(work, Some(until - now));
-            }
-            self.publish_blocked();
+            self.pause(out.into(), until - now);
         }
         if self.stopping {
             return;
         }
         self.pump(&name, now);
+    }
+
+    /// Hands back what waited for a lane or endpoint whose breaker just opened, due when
+    /// its pause ends, and leaves its subscriptions out of claims.
+    fn pause(&self, waiting: Vec<Work>, pause: Duration) {
+        for work in waiting {
+            self.release(work, Some(pause));
+        }
+        self.publish_blocked();
     }
 
     fn stop(&mut self) {

@@ -13,6 +13,7 @@ use hookrelay_store::{AttemptRecord, ClaimedDelivery};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 
+use crate::dispatcher::Report;
 use crate::http::{describe_error, describe_error_with_timeout, verdict_of};
 use crate::oauth::TokenCache;
 use crate::resolver::check_target;
@@ -84,6 +85,14 @@ impl AttemptResult {
         self.verdict = verdict;
         self.rtt = rtt;
         self
+    }
+
+    /// What this attempt tells its lane.
+    pub fn report(&self) -> Report {
+        Report {
+            verdict: self.verdict,
+            rtt: self.rtt,
+        }
     }
 
     pub fn success(&self) -> bool {

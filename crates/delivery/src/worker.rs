@@ -40,11 +40,11 @@ impl Worker {
     }
 
     pub fn set_blocked(&self, blocked: HashMap<String, DateTime<Utc>>) {
+        let now = Arc::new(blocked);
         let before = std::mem::replace(
             &mut *self.blocked.lock().unwrap_or_else(|e| e.into_inner()),
-            Arc::new(blocked),
+            now.clone(),
         );
-        let now = self.blocked();
         if before.keys().any(|id| !now.contains_key(id)) {
             self.unblocked.notify_one();
         }
@@ -62,10 +62,7 @@ impl Worker {
     pub async fn deliver(&self, work: Work) -> Report {
         let Work { delivery, target } = work;
         let result = self.sender.attempt(&target, &delivery).await;
-        let report = Report {
-            verdict: result.verdict,
-            rtt: result.rtt,
-        };
+        let report = result.report();
         self.conclude(delivery, result);
         report
     }

@@ -335,3 +335,38 @@ fn a_floor_above_the_ceiling_is_refused() {
         "{err}"
     );
 }
+
+/// The endpoint level has settings of its own: here, from the config file, an endpoint
+/// rule that trips after 10 requests while the host keeps the default 100.
+#[tokio::test]
+async fn endpoint_breaker_settings_apart_from_the_hosts_from_the_config_file() {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "retry_schedule = \"60\"\nmax_in_flight_per_host = 4\n\
+         endpoint_breaker_window = \"10s\"\nendpoint_breaker_min_requests = 10\n\
+         endpoint_breaker_pause = \"1m\"\n",
+    )
+    .unwrap();
+    let mut options = Options::default();
+    options.args.push("--config".into());
+    options
+        .args
+        .push(config.path().to_str().unwrap().to_owned());
+    let server = Server::start_with(options).await;
+    let client = server.client("shop");
+    let publisher = server.token("publisher", None);
+    let failing = Receiver::start(|_, _| Reply::status(500)).await;
+    subscribe(&server, &client, &failing.url, "ORDER_CONFIRMED", "").await;
+    publish_n(&server, &publisher, 0, 40).await;
+    eventually("the endpoint breaker open", WAIT, || async {
+        let text = metrics(&server).await;
+        (series(&text, r#"hookrelay_breakers_open{level="endpoint"}"#) == 1.0).then_some(())
+    })
+    .await;
+    let requests = failing.count();
+    assert!(
+        (10..10 + 4).contains(&requests),
+        "the endpoint rule (10), not the host's (100): {requests} requests"
+    );
+}
