@@ -215,9 +215,20 @@ async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) ->
         .collect();
     // Before the graceful stop, so that shutting down is not counted.
     let cpu_seconds: f64 = servers.iter().filter_map(|s| s.cpu_seconds()).sum();
-    // The slow host's in-flight limit as node 1 has it now (it refreshes each second).
+    // The slow host's in-flight limit as node 1 has it now. The gauge is refreshed each
+    // second, so a run shorter than that may end before it is first written: wait for it.
     let slow_limit = match figures.slow_port {
-        Some(port) => lane_limit(&servers[0].base, &format!("127.0.0.1:{port}")).await,
+        Some(port) => {
+            let lane = format!("127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let limit = lane_limit(&servers[0].base, &lane).await;
+                if limit.is_some() || Instant::now() >= deadline {
+                    break limit;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
         None => None,
     };
     // What each node did, from its /metrics (null where that fails).
