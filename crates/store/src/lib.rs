@@ -10,10 +10,12 @@ use hookrelay_core::{
 
 mod codec;
 pub mod delivery;
+pub mod portal;
 pub mod postgres;
 pub mod sqlite;
 
 pub use delivery::*;
+pub use portal::PortalStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -232,7 +234,7 @@ pub trait EventSourceStore: Send + Sync + 'static {
 }
 
 #[async_trait]
-pub trait Store: DeliveryStore + EventSourceStore {
+pub trait Store: DeliveryStore + EventSourceStore + PortalStore {
     /// Readiness: the database answers and the schema is current.
     async fn ready(&self) -> Result<()>;
 

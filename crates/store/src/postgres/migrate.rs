@@ -6,7 +6,10 @@ use sqlx::{Connection, PgConnection, PgPool};
 use crate::{Result, StoreError};
 
 /// Every migration in order; index + 1 is the version it brings the schema to.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_portal.sql"),
+];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;
 

@@ -10,6 +10,7 @@
 mod deliveries;
 mod event_sources;
 mod migrate;
+mod portal;
 mod query;
 mod signals;
 

@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_delivery.sql"),
     include_str!("../../migrations/sqlite/0003_event_sources.sql"),
     include_str!("../../migrations/sqlite/0004_retention.sql"),
+    include_str!("../../migrations/sqlite/0005_portal.sql"),
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -8,6 +8,7 @@
 mod deliveries;
 mod event_sources;
 mod migrate;
+mod portal;
 mod query;
 mod rows;
 mod writer;
