@@ -5,6 +5,7 @@
 //! one definition of each rule.
 
 pub mod aws;
+pub mod duration;
 pub mod event_types;
 pub mod ids;
 pub mod model;

@@ -112,9 +112,27 @@ pub fn auth_config_context(store: &str, profile_id: &str) -> String {
 }
 
 pub fn new_access_token() -> String {
+    random_token("hrat_")
+}
+
+/// The prefix of portal session tokens (docs/portal.md), which tells them from API tokens.
+pub const PORTAL_SESSION_PREFIX: &str = "hrp_";
+
+/// A new portal link secret (single-use).
+pub fn new_portal_link_secret() -> String {
+    random_token("hrl_")
+}
+
+/// A new portal session token.
+pub fn new_portal_session() -> String {
+    random_token(PORTAL_SESSION_PREFIX)
+}
+
+/// `prefix` and base64url of 32 random bytes.
+fn random_token(prefix: &str) -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
-    format!("hrat_{}", URL_SAFE_NO_PAD.encode(bytes))
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// The SHA-256 (hex) of a token: the only form in which tokens are stored.

@@ -121,6 +121,12 @@ impl Breaker {
         self.paused_until.filter(|until| now < *until)
     }
 
+    /// `Some((since, until))` while paused: a pause always lasts the configured time.
+    pub fn pause(&self, now: Instant) -> Option<(Instant, Instant)> {
+        let until = self.paused_until(now)?;
+        Some((until.checked_sub(self.config.pause).unwrap_or(now), until))
+    }
+
     /// True when the window holds nothing and the breaker is not paused, so the
     /// dispatcher can drop it without losing anything.
     pub fn is_idle(&self, now: Instant) -> bool {

@@ -317,6 +317,10 @@ impl Engine {
             let Ok(retention) = chrono::Duration::from_std(self.config.retention) else {
                 return;
             };
+            // Portal links and sessions that have ended (docs/portal.md).
+            if let Err(e) = self.store.prune_portal(Utc::now()).await {
+                tracing::error!(error = %e, "cannot prune ended portal sessions");
+            }
             let before = Utc::now() - retention;
             let mut pruned = 0;
             loop {

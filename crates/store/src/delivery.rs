@@ -172,6 +172,10 @@ pub struct DeliveryFilter {
     /// Only deliveries of subscriptions this client owns.
     pub owner: Option<String>,
     pub status: Option<DeliveryStatus>,
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Created before.
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// Which deliveries `replay_deliveries` starts again.

@@ -526,6 +526,12 @@ impl DeliveryStore for PgStore {
         if let Some(status) = filter.status {
             w.and("d.status = $N", Arg::Text(status.as_str().into()));
         }
+        if let Some(since) = filter.since {
+            w.and("d.created_at >= $N", Arg::Int(millis(since)));
+        }
+        if let Some(until) = filter.until {
+            w.and("d.created_at < $N", Arg::Int(millis(until)));
+        }
         w.page_with_key(
             &self.pool,
             DELIVERY_FROM,

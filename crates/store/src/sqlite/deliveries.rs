@@ -426,6 +426,12 @@ impl DeliveryStore for SqliteStore {
             }
             if let Some(status) = filter.status {
                 w.and("d.status = ?N", Value::Text(status.as_str().into()));
+        }
+        if let Some(since) = filter.since {
+            w.and("d.created_at >= ?N", Value::Integer(millis(since)));
+        }
+        if let Some(until) = filter.until {
+            w.and("d.created_at < ?N", Value::Integer(millis(until)));
             }
             w.page_with_key(c, DELIVERY_FROM, DELIVERY_COLUMNS, "d.seq", page, rows::delivery)
         })
