@@ -1,14 +1,13 @@
 //! HTTP handlers: GraphQL (authentication, store resolution, `//` comments, syntax errors,
-//! error classification), GraphiQL and health.
+//! error classification), health and metrics (GraphiQL: graphiql.rs).
 
 use std::borrow::Cow;
 
-use async_graphql::http::GraphiQLSource;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hookrelay_core::{Principal, Role};
 use serde_json::{json, Value};
@@ -84,7 +83,7 @@ async fn run(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let principal = match authenticate(app.services.store.as_ref(), &headers).await {
+    let principal = match authenticate(&app.services, &headers).await {
         Ok(p) => p,
         Err(response) => return response,
     };
@@ -226,10 +225,6 @@ fn classify_errors(response: &mut Value) {
             }
         }
     }
-}
-
-pub async fn graphiql(OriginalUri(uri): OriginalUri) -> Html<String> {
-    Html(GraphiQLSource::build().endpoint(uri.path()).finish())
 }
 
 pub async fn healthz() -> Json<Value> {

@@ -33,7 +33,7 @@ fn error_value(e: &IngestError) -> Value {
 
 /// The caller may publish, or the answer that says why not.
 async fn publisher(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    let principal = authenticate(app.services.store.as_ref(), headers).await?;
+    let principal = authenticate(&app.services, headers).await?;
     match principal.role {
         Role::Publisher | Role::Admin => Ok(()),
         _ => Err(http_error(

@@ -1,11 +1,14 @@
 //! hookrelay's HTTP surface (SPEC §4): the GraphQL API on `/graphql` and
 //! `/stores/{store_hash}/graphql`, GraphiQL, and health checks.
 
+pub mod assets;
 pub mod auth;
 pub mod error;
+pub mod graphiql;
 pub mod graphql;
 mod handler;
 pub mod ingest;
+pub mod portal;
 
 use std::sync::Arc;
 
@@ -51,18 +54,24 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/graphql",
-            get(handler::graphiql).post(handler::graphql_default_store),
+            get(graphiql::page).post(handler::graphql_default_store),
         )
         .route(
             "/stores/{store_hash}/graphql",
-            get(handler::graphiql).post(handler::graphql_path_store),
+            get(graphiql::page).post(handler::graphql_path_store),
         )
         .layer(DefaultBodyLimit::max(MAX_GRAPHQL_BODY))
         .route("/healthz", get(handler::healthz))
         .route("/readyz", get(handler::readyz))
         .route("/metrics", get(handler::metrics))
+        .route("/assets/vendor/{*path}", get(graphiql::vendor_asset))
+        .route("/assets/graphiql/{*path}", get(graphiql::first_party_asset))
         .merge(single)
         .merge(batch)
+        .merge(portal::router().layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            portal::guard,
+        )))
         .fallback(handler::not_found)
         .with_state(state)
 }

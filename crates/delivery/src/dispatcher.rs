@@ -90,11 +90,11 @@ pub struct LaneStatus {
     pub queued: usize,
     pub limit: usize,
     pub rtt: Option<Duration>,
-    /// While the host breaker is open.
-    pub paused_until: Option<DateTime<Utc>>,
+    /// While the host breaker is open: since and until when.
+    pub paused: Option<(DateTime<Utc>, DateTime<Utc>)>,
     /// The lane's endpoints whose breaker is open: the URL without its query (which may
-    /// carry secrets), and until when.
-    pub paused_endpoints: Vec<(String, DateTime<Utc>)>,
+    /// carry secrets), since and until when.
+    pub paused_endpoints: Vec<(String, DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// An endpoint of a lane: its breaker and the subscriptions seen going to it.
@@ -541,12 +541,12 @@ impl Dispatcher {
             .lanes
             .iter()
             .map(|(name, lane)| {
-                let mut paused_endpoints: Vec<(String, DateTime<Utc>)> = lane
+                let mut paused_endpoints: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = lane
                     .endpoints
                     .iter()
                     .filter_map(|(url, e)| {
-                        let until = e.breaker.paused_until(now)?;
-                        Some((shown(url), wall(now, until)))
+                        let (since, until) = e.breaker.pause(now)?;
+                        Some((shown(url), wall(now, since), wall(now, until)))
                     })
                     .collect();
                 paused_endpoints.sort();
@@ -556,7 +556,10 @@ impl Dispatcher {
                     queued: lane.queue.len(),
                     limit: lane.limit.current(),
                     rtt: lane.limit.rtt(),
-                    paused_until: lane.breaker.paused_until(now).map(|u| wall(now, u)),
+                    paused: lane
+                        .breaker
+                        .pause(now)
+                        .map(|(since, until)| (wall(now, since), wall(now, until))),
                     paused_endpoints,
                 }
             })

@@ -134,30 +134,18 @@ pub struct ServeArgs {
         value_name = "DURATION"
     )]
     pub eventbridge_batch_wait: Option<String>,
+    /// The URL the portal's links start with (default: http:// and the listen address).
+    #[arg(long, env = "HOOKRELAY_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Origins that may show the portal in a frame (the platform's dashboard), space- or
+    /// comma-separated; default 'none'.
+    #[arg(long, env = "HOOKRELAY_PORTAL_FRAME_ANCESTORS", value_name = "ORIGINS")]
+    pub portal_frame_ancestors: Option<String>,
 }
 
 /// Parses `10s`, `500ms`, `2m`, `1h`, `30d` or a bare number of seconds.
 pub fn parse_duration(name: &str, text: &str) -> Result<Duration> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .ok()
-        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-        .with_context(|| format!("{name} {text:?} is not a duration like 10s, 500ms or 2m"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86400.0,
-        _ => bail!("{name} {text:?}: the unit must be ms, s, m, h or d"),
-    };
-    Ok(Duration::from_secs_f64(seconds))
+    hookrelay_core::duration::parse(text).map_err(|e| anyhow::anyhow!("{name} {e}"))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,6 +189,8 @@ struct FileConfig {
     eventbridge_partner_name: Option<String>,
     eventbridge_detail_type: Option<String>,
     eventbridge_batch_wait: Option<String>,
+    public_url: Option<String>,
+    portal_frame_ancestors: Option<String>,
 }
 
 fn read_file(path: Option<&Path>) -> Result<FileConfig> {
@@ -270,6 +260,48 @@ impl Storage {
         self.file.event_types.clone()
     }
 
+    /// `public_url`: the flag's, else the file's, else http:// and the listen address
+    /// (`listen`: the flag's, else the file's, else the default).
+    pub fn public_url(&self, flag: Option<&str>, listen: Option<&str>) -> Result<String> {
+        let listen = listen
+            .or(self.file.listen.as_deref())
+            .unwrap_or(DEFAULT_LISTEN);
+        let url = match flag.or(self.file.public_url.as_deref()) {
+            Some(url) => url.trim().trim_end_matches('/').to_owned(),
+            None => format!("http://{listen}"),
+        };
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains(['?', '#', ' ']) => Ok(url),
+            _ => bail!("public_url {url:?} must be an http:// or https:// URL such as https://hooks.example.com"),
+        }
+    }
+
+    /// `portal_frame_ancestors` as a CSP source list: `'none'` by default.
+    pub fn frame_ancestors(&self, flag: Option<&str>) -> Result<String> {
+        let Some(text) = flag.or(self.file.portal_frame_ancestors.as_deref()) else {
+            return Ok("'none'".to_owned());
+        };
+        let sources: Vec<&str> = text.split([' ', ',']).filter(|s| !s.is_empty()).collect();
+        for source in &sources {
+            let keyword = matches!(*source, "'none'" | "'self'");
+            let origin = (source.starts_with("https://") || source.starts_with("http://"))
+                && source.is_ascii()
+                && !source.contains([';', '\'', '"']);
+            if !(keyword || origin) {
+                bail!(
+                    "portal_frame_ancestors: {source:?} is not an origin like https://dashboard.example.com (or 'self' / 'none')"
+                );
+            }
+        }
+        if sources.is_empty() {
+            bail!("portal_frame_ancestors is empty; leave it out for 'none'");
+        }
+        Ok(sources.join(" "))
+    }
+
     /// `max_event_bytes` from the config file, or the default.
     pub fn max_event_bytes(&self) -> usize {
         self.file.max_event_bytes.unwrap_or(DEFAULT_MAX_EVENT_BYTES)
@@ -316,6 +348,9 @@ pub struct ServeConfig {
     pub engine: EngineConfig,
     pub max_event_bytes: usize,
     pub eventbridge_partner_name: String,
+    /// `public_url` as given; `None`: http:// and the address bound.
+    pub public_url: Option<String>,
+    pub portal_frame_ancestors: String,
 }
 
 impl ServeConfig {
@@ -474,7 +509,15 @@ impl ServeConfig {
         if batch_wait > Duration::from_secs(10) {
             bail!("eventbridge_batch_wait must be at most 10s");
         }
+        let public_url = match args.public_url.as_deref().or(file.public_url.as_deref()) {
+            Some(url) => Some(storage.public_url(Some(url), None)?),
+            None => None,
+        };
+        let portal_frame_ancestors =
+            storage.frame_ancestors(args.portal_frame_ancestors.as_deref())?;
         Ok(ServeConfig {
+            public_url,
+            portal_frame_ancestors,
             eventbridge_partner_name: partner_name,
             listen,
             engine: EngineConfig {

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use hookrelay_api::portal::links::{create_link, LinkFor};
+use hookrelay_api::portal::PortalConfig;
 use hookrelay_api::{AppState, Services};
 use hookrelay_core::event_types::Catalog;
 use hookrelay_core::{ids, secrets, Role};
@@ -64,6 +66,9 @@ enum Command {
     /// Manage stores (tenants).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// The portal: print a single-use link that opens it.
+    #[command(subcommand)]
+    Portal(PortalCommand),
     /// Publish one event (the same checks and fan-out as POST /v1/events); a running
     /// server delivers it.
     Publish(PublishArgs),
@@ -142,6 +147,61 @@ enum StoreCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum PortalCommand {
+    /// Print {"url", "expiresAt"}: a link that opens the portal once, for a store (as
+    /// its administrator, or as one of its API clients) or, with --admin, the operator
+    /// console.
+    Link(PortalLinkArgs),
+}
+
+#[derive(clap::Args)]
+struct PortalLinkArgs {
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// The store the portal opens on.
+    #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
+    store: Option<String>,
+    /// Act as this API client of the store (it sees what its token sees).
+    #[arg(long, requires = "store")]
+    client_id: Option<String>,
+    /// The operator console (every store).
+    #[arg(long)]
+    admin: bool,
+    /// How long the link may wait to be opened: 15m by default, at most 24h.
+    #[arg(long, value_name = "DURATION")]
+    ttl: Option<String>,
+    /// The URL links start with (default: http:// and the listen address).
+    #[arg(long, env = "HOOKRELAY_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// The address the server listens on, for the default public URL.
+    #[arg(long, env = "HOOKRELAY_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+}
+
+async fn portal(cmd: PortalCommand) -> Result<()> {
+    let PortalCommand::Link(args) = cmd;
+    let storage = Storage::resolve(&args.storage)?;
+    let public_url = storage.public_url(args.public_url.as_deref(), args.listen.as_deref())?;
+    let ttl = args
+        .ttl
+        .as_deref()
+        .map(|t| config::parse_duration("--ttl", t))
+        .transpose()?;
+    let who = match args.store {
+        Some(store) => LinkFor::Store {
+            store,
+            client_id: args.client_id,
+        },
+        None => LinkFor::Admin,
+    };
+    let db = open_backend(&storage.backend()?).await?;
+    let link = create_link(db.as_ref(), &public_url, who, ttl)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    print_json_line(&link)
+}
+
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -185,6 +245,7 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Token(cmd) => token(cmd).await,
         Command::Store(cmd) => store(cmd).await,
+        Command::Portal(cmd) => portal(cmd).await,
         Command::Publish(args) => publish(args).await,
         Command::Bench(args) => bench::run(args).await,
     }
@@ -364,6 +425,10 @@ async fn serve(config: ServeConfig) -> Result<()> {
     )
     .await
     .context("starting the delivery engine")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
     let services = Services {
         store,
         cipher,
@@ -374,12 +439,16 @@ async fn serve(config: ServeConfig) -> Result<()> {
         partner_name: config.eventbridge_partner_name.clone(),
         max_event_bytes: config.max_event_bytes,
         metrics: Some(metrics),
+        portal: PortalConfig {
+            // The address bound, when none is configured (so that --listen :0 works).
+            public_url: config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{local}")),
+            frame_ancestors: config.portal_frame_ancestors.clone(),
+        },
     };
     let app = hookrelay_api::router(AppState::new(services));
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let local = listener.local_addr()?;
     tracing::info!(address = %local, database = %backend.describe(), "hookrelay listening on {local}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

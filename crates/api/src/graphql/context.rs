@@ -26,6 +26,8 @@ pub struct Services {
     pub max_event_bytes: usize,
     /// Renders `/metrics`; `None` when no metrics recorder is installed.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Where the portal is reached and who may frame it.
+    pub portal: crate::portal::PortalConfig,
 }
 
 /// One GraphQL request's caller and store.

@@ -155,7 +155,10 @@ pub struct SendTestEventResponse {
 }
 
 /// A subscription of either style that the caller may see, or `AccessDenied`.
-async fn visible_subscription(rc: &RequestCtx, id: &str) -> ApiResult<SubscriptionRecord> {
+pub(crate) async fn visible_subscription(
+    rc: &RequestCtx,
+    id: &str,
+) -> ApiResult<SubscriptionRecord> {
     let record = rc.services.store.get_subscription(&rc.store, id).await?;
     rc.visible(record, |s| &s.owner_client_id, "subscription", id)
 }
@@ -186,16 +189,27 @@ pub struct DeliveryQuery;
 #[Object]
 impl DeliveryQuery {
     /// The delivery log, newest last: of one subscription (of either style), or of every
-    /// subscription the caller may see.
+    /// subscription the caller may see; `since` / `until` bound when deliveries were
+    /// created (until excluded).
+    #[allow(clippy::too_many_arguments)]
     async fn deliveries(
         &self,
         ctx: &Context<'_>,
         subscription_id: Option<String>,
         status: Option<StatusValue>,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
         first: Option<i32>,
         after: Option<String>,
     ) -> ApiResult<DeliveryConnection> {
         let rc = request_ctx(ctx)?;
+        if let (Some(s), Some(u)) = (since, until) {
+            if s > u {
+                return Err(ApiError::validation(
+                    "/deliveries/since must not be after until",
+                ));
+            }
+        }
         let page = page_request(ctx, "/deliveries", first, after)?;
         if let Some(id) = &subscription_id {
             visible_subscription(rc, id).await?;
@@ -204,6 +218,8 @@ impl DeliveryQuery {
             subscription_id,
             owner: rc.scope().owner,
             status: status.map(Into::into),
+            since,
+            until,
         };
         let found = rc
             .services

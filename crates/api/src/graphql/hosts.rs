@@ -22,6 +22,8 @@ pub enum BreakerState {
 pub struct PausedEndpoint {
     /// The URL without its query string.
     url: String,
+    /// When its breaker opened.
+    paused_since: DateTime<Utc>,
     paused_until: DateTime<Utc>,
 }
 
@@ -39,6 +41,8 @@ pub struct Host {
     rtt_ms: Option<f64>,
     /// The host breaker.
     breaker: BreakerState,
+    /// When the host breaker opened, while it is open.
+    paused_since: Option<DateTime<Utc>>,
     paused_until: Option<DateTime<Utc>>,
     /// Its endpoints whose breaker is open.
     paused_endpoints: Vec<PausedEndpoint>,
@@ -52,15 +56,20 @@ impl From<LaneStatus> for Host {
             queued: l.queued as u64,
             limit: l.limit as u64,
             rtt_ms: l.rtt.map(|d| d.as_secs_f64() * 1000.0),
-            breaker: match l.paused_until {
+            breaker: match l.paused {
                 Some(_) => BreakerState::Open,
                 None => BreakerState::Closed,
             },
-            paused_until: l.paused_until,
+            paused_since: l.paused.map(|(since, _)| since),
+            paused_until: l.paused.map(|(_, until)| until),
             paused_endpoints: l
                 .paused_endpoints
                 .into_iter()
-                .map(|(url, paused_until)| PausedEndpoint { url, paused_until })
+                .map(|(url, paused_since, paused_until)| PausedEndpoint {
+                    url,
+                    paused_since,
+                    paused_until,
+                })
                 .collect(),
         }
     }

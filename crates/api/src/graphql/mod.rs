@@ -6,6 +6,7 @@ pub mod context;
 pub mod deliveries;
 pub mod event_sources;
 pub mod hosts;
+pub mod portal;
 pub mod subscriptions;
 pub mod types;
 pub mod validate;
@@ -42,6 +43,7 @@ pub struct QueryRoot(
     webhooks::WebhookQueryRoot,
     deliveries::DeliveryQuery,
     hosts::HostQuery,
+    portal::PortalQuery,
     CatalogQuery,
 );
 
@@ -52,6 +54,7 @@ pub struct MutationRoot(
     subscriptions::SubscriptionMutation,
     webhooks::WebhookMutationRoot,
     deliveries::DeliveryMutation,
+    portal::PortalMutation,
 );
 
 pub type ApiSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
