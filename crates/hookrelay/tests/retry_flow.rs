@@ -401,3 +401,45 @@ async fn replay_takes_only_the_failed_deliveries_in_the_window() {
     again.sort();
     assert_eq!(again, vec![1, 3], "only the failed ones are sent again");
 }
+
+/// A delivery waiting for its next retry goes now when retried (the receiver was fixed:
+/// nobody should wait out the schedule), with a fresh round of retries.
+#[tokio::test]
+async fn retry_delivery_sends_a_waiting_delivery_now() {
+    let server = Server::start_with(with_schedule("600")).await;
+    let client = server.client("shop");
+    let publisher = server.token("publisher", None);
+    let hook = Receiver::start(|n, _| Reply::status(if n == 0 { 500 } else { 200 })).await;
+    let id = webhook(&server, &client, &hook.url, "store/order/*").await;
+    server
+        .publish(&publisher, "shop", "store/order/created", json!({"id": 1}))
+        .await;
+    hook.wait_for(1, WAIT).await;
+    let waiting = eventually("a delivery waiting for its retry", WAIT, || async {
+        deliveries(&server, &client, &id)
+            .await
+            .into_iter()
+            .find(|d| d["status"] == "PENDING" && d["attemptCount"] == 1)
+    })
+    .await;
+    let next = unix_of(waiting["nextAttemptAt"].as_str().expect("a next attempt"));
+    assert!(next - unix_now() > 500, "{waiting}");
+    let retried = server
+        .gql_ok(
+            &client,
+            &format!(
+                r#"mutation {{ retryDelivery(id: "{}") {{ status nextAttemptAt }} }}"#,
+                waiting["id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    let due = unix_of(
+        retried["retryDelivery"]["nextAttemptAt"]
+            .as_str()
+            .unwrap_or("1970-01-01T00:00:00Z"),
+    );
+    assert!(due <= unix_now() + 1, "{retried}");
+    hook.wait_for(2, WAIT).await;
+    let done = delivery_with_status(&server, &client, &id, "SUCCEEDED").await;
+    assert_eq!(done["attemptCount"], 2);
+}

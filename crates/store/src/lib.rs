@@ -157,7 +157,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
         id: &str,
     ) -> Result<Option<(DeliveryRecord, Vec<AttemptRecord>)>>;
     /// Makes a delivery PENDING and due now, with a fresh round of retries (`NotFound` if
-    /// there is none). A delivery that is already waiting or in flight is left as it is.
+    /// there is none): a final one, or one waiting for its next retry (the receiver was
+    /// fixed: no need to wait). A delivery in flight is left as it is.
     async fn retry_delivery(&self, store: &str, id: &str) -> Result<DeliveryRecord>;
     /// Starts again every delivery that matches; returns how many.
     async fn replay_deliveries(&self, store: &str, filter: ReplayFilter) -> Result<u64>;

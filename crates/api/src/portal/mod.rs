@@ -189,6 +189,7 @@ fn refused_page(state: LinkState) -> Response {
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
              <title>{title} · hookrelay</title>\
+             <link rel=\"icon\" href=\"/portal/assets/favicon.svg\" type=\"image/svg+xml\">\
              <link rel=\"stylesheet\" href=\"/portal/assets/app.css\"></head>\
              <body class=\"refused\"><main class=\"notice\"><h1>{title}</h1><p>{text}</p></main></body></html>\n"
         ),

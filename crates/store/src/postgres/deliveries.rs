@@ -573,7 +573,7 @@ impl DeliveryStore for PgStore {
         sqlx::query(
             "UPDATE deliveries SET status = 'PENDING', due_at = $3, round_attempts = 0, \
              updated_at = $3 WHERE store_hash = $1 AND id = $2 \
-             AND (status IN ('SUCCEEDED', 'FAILED') OR (status = 'PENDING' AND due_at IS NULL))",
+             AND status IN ('SUCCEEDED', 'FAILED', 'PENDING')",
         )
         .bind(store)
         .bind(id)

@@ -462,7 +462,7 @@ impl DeliveryStore for SqliteStore {
                 c.prepare_cached(
                     "UPDATE deliveries SET status = 'PENDING', due_at = ?3, round_attempts = 0, \
                      updated_at = ?3 WHERE store_hash = ?1 AND id = ?2 \
-                     AND (status IN ('SUCCEEDED', 'FAILED') OR (status = 'PENDING' AND due_at IS NULL))",
+                     AND status IN ('SUCCEEDED', 'FAILED', 'PENDING')",
                 )?
                 .execute(params![store, id, millis(Utc::now())])?;
                 delivery_by_id(c, &store, &id)?
