@@ -102,6 +102,29 @@ pub(crate) const ATTEMPT_COUNTS: &str = concat!(
     " THEN 1 END)"
 );
 
+/// A link's state from its `(expires_at, used_at)` row at `now` (milliseconds).
+pub(crate) fn link_state_of(row: Option<(i64, Option<i64>)>, now: i64) -> LinkState {
+    match row {
+        None => LinkState::Unknown,
+        Some((_, Some(_))) => LinkState::Used,
+        Some((expires, None)) if expires <= now => LinkState::Expired,
+        Some(_) => LinkState::Valid,
+    }
+}
+
+/// A grant from its stored columns.
+pub(crate) fn grant_of(
+    role: &str,
+    store: Option<String>,
+    client_id: Option<String>,
+) -> Result<Grant> {
+    Ok(Grant {
+        role: role.parse().map_err(crate::StoreError::Corrupt)?,
+        store,
+        client_id,
+    })
+}
+
 /// Spreads counted `(bucket index, succeeded, failed)` rows over every bucket of the
 /// window, empty ones included, oldest first.
 pub(crate) fn fill_buckets(

@@ -6,20 +6,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hookrelay_core::{Role, SubscriptionRecord};
+use hookrelay_core::SubscriptionRecord;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 use super::PgStore;
 use crate::codec::{self, millis, time, SUBSCRIPTION_COLUMNS};
 use crate::portal::{
-    fill_buckets, Bucket, Grant, LastError, LinkState, NewPortalLink, NewPortalSession, NodeRecord,
-    PortalSession, PortalStore, Redeemed, ATTEMPT_COUNTS, ATTEMPT_SUCCEEDED,
+    fill_buckets, grant_of, link_state_of, Bucket, Grant, LastError, LinkState, NewPortalLink,
+    NewPortalSession, NodeRecord, PortalSession, PortalStore, Redeemed, ATTEMPT_COUNTS,
+    ATTEMPT_SUCCEEDED,
 };
-use crate::{Result, StoreError};
-
-fn role(text: String) -> Result<Role> {
-    text.parse().map_err(StoreError::Corrupt)
-}
+use crate::Result;
 
 async fn link_state(c: &mut PgConnection, hash: &str, now: i64) -> Result<LinkState> {
     let row: Option<(i64, Option<i64>)> =
@@ -27,12 +24,7 @@ async fn link_state(c: &mut PgConnection, hash: &str, now: i64) -> Result<LinkSt
             .bind(hash)
             .fetch_optional(c)
             .await?;
-    Ok(match row {
-        None => LinkState::Unknown,
-        Some((_, Some(_))) => LinkState::Used,
-        Some((expires, None)) if expires <= now => LinkState::Expired,
-        Some(_) => LinkState::Valid,
-    })
+    Ok(link_state_of(row, now))
 }
 
 /// The grant with a client's role as the client has it; `None` when it is revoked.
@@ -47,12 +39,7 @@ async fn live_grant(c: &mut PgConnection, grant: Grant) -> Result<Option<Grant>>
     .fetch_optional(c)
     .await?;
     role_text
-        .map(|text| {
-            Ok(Grant {
-                role: role(text)?,
-                ..grant
-            })
-        })
+        .map(|text| grant_of(&text, grant.store.clone(), grant.client_id.clone()))
         .transpose()
 }
 
@@ -103,11 +90,7 @@ impl PortalStore for PgStore {
                 other => other,
             }));
         };
-        let grant = Grant {
-            role: role(role_text)?,
-            store,
-            client_id,
-        };
+        let grant = grant_of(&role_text, store, client_id)?;
         let Some(grant) = live_grant(&mut tx, grant).await? else {
             tx.commit().await?;
             return Ok(Redeemed::Refused(LinkState::Unknown));
@@ -147,11 +130,7 @@ impl PortalStore for PgStore {
         let Some((role_text, store, client_id, expires, seen)) = row else {
             return Ok(None);
         };
-        let grant = Grant {
-            role: role(role_text)?,
-            store,
-            client_id,
-        };
+        let grant = grant_of(&role_text, store, client_id)?;
         let Some(grant) = live_grant(&mut c, grant).await? else {
             return Ok(None);
         };

@@ -4,21 +4,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hookrelay_core::{Role, SubscriptionRecord};
+use hookrelay_core::SubscriptionRecord;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::rows::{self, millis};
 use super::SqliteStore;
 use crate::codec::{time, SUBSCRIPTION_COLUMNS};
 use crate::portal::{
-    fill_buckets, Bucket, Grant, LastError, LinkState, NewPortalLink, NewPortalSession, NodeRecord,
-    PortalSession, PortalStore, Redeemed, ATTEMPT_COUNTS, ATTEMPT_SUCCEEDED,
+    fill_buckets, grant_of, link_state_of, Bucket, Grant, LastError, LinkState, NewPortalLink,
+    NewPortalSession, NodeRecord, PortalSession, PortalStore, Redeemed, ATTEMPT_COUNTS,
+    ATTEMPT_SUCCEEDED,
 };
-use crate::{Result, StoreError};
-
-fn role(text: String) -> Result<Role> {
-    text.parse().map_err(StoreError::Corrupt)
-}
+use crate::Result;
 
 fn link_state(c: &Connection, hash: &str, now: i64) -> Result<LinkState> {
     let row = c
@@ -28,12 +25,7 @@ fn link_state(c: &Connection, hash: &str, now: i64) -> Result<LinkState> {
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
         )
         .optional()?;
-    Ok(match row {
-        None => LinkState::Unknown,
-        Some((_, Some(_))) => LinkState::Used,
-        Some((expires, None)) if expires <= now => LinkState::Expired,
-        Some(_) => LinkState::Valid,
-    })
+    Ok(link_state_of(row, now))
 }
 
 /// The link's grant, with a client's role as the client has it; `None` when the client
@@ -50,12 +42,7 @@ fn live_grant(c: &Connection, grant: Grant) -> Result<Option<Grant>> {
         )
         .optional()?;
     role_text
-        .map(|text| {
-            Ok(Grant {
-                role: role(text)?,
-                ..grant
-            })
-        })
+        .map(|text| grant_of(&text, grant.store.clone(), grant.client_id.clone()))
         .transpose()
 }
 
@@ -126,11 +113,7 @@ impl PortalStore for SqliteStore {
                         ))
                     },
                 )?;
-                let grant = Grant {
-                    role: role(role_text)?,
-                    store,
-                    client_id,
-                };
+                let grant = grant_of(&role_text, store, client_id)?;
                 let Some(grant) = live_grant(c, grant)? else {
                     return Ok(Redeemed::Refused(LinkState::Unknown));
                 };
@@ -178,11 +161,7 @@ impl PortalStore for SqliteStore {
             let Some((role_text, store, client_id, expires, seen)) = row else {
                 return Ok(None);
             };
-            let grant = Grant {
-                role: role(role_text)?,
-                store,
-                client_id,
-            };
+            let grant = grant_of(&role_text, store, client_id)?;
             let Some(grant) = live_grant(c, grant)? else {
                 return Ok(None);
             };
