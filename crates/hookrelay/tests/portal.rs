@@ -121,7 +121,10 @@ async fn a_link_opens_one_session_then_says_it_was_used() {
         ] {
             assert!(csp.contains(part), "{csp}");
         }
-        assert!(!csp.contains("unsafe-eval") && !csp.contains("unsafe-inline"), "{csp}");
+        assert!(
+            !csp.contains("unsafe-eval") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
         assert_eq!(headers["referrer-policy"], "no-referrer");
         assert_eq!(headers["x-frame-options"], "DENY");
         assert!(page.text().await.unwrap().contains("/portal/assets/"));
@@ -157,7 +160,12 @@ async fn a_link_opens_one_session_then_says_it_was_used() {
         token: session.to_owned(),
     };
     let (status, body) = server
-        .gql_at("/stores/s1/graphql", &token, "{ storeHash: store { storeHash } }", json!({}))
+        .gql_at(
+            "/stores/s1/graphql",
+            &token,
+            "{ storeHash: store { storeHash } }",
+            json!({}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let me: Value = server
@@ -191,14 +199,27 @@ async fn an_expired_link_is_refused_and_ttls_are_bounded() {
     assert_eq!((status, http_code(&body)), (410, "LinkExpired"), "{body}");
 
     // Without a public URL, links start with http:// and the listen address.
-    let out = server.cli(&["portal", "link", "--store", "s1", "--listen", "127.0.0.1:9000"]);
-    assert!(out.contains(r#""url":"http://127.0.0.1:9000/portal/open/hrl_"#), "{out}");
+    let out = server.cli(&[
+        "portal",
+        "link",
+        "--store",
+        "s1",
+        "--listen",
+        "127.0.0.1:9000",
+    ]);
+    assert!(
+        out.contains(r#""url":"http://127.0.0.1:9000/portal/open/hrl_"#),
+        "{out}"
+    );
 
     for (args, says) in [
         (vec!["--store", "s1", "--ttl", "25h"], "at most 24h"),
         (vec!["--store", "s1", "--ttl", "soon"], "not a duration"),
         (vec!["--store", "nope"], "unknown store"),
-        (vec!["--store", "s1", "--client-id", "ghost"], "not an active client"),
+        (
+            vec!["--store", "s1", "--client-id", "ghost"],
+            "not an active client",
+        ),
     ] {
         let mut all = vec!["portal", "link"];
         all.extend(args);
@@ -227,7 +248,10 @@ async fn a_client_link_sees_what_the_clients_token_sees_and_no_other_store() {
             subscription_ids(&server, &as_c1, path).await,
             subscription_ids(&server, &c1, path).await
         );
-        assert_eq!(subscription_ids(&server, &as_c1, path).await, vec![mine.clone()]);
+        assert_eq!(
+            subscription_ids(&server, &as_c1, path).await,
+            vec![mine.clone()]
+        );
     }
     let mut all = vec![mine.clone(), theirs.clone()];
     all.sort();
@@ -254,7 +278,10 @@ async fn a_client_link_sees_what_the_clients_token_sees_and_no_other_store() {
         .await;
     assert_eq!(status, 403, "{body}");
     // What was refused is still there.
-    assert_eq!(subscription_ids(&server, &other, "/graphql").await, vec![foreign]);
+    assert_eq!(
+        subscription_ids(&server, &other, "/graphql").await,
+        vec![foreign]
+    );
     // A store session cannot reach the operator console.
     let resp = server
         .http
@@ -305,10 +332,22 @@ async fn create_portal_link_for_store_admins_and_admins_under_the_public_url() {
     let (_, body) = server
         .gql_at("/graphql", &admin_of_store, create, json!({}))
         .await;
-    let url = body["data"]["createPortalLink"]["url"].as_str().unwrap_or_else(|| panic!("{body}"));
-    assert!(url.starts_with("https://hooks.example.com/portal/open/hrl_"), "{url}");
-    let expires = unix_of(body["data"]["createPortalLink"]["expiresAt"].as_str().unwrap());
-    assert!((expires - unix_now() - 900).abs() <= 5, "15 minutes by default");
+    let url = body["data"]["createPortalLink"]["url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert!(
+        url.starts_with("https://hooks.example.com/portal/open/hrl_"),
+        "{url}"
+    );
+    let expires = unix_of(
+        body["data"]["createPortalLink"]["expiresAt"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(
+        (expires - unix_now() - 900).abs() <= 5,
+        "15 minutes by default"
+    );
 
     let (_, body) = server
         .gql_at(
@@ -336,10 +375,18 @@ async fn create_portal_link_for_store_admins_and_admins_under_the_public_url() {
     for (input, says) in [
         (json!({ "ttl": "25h" }), "/createPortalLink/ttl"),
         (json!({ "ttl": "a while" }), "/createPortalLink/ttl"),
-        (json!({ "clientId": foreign.client_id }), "/createPortalLink/clientId"),
+        (
+            json!({ "clientId": foreign.client_id }),
+            "/createPortalLink/clientId",
+        ),
     ] {
         let (_, body) = server
-            .gql_at("/graphql", &admin_of_store, create, json!({ "input": input }))
+            .gql_at(
+                "/graphql",
+                &admin_of_store,
+                create,
+                json!({ "input": input }),
+            )
             .await;
         assert_eq!(classification(&body), "ValidationError", "{body}");
         assert!(message(&body).contains(says), "{body}");
@@ -370,7 +417,11 @@ async fn cross_origin_requests_are_refused_and_change_nothing() {
         assert_eq!(resp.status(), 403, "{name}: {value}");
     }
     let page = get(&server, &format!("/portal/open/{secret}")).await;
-    assert_eq!(page.status(), 200, "the refused requests did not use the link");
+    assert_eq!(
+        page.status(),
+        200,
+        "the refused requests did not use the link"
+    );
     let (status, opened) = exchange(&server, &secret).await;
     assert_eq!(status, 201);
     let session = opened["session"].as_str().unwrap();
@@ -427,7 +478,10 @@ async fn frame_ancestors_come_from_the_option() {
     .await;
     let page = get(&server, "/portal/").await;
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(
         csp.contains("frame-ancestors http://localhost:3000 https://dash.example.com"),
         "{csp}"
@@ -462,7 +516,8 @@ async fn delivery_stats_and_the_operator_console() {
     .await;
     let c1 = server.client("s1");
     let publisher = server.token("publisher", None);
-    let sub = create_subscription(&server, &c1, "/graphql", &format!("{}/hook", receiver.url)).await;
+    let sub =
+        create_subscription(&server, &c1, "/graphql", &format!("{}/hook", receiver.url)).await;
     server
         .publish(&publisher, "s1", "ORDER_CONFIRMED", json!({"orderId": "1"}))
         .await;
@@ -486,7 +541,12 @@ async fn delivery_stats_and_the_operator_console() {
     assert!(rate > 0.0 && rate < 1.0, "{stats}");
     assert_eq!(stats["lastError"]["statusCode"], 500, "{stats}");
     let (_, body) = server
-        .gql_at("/graphql", &c1, "query($id: ID!) { deliveryStats(subscriptionId: $id, hours: 0) { succeeded } }", json!({ "id": sub }))
+        .gql_at(
+            "/graphql",
+            &c1,
+            "query($id: ID!) { deliveryStats(subscriptionId: $id, hours: 0) { succeeded } }",
+            json!({ "id": sub }),
+        )
         .await;
     assert_eq!(classification(&body), "ValidationError", "{body}");
 
