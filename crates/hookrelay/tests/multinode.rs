@@ -249,8 +249,11 @@ async fn a_node_killed_mid_delivery_loses_nothing_and_the_other_takes_over() {
 
     // Duplicates, by webhook-id (the delivery's id): only deliveries A had sent and not
     // yet recorded when it died, so at most what A can have in flight (PER_HOST per
-    // host) plus answers it had not written yet (as many again, at most: the receivers
-    // are slower than a write).
+    // host) plus answers it had not written yet: those of the write under way and those
+    // waiting for the next. On an idle machine a write is quicker than the fastest
+    // receiver (100 ms) and that is one more round at most; on a loaded CI machine a
+    // write can take longer and let a second round wait (seen: 27 with a bound of 24).
+    // Each duplicate is checked below to be one A was sending when it died.
     let requests = all_requests(&receivers);
     let mut by_id: HashMap<String, Vec<&Received>> = HashMap::new();
     for r in &requests {
@@ -290,7 +293,7 @@ async fn a_node_killed_mid_delivery_loses_nothing_and_the_other_takes_over() {
         taken_over > 0,
         "B delivered none of A's events after the kill"
     );
-    let bound = 2 * PER_HOST * hosts;
+    let bound = 3 * PER_HOST * hosts;
     assert!(
         duplicates <= bound,
         "{duplicates} duplicates; A could have had at most {bound} requests unrecorded"
