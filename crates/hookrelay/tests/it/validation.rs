@@ -1,8 +1,6 @@
 //! Bad input gets a clear, classified error and changes nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const COUNTS: &str = "{ authProfiles { totalCount } eventSubscriptions { totalCount } store { webhooks { totalCount } } }";

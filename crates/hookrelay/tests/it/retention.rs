@@ -7,13 +7,11 @@
 //! event is gone, the pruner has looked at everything older, so what is still there was
 //! kept on purpose.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::hooks::{deliveries, subscribe, webhook, WAIT};
-use common::receiver::{eventually, Receiver, Reply};
-use common::{classification, Options, Server, Token};
+use crate::common::hooks::{deliveries, subscribe, webhook, WAIT};
+use crate::common::receiver::{eventually, Receiver, Reply};
+use crate::common::{classification, Options, Server, Token};
 use serde_json::{json, Value};
 
 const RETENTION: Duration = Duration::from_secs(2);

@@ -2,8 +2,6 @@
 //! of the suite runs on): claims never overlap, a dead node's leases pass to the living,
 //! and signals reach the other nodes but not their sender.
 
-mod backend;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +15,7 @@ use hookrelay_store::{
 };
 
 async fn two_nodes() -> (Arc<PgStore>, Arc<PgStore>) {
-    let url = backend::new_postgres_database().await;
+    let url = crate::backend::new_postgres_database().await;
     let a = Arc::new(PgStore::connect(&url).await.unwrap());
     let b = Arc::new(PgStore::connect(&url).await.unwrap());
     (a, b)

@@ -11,16 +11,14 @@
 //! Always on PostgreSQL, whatever `HOOKRELAY_TEST_BACKEND` says: these tests need
 //! `HOOKRELAY_TEST_POSTGRES_URL` and fail without it.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::hooks::{deliveries, subscribe, webhook, WAIT};
-use common::receiver::{eventually, Received, Receiver, Reply};
-use common::{Backend, Options, Server, Token};
+use crate::common::hooks::{deliveries, subscribe, webhook, WAIT};
+use crate::common::receiver::{eventually, Received, Receiver, Reply};
+use crate::common::{Backend, Options, Server, Token};
 use serde_json::{json, Value};
 
 /// Requests in flight per destination host, per node.

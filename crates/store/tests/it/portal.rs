@@ -1,7 +1,5 @@
 //! Portal links, sessions and figures on both stores (docs/portal.md).
 
-mod backend;
-
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, Utc};
@@ -56,7 +54,7 @@ async fn live(db: &dyn Store, hash: &str, idle_since: DateTime<Utc>) -> Option<G
 
 #[tokio::test]
 async fn a_link_opens_one_session_once_and_expired_or_unknown_ones_none() {
-    let test = backend::open().await;
+    let test = crate::backend::open().await;
     let db = test.db.as_ref();
     db.create_store("s1").await.unwrap();
     link(db, "l1", store_grant(), minutes(15)).await;
@@ -103,7 +101,7 @@ async fn a_link_opens_one_session_once_and_expired_or_unknown_ones_none() {
 
 #[tokio::test]
 async fn of_many_redeeming_one_link_at_once_exactly_one_gets_a_session() {
-    let test = backend::open().await;
+    let test = crate::backend::open().await;
     let db = test.db.clone();
     db.create_store("s1").await.unwrap();
     link(db.as_ref(), "l1", store_grant(), minutes(15)).await;
@@ -126,7 +124,7 @@ async fn of_many_redeeming_one_link_at_once_exactly_one_gets_a_session() {
 
 #[tokio::test]
 async fn sessions_end_idle_at_logout_and_with_their_client() {
-    let test = backend::open().await;
+    let test = crate::backend::open().await;
     let db = test.db.as_ref();
     db.create_store("s1").await.unwrap();
     db.create_client(NewClient {
@@ -244,7 +242,7 @@ async fn delivery_seq(db: &dyn Store, event_id: &str, event_type: &str) -> i64 {
 
 #[tokio::test]
 async fn attempts_are_counted_per_hour_with_the_last_error_and_deactivated_subscriptions() {
-    let test = backend::open().await;
+    let test = crate::backend::open().await;
     let db = test.db.as_ref();
     db.create_store("s1").await.unwrap();
     for (id, status) in [

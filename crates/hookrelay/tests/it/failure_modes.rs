@@ -1,15 +1,13 @@
 //! Destinations that fail in every way a network can, through the real binary: refused,
 //! hung, reset, redirected, resolving to a forbidden address (the OAuth token endpoint
 //! too); a hanging host does not delay another; a failing endpoint trips its circuit
-//! breaker (tests/shared_host.rs has the shared-host and whole-host cases).
-
-mod common;
+//! breaker (shared_host.rs has the shared-host and whole-host cases).
 
 use std::time::{Duration, Instant};
 
-use common::hooks::{deliveries, metrics, subscribe, WAIT};
-use common::receiver::{eventually, Receiver, Reply};
-use common::{Options, Server, Token};
+use crate::common::hooks::{deliveries, metrics, subscribe, WAIT};
+use crate::common::receiver::{eventually, Receiver, Reply};
+use crate::common::{Options, Server, Token};
 use serde_json::json;
 
 fn options(extra: &[&str]) -> Options {

@@ -1,9 +1,7 @@
 //! BigCommerce-style webhooks: create, list, filter, page, update, reactivate, delete, and
 //! BigCommerce's limits.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn create(scope: &str, url: &str) -> String {

@@ -2,15 +2,13 @@
 //! with SIGTERM), restart it on the same data dir, and every accepted (event,
 //! subscription) pair arrives.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::receiver::{Receiver, Reply};
-use common::{Options, Server, Token};
+use crate::common::receiver::{Receiver, Reply};
+use crate::common::{Options, Server, Token};
 use serde_json::{json, Value};
 
 fn options() -> Options {

@@ -1,8 +1,6 @@
 //! Auth profiles in use, changed, and the rules that must hold under concurrent writes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures::future::join_all;
 use serde_json::json;
 

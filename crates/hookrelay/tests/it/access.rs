@@ -1,9 +1,7 @@
 //! Authentication, roles and isolation between stores and between clients of one store,
 //! through the real HTTP API.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const BASIC_PROFILE: &str = r#"mutation { createAuthProfile(input: { authProfileAliasId: "prof-1",

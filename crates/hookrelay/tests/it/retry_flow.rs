@@ -2,13 +2,11 @@
 //! when longer, capped), FAILED after the last retry with the subscription deactivated,
 //! reactivation, replay (failed deliveries in a time window) and retryDelivery.
 
-mod common;
-
 use std::time::Duration;
 
-use common::hooks::{deliveries, delivery_with_status, metrics, webhook, WAIT};
-use common::receiver::{eventually, Receiver, Reply};
-use common::{unix_now, unix_of, Options, Server, Token};
+use crate::common::hooks::{deliveries, delivery_with_status, metrics, webhook, WAIT};
+use crate::common::receiver::{eventually, Receiver, Reply};
+use crate::common::{unix_now, unix_of, Options, Server, Token};
 use serde_json::json;
 
 fn with_schedule(schedule: &str) -> Options {

@@ -1,8 +1,6 @@
 //! Secrets never come back out of the API and are never on disk in plain text.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const CLIENT_SECRET: &str = "cs-7f3a9b2e-never-shown";
 const PASSWORD: &str = "pw-41c8d6aa-never-shown";

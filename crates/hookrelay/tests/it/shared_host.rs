@@ -6,16 +6,14 @@
 //! - the adaptive in-flight limit stays between its floor and its ceiling, grows under
 //!   load, and is shown to admins in GraphQL `hosts` and in `/metrics`.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::hooks::{metrics, series, subscribe, WAIT};
-use common::receiver::{eventually, Receiver, Reply};
-use common::{Options, Server, Token};
+use crate::common::hooks::{metrics, series, subscribe, WAIT};
+use crate::common::receiver::{eventually, Receiver, Reply};
+use crate::common::{Options, Server, Token};
 use serde_json::{json, Value};
 
 /// A breaker rule that trips within a test: 10 requests in 10 s under 90 % success.
@@ -310,7 +308,7 @@ async fn the_in_flight_limit_grows_under_load_and_keeps_to_its_ceiling() {
 fn a_floor_above_the_ceiling_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let err = common::cli_fails(&[
+    let err = crate::common::cli_fails(&[
         "serve",
         "--data-dir",
         data,
@@ -323,7 +321,7 @@ fn a_floor_above_the_ceiling_is_refused() {
         err.contains("min_in_flight_per_host (10) must not be above max_in_flight_per_host (5)"),
         "{err}"
     );
-    let err = common::cli_fails(&[
+    let err = crate::common::cli_fails(&[
         "serve",
         "--data-dir",
         data,

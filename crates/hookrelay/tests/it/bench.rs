@@ -3,15 +3,13 @@
 //! figures are reported; on SQLite, and with two nodes on PostgreSQL
 //! (`HOOKRELAY_TEST_POSTGRES_URL`).
 
-mod common;
-
 use std::process::Command;
 
 use serde_json::Value;
 
 /// Runs `hookrelay bench` with `args` (and `--no-progress --json`); returns its figures.
 fn bench(args: &[&str]) -> Value {
-    let out = Command::new(common::BIN)
+    let out = Command::new(crate::common::BIN)
         .arg("bench")
         .args(args)
         .args(["--timeout", "120", "--no-progress", "--json"])
@@ -181,7 +179,7 @@ fn bench_runs_two_nodes_on_postgres() {
 
 #[test]
 fn bench_refuses_several_nodes_on_sqlite() {
-    let out = Command::new(common::BIN)
+    let out = Command::new(crate::common::BIN)
         .args(["bench", "--nodes", "2", "--no-progress"])
         .output()
         .expect("run hookrelay bench");

@@ -1,9 +1,7 @@
 //! Every request example of the two vendor guides (`shared/seeds/`), pasted verbatim into
 //! `fixtures/`, run against the real server with only placeholders replaced.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const ENDPOINT: &str = "https://auth.example.com/oauth/token";

@@ -2,8 +2,6 @@
 //! first and in batches; an event whose delivery is in flight or scheduled stays until
 //! that is final.
 
-mod backend;
-
 use std::time::Duration;
 
 use chrono::Utc;
@@ -89,7 +87,7 @@ fn all() -> PageRequest {
 
 #[tokio::test]
 async fn old_final_events_go_in_batches_and_live_ones_stay() {
-    let test = backend::open().await;
+    let test = crate::backend::open().await;
     let db = test.db.as_ref();
     db.create_store("s1").await.unwrap();
     db.insert_subscription(
@@ -152,7 +150,7 @@ async fn old_final_events_go_in_batches_and_live_ones_stay() {
 
 #[tokio::test]
 async fn parked_deliveries_do_not_keep_an_old_event() {
-    let test = backend::open().await;
+    let test = crate::backend::open().await;
     let db = test.db.as_ref();
     db.create_store("s1").await.unwrap();
     db.insert_subscription(

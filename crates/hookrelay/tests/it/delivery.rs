@@ -1,19 +1,17 @@
 //! Webhook delivery through the real binary: payloads of both styles, Standard Webhooks
 //! signatures checked with the reference `standardwebhooks` library, headers, methods.
 
-mod common;
-
 use std::time::Duration;
 
-use common::receiver::{eventually, Receiver};
-use common::Server;
+use crate::common::receiver::{eventually, Receiver};
+use crate::common::Server;
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Verifies a request with the reference library, as a receiver would.
-pub fn verify(secret: &str, r: &common::receiver::Received) {
+pub fn verify(secret: &str, r: &crate::common::receiver::Received) {
     let wh = standardwebhooks::Webhook::new(secret).expect("secret");
     let mut headers = http::HeaderMap::new();
     for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {

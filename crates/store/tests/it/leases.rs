@@ -1,8 +1,6 @@
 //! Lease rules of both stores: a silent node's deliveries go back to PENDING, and a node
 //! that lost a lease cannot overwrite the new holder's outcome.
 
-mod backend;
-
 use std::time::Duration;
 
 use chrono::Utc;
@@ -13,9 +11,11 @@ use hookrelay_store::{
     Claim, DeliveryStatus, Ingested, NewEvent, Next, Outcome, Owned, SubscriptionLimits,
 };
 
-async fn store_with_subscription() -> (backend::TestDb, std::sync::Arc<dyn hookrelay_store::Store>)
-{
-    let test = backend::open().await;
+async fn store_with_subscription() -> (
+    crate::backend::TestDb,
+    std::sync::Arc<dyn hookrelay_store::Store>,
+) {
+    let test = crate::backend::open().await;
     let db = test.db.clone();
     db.create_store("s1").await.unwrap();
     let now = Utc::now();

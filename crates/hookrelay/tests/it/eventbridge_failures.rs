@@ -4,15 +4,13 @@
 //! real HTTP server on 127.0.0.1 that speaks AWS's JSON 1.1 protocol, records every call
 //! and answers as each test says.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::hooks::deliveries;
-use common::receiver::{eventually, Received, Receiver, Reply};
-use common::*;
+use crate::common::hooks::deliveries;
+use crate::common::receiver::{eventually, Received, Receiver, Reply};
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// An AWS JSON 1.1 answer.
@@ -96,7 +94,7 @@ fn scripted(
 /// A server talking to `aws`, a store with an event source and a BigCommerce EventBridge
 /// webhook for `store/order/created`.
 async fn setup(aws: &Receiver, retry_schedule: &str) -> (Server, Token, String) {
-    let options = common::aws::server_options(
+    let options = crate::common::aws::server_options(
         &aws.url,
         &[
             "--retry-schedule",
@@ -107,11 +105,17 @@ async fn setup(aws: &Receiver, retry_schedule: &str) -> (Server, Token, String) 
     );
     let server = Server::start_with(options).await;
     let app = server.client("ebfail");
-    let source =
-        common::aws::create_event_source(&server, &app, "111122223333", "orders", "US_EAST_1")
-            .await;
+    let source = crate::common::aws::create_event_source(
+        &server,
+        &app,
+        "111122223333",
+        "orders",
+        "US_EAST_1",
+    )
+    .await;
     let arn = source["arn"].as_str().unwrap();
-    let id = common::aws::eventbridge_webhook(&server, &app, "store/order/created", arn).await;
+    let id =
+        crate::common::aws::eventbridge_webhook(&server, &app, "store/order/created", arn).await;
     (server, app, id)
 }
 
@@ -345,7 +349,7 @@ async fn aws_refusing_an_event_source_is_an_upstream_error_and_nothing_is_stored
         _ => aws_error(400, "UnknownOperationException", "no"),
     })
     .await;
-    let server = Server::start_with(common::aws::server_options(&aws.url, &[])).await;
+    let server = Server::start_with(crate::common::aws::server_options(&aws.url, &[])).await;
     let app = server.client("ebrefuse");
     let body = server
         .gql(
@@ -451,16 +455,14 @@ async fn aws_out_of_reach_is_named_and_nothing_is_stored() {
         eventSourceName: "orders", eventSourceRegion: US_EAST_1 }) { eventSource { id } } } }"#;
     let aws = Receiver::start(scripted(|_| None, |_, _| None)).await;
     let mut no_credentials = Options::default();
-    no_credentials
-        .envs
-        .extend(
-            common::aws::aws_env(&aws.url)
-                .into_iter()
-                .map(|(k, v)| match k.as_str() {
-                    "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => (k, String::new()),
-                    _ => (k, v),
-                }),
-        );
+    no_credentials.envs.extend(
+        crate::common::aws::aws_env(&aws.url)
+            .into_iter()
+            .map(|(k, v)| match k.as_str() {
+                "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY" => (k, String::new()),
+                _ => (k, v),
+            }),
+    );
     let server = Server::start_with(no_credentials).await;
     let app = server.client("ebreach");
     let body = server.gql(&app, create).await;
@@ -478,7 +480,7 @@ async fn aws_out_of_reach_is_named_and_nothing_is_stored() {
         .local_addr()
         .unwrap()
         .port();
-    let server = Server::start_with(common::aws::server_options(
+    let server = Server::start_with(crate::common::aws::server_options(
         &format!("http://127.0.0.1:{port}"),
         &[],
     ))

@@ -1,9 +1,7 @@
 //! The command line (SPEC §3): tokens and stores while the server runs, migrations,
 //! configuration from flags, environment and file, health, GraphiQL, graceful shutdown.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 #[tokio::test]

@@ -9,14 +9,12 @@
 //! the `aws.partner/` prefix; `PutEvents` only reaches buses of the caller's own account;
 //! its SQS messages leave out `account`.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::aws::{self, Customer};
-use common::hooks::{deliveries, metrics, series};
-use common::*;
+use crate::common::aws::{self, Customer};
+use crate::common::hooks::{deliveries, metrics, series};
+use crate::common::*;
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 

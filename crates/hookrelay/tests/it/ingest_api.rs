@@ -1,17 +1,15 @@
 //! The ingest API and `hookrelay publish` through the real binary (SPEC §4).
 
-mod common;
-
 use std::time::Duration;
 
-use common::hooks::{subscribe, WAIT};
-use common::receiver::Receiver;
-use common::Server;
+use crate::common::hooks::{subscribe, WAIT};
+use crate::common::receiver::Receiver;
+use crate::common::Server;
 use serde_json::{json, Value};
 
 #[tokio::test]
 async fn ingest_errors_have_their_status_and_code() {
-    let mut options = common::Options::default();
+    let mut options = crate::common::Options::default();
     options
         .args
         .extend(["--max-event-bytes".into(), "64".into()]);
@@ -29,7 +27,7 @@ async fn ingest_errors_have_their_status_and_code() {
         .await
         .unwrap();
     assert_eq!(no_token.status(), 401);
-    let bad = common::Token {
+    let bad = crate::common::Token {
         client_id: "x".into(),
         token: "hrat_nope".into(),
     };

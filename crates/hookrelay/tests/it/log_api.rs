@@ -2,11 +2,9 @@
 //! client's delivery, sendTestEvent, rotateSigningSecret (both signatures verify for 24 h),
 //! and the metrics the engine exports.
 
-mod common;
-
-use common::hooks::{deliveries, metrics, subscribe, WAIT};
-use common::receiver::{eventually, Received, Receiver};
-use common::{unix_now, unix_of, Server};
+use crate::common::hooks::{deliveries, metrics, subscribe, WAIT};
+use crate::common::receiver::{eventually, Received, Receiver};
+use crate::common::{unix_now, unix_of, Server};
 use serde_json::json;
 
 fn verifies(secret: &str, r: &Received) -> bool {
@@ -83,7 +81,7 @@ async fn log_pages_filters_and_hides_other_clients() {
     let denied = server
         .gql(&other, &format!(r#"{{ delivery(id: "{id}") {{ id }} }}"#))
         .await;
-    assert_eq!(common::classification(&denied), "AccessDeniedError");
+    assert_eq!(crate::common::classification(&denied), "AccessDeniedError");
     let denied = server
         .gql(
             &other,
@@ -92,7 +90,7 @@ async fn log_pages_filters_and_hides_other_clients() {
             ),
         )
         .await;
-    assert_eq!(common::classification(&denied), "AccessDeniedError");
+    assert_eq!(crate::common::classification(&denied), "AccessDeniedError");
     let mine = server
         .gql_ok(&other, "{ deliveries { edges { node { id } } } }")
         .await;

@@ -2,12 +2,10 @@
 //! backends (docs/portal.md). The pages themselves are driven in Chromium by
 //! tests/browser/.
 
-mod common;
-
 use std::time::Duration;
 
-use common::receiver::{eventually, Receiver, Reply};
-use common::*;
+use crate::common::receiver::{eventually, Receiver, Reply};
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// The `code` of a plain HTTP error answer (`{"error": {"code", "message"}}`).

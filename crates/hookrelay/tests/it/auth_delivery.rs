@@ -3,15 +3,13 @@
 //! JSON token request, a refresh on 401 (once only), a new token after `updateAuthProfile`,
 //! and a failing token endpoint logged as the attempt's error.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::hooks::{deliveries, delivery_with_status, subscribe, WAIT};
-use common::receiver::{eventually, Receiver, Reply};
-use common::{Options, Server};
+use crate::common::hooks::{deliveries, delivery_with_status, subscribe, WAIT};
+use crate::common::receiver::{eventually, Receiver, Reply};
+use crate::common::{Options, Server};
 use serde_json::{json, Value};
 
 fn with_retry_schedule(schedule: &str) -> Options {
@@ -38,7 +36,7 @@ async fn token_endpoint() -> Receiver {
 }
 
 /// Subscribes `url` to ORDER_CONFIRMED with the profile `oauth_profile` made.
-async fn subscribe_with_oauth(server: &Server, client: &common::Token, url: &str) -> String {
+async fn subscribe_with_oauth(server: &Server, client: &crate::common::Token, url: &str) -> String {
     subscribe(
         server,
         client,
@@ -49,7 +47,12 @@ async fn subscribe_with_oauth(server: &Server, client: &common::Token, url: &str
     .await
 }
 
-async fn oauth_profile(server: &Server, client: &common::Token, endpoint: &str, secret: &str) {
+async fn oauth_profile(
+    server: &Server,
+    client: &crate::common::Token,
+    endpoint: &str,
+    secret: &str,
+) {
     server
         .gql_ok(
             client,

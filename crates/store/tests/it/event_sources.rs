@@ -2,8 +2,6 @@
 //! cannot go while a subscription delivers to it, a subscription's own source goes with
 //! it, and a subscription may only deliver to a source that exists in its store.
 
-mod backend;
-
 use hookrelay_core::{
     Destination, EventSourceRecord, Sealed, Style, SubscriptionRecord, SubscriptionStatus,
 };
@@ -50,8 +48,8 @@ fn all() -> PageRequest {
     }
 }
 
-async fn open() -> (backend::TestDb, std::sync::Arc<dyn Store>) {
-    let test = backend::open().await;
+async fn open() -> (crate::backend::TestDb, std::sync::Arc<dyn Store>) {
+    let test = crate::backend::open().await;
     let db = test.db.clone();
     for store in ["s1", "s2"] {
         db.create_store(store).await.unwrap();
