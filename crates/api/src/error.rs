@@ -1,11 +1,12 @@
 //! The API's error type and its two renderings: GraphQL errors in the Buy with Prime shape
-//! (`extensions.classification`, SPEC §5) and JSON errors for plain HTTP answers.
+//! (`extensions.classification`, docs/api.md#errors) and JSON errors for plain HTTP
+//! answers (docs/api.md#status-codes-and-error-bodies).
 
 use async_graphql::ErrorExtensions as _;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hookrelay_store::StoreError;
+use hookrelay_store::{Conflict, StoreError};
 use serde_json::json;
 
 /// An API failure, as the caller will see it.
@@ -63,7 +64,7 @@ impl ApiError {
         }
     }
 
-    /// classification, code, errorType, errorCode (SPEC §5 "Errors").
+    /// classification, code, errorType, errorCode (docs/api.md#errors).
     fn shape(&self) -> (&'static str, String, &'static str, u16) {
         match self {
             ApiError::Validation { code, .. } => (
@@ -122,9 +123,40 @@ impl From<ApiError> for async_graphql::Error {
     }
 }
 
+/// What each store outcome means to a caller, decided once. A resolver that knows more
+/// (which field, which record) maps the case itself and gives the rest to this; whatever
+/// it leaves out still gets the right class, never a 500.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            // Missing, or another store's or client's: the same answer.
+            StoreError::NotFound => ApiError::AccessDenied(
+                "Access denied: the record does not exist or is not accessible with this token"
+                    .into(),
+            ),
+            StoreError::Conflict(Conflict::Subscription(existing)) => ApiError::coded(
+                "SubscriptionAlreadyExists",
+                format!(
+                    "a subscription to this event type and destination already exists: {existing}"
+                ),
+            ),
+            StoreError::Conflict(conflict) => {
+                ApiError::coded("AlreadyExists", format!("the {conflict} already exists"))
+            }
+            StoreError::LimitReached { scope, limit } => ApiError::validation(format!(
+                "at most {limit} webhooks per client and scope; {scope:?} has {limit} already"
+            )),
+            StoreError::InUse(users) => ApiError::coded(
+                "InUse",
+                format!(
+                    "in use by {}; delete or deactivate them first",
+                    users.join(", ")
+                ),
+            ),
+            e @ (StoreError::Database(_) | StoreError::Corrupt(_) | StoreError::Closed) => {
+                ApiError::Internal(e.to_string())
+            }
+        }
     }
 }
 
@@ -135,4 +167,48 @@ pub fn http_error(status: StatusCode, code: &str, message: impl Into<String>) ->
         Json(json!({ "error": { "code": code, "message": message.into() } })),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(e: StoreError) -> &'static str {
+        ApiError::from(e).shape().0
+    }
+
+    #[test]
+    fn store_outcomes_keep_their_meaning() {
+        assert_eq!(class(StoreError::NotFound), "AccessDeniedError");
+        assert_eq!(
+            class(StoreError::Conflict(Conflict::Store)),
+            "ValidationError"
+        );
+        assert_eq!(
+            class(StoreError::Conflict(Conflict::Subscription("sub_1".into()))),
+            "ValidationError"
+        );
+        assert_eq!(
+            class(StoreError::InUse(vec!["sub_1".into()])),
+            "ValidationError"
+        );
+        assert_eq!(
+            class(StoreError::LimitReached {
+                scope: "store/order/*".into(),
+                limit: 10
+            }),
+            "ValidationError"
+        );
+        for internal in [
+            StoreError::Database("down".into()),
+            StoreError::Corrupt("bad row".into()),
+            StoreError::Closed,
+        ] {
+            let e = ApiError::from(internal);
+            assert_eq!(e.shape().0, "InternalError");
+            assert_eq!(e.message(), "internal error", "no internals shown");
+        }
+        let e = ApiError::from(StoreError::InUse(vec!["sub_1".into(), "sub_2".into()]));
+        assert!(e.message().contains("sub_1, sub_2"), "{}", e.message());
+    }
 }

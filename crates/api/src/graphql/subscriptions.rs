@@ -342,12 +342,6 @@ impl SubscriptionMutation {
                 &format!("{path}/destination/eventBridge/partnerEventSource/name"),
                 made_source.as_ref().map_or("", |s| s.source_name.as_str()),
             )),
-            Err(StoreError::Conflict(Conflict::Subscription(existing))) => Err(ApiError::coded(
-                "SubscriptionAlreadyExists",
-                format!(
-                    "a subscription to this event type and destination already exists: {existing}"
-                ),
-            )),
             Err(e) => Err(e.into()),
         }
     }
