@@ -1,6 +1,7 @@
-//! The ingest API (SPEC §4): `POST /v1/events` and `POST /v1/events/batch`, for publisher
-//! and admin tokens. `202` means committed: the event and its deliveries are in the
-//! database (the store's group commit shares one transaction among concurrent requests).
+//! The ingest API (docs/api.md#ingest): `POST /v1/events` and `POST /v1/events/batch`,
+//! for publisher and admin tokens. `202` means committed: the event and its deliveries are
+//! in the database (the store's group commit shares one transaction among concurrent
+//! requests).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;

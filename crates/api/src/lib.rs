@@ -1,4 +1,4 @@
-//! hookrelay's HTTP surface (SPEC §4): the GraphQL API on `/graphql` and
+//! hookrelay's HTTP surface (docs/api.md#routes): the GraphQL API on `/graphql` and
 //! `/stores/{store_hash}/graphql`, GraphiQL, and health checks.
 
 pub mod assets;

@@ -1,5 +1,6 @@
-//! Amazon EventBridge vocabulary (SPEC §7) without I/O: regions, account ids, the ARNs a
-//! subscription may deliver to, partner event source names, and the entry size rule.
+//! Amazon EventBridge vocabulary (docs/eventbridge.md) without I/O: regions, account ids,
+//! the ARNs a subscription may deliver to, partner event source names, and the entry size
+//! rule.
 
 use crate::Destination;
 
@@ -85,7 +86,7 @@ pub fn is_source_segment(name: &str) -> bool {
 }
 
 /// `aws.partner/{partner}/{store}/{name lower-cased}`: the name of a store's partner event
-/// source (SPEC §5 `createEventSource`).
+/// source (`createEventSource`; docs/eventbridge.md#partner-event-sources).
 pub fn partner_source_name(partner: &str, store: &str, name: &str) -> String {
     format!(
         "aws.partner/{partner}/{store}/{}",

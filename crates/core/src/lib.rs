@@ -1,5 +1,6 @@
-//! hookrelay's domain: the vocabulary of SPEC §2 as types, with the rules that need no I/O
-//! (event-type matching, destination validation, secret sealing, token hashing).
+//! hookrelay's domain: the vocabulary of docs/concepts.md as types, with the rules that
+//! need no I/O (event-type matching, destination validation, secret sealing, token
+//! hashing).
 //!
 //! Everything here is pure so that the API, the store and the delivery engine agree on
 //! one definition of each rule.

@@ -10,7 +10,7 @@ pub fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_else(Utc::now)
 }
 
-/// What a token may do (SPEC §2).
+/// What a token may do (docs/concepts.md#api-clients-and-roles).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
@@ -82,7 +82,8 @@ pub struct StoreRecord {
     pub created_at: DateTime<Utc>,
 }
 
-/// Which vendor's API made a subscription; it decides the payload format (SPEC §6).
+/// Which vendor's API made a subscription; it decides the payload format
+/// (docs/payloads.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Style {
     /// `createEventSubscription`.
@@ -219,8 +220,8 @@ pub struct AuthProfileRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A subscription's state (SPEC §5: `ACTIVE`, `INACTIVE` by the user, `DEACTIVATED` by
-/// hookrelay after the last retry failed).
+/// A subscription's state (docs/concepts.md#subscriptions: `ACTIVE`, `INACTIVE` by the
+/// user, `DEACTIVATED` by hookrelay after the last retry failed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SubscriptionStatus {
     Active,
@@ -262,8 +263,8 @@ pub enum Destination {
         inline_auth: bool,
         headers: Vec<KeyValue>,
     },
-    /// Amazon EventBridge (SPEC §7): a partner event source (`PutPartnerEvents`) or an
-    /// event bus (`PutEvents`).
+    /// Amazon EventBridge (docs/eventbridge.md#destinations): a partner event source
+    /// (`PutPartnerEvents`) or an event bus (`PutEvents`).
     EventBridge {
         /// The event source's ARN as AWS answered it, or the event bus's ARN.
         arn: String,
@@ -310,8 +311,9 @@ pub struct SubscriptionRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-/// An EventBridge partner event source made for a store (SPEC §5 `createEventSource`, or
-/// by `createEventSubscription` with an `eventBridge` destination).
+/// An EventBridge partner event source made for a store (`createEventSource`, or by
+/// `createEventSubscription` with an `eventBridge` destination;
+/// docs/eventbridge.md#partner-event-sources).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventSourceRecord {
     pub store: String,

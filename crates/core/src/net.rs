@@ -1,6 +1,7 @@
-//! Which network addresses a destination may point at (SPEC §9), and the creation-time
-//! check of destination URLs. The delivery engine applies [`AddressPolicy::check_ip`] again
-//! to the address it actually connects to.
+//! Which network addresses a destination may point at
+//! (docs/security.md#destination-address-policy), and the creation-time check of
+//! destination URLs. The delivery engine applies [`AddressPolicy::check_ip`] again to the
+//! address it actually connects to.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

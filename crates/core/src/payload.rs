@@ -1,4 +1,4 @@
-//! The bodies subscribers receive (SPEC §6 "Payloads"). The subscription's style decides
+//! The bodies subscribers receive (docs/payloads.md). The subscription's style decides
 //! the shape; the same bytes go to a webhook body and to an EventBridge `Detail`.
 
 use chrono::{DateTime, SecondsFormat, Utc};

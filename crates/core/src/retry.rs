@@ -1,6 +1,7 @@
-//! When to try a failed delivery again (SPEC §6 "Retries"): the next interval of the
-//! schedule with up to ±10 % jitter, or longer when the receiver's `Retry-After` asks for it
-//! (capped at 24 h). After the last interval the delivery has failed.
+//! When to try a failed delivery again (docs/delivery.md#outcome-of-an-attempt): the next
+//! interval of the schedule with up to ±10 % jitter, or longer when the receiver's
+//! `Retry-After` asks for it (capped at 24 h). After the last interval the delivery has
+//! failed.
 
 use std::time::Duration;
 

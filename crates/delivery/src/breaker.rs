@@ -1,4 +1,4 @@
-//! The per-host circuit breaker (SPEC §6 "Blocking a failing destination"): over a
+//! The per-host circuit breaker (docs/delivery.md#blocking-a-failing-destination): over a
 //! sliding window, once at least `min_requests` requests were made and fewer than
 //! `min_success_ratio` of them succeeded, requests to the host pause for `pause`.
 //!

@@ -15,7 +15,7 @@ use reqwest::redirect;
 use crate::resolver::{GuardedResolver, ResolveError};
 use crate::sender::Verdict;
 
-/// The `User-Agent` of every outgoing request (SPEC §6).
+/// The `User-Agent` of every outgoing request (docs/payloads.md#webhook-requests).
 pub const USER_AGENT: &str = concat!("hookrelay/", env!("CARGO_PKG_VERSION"));
 
 /// Connecting never waits longer than this, even with a long request timeout: a host that
@@ -28,7 +28,8 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Builds the shared client.
 ///
-/// - Redirects are not followed (SPEC §6, §9): a 3xx is the destination's answer, and
+/// - Redirects are not followed (docs/delivery.md#outcome-of-an-attempt,
+///   docs/security.md#destination-address-policy): a 3xx is the destination's answer, and
 ///   following it would let a public host bounce us to an internal one.
 /// - Names resolve through [`GuardedResolver`], so the address connected to is the one
 ///   checked. IP-literal hosts bypass resolvers; callers run

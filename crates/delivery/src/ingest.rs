@@ -1,5 +1,5 @@
-//! Checking a published event (SPEC §4) before it is written: the same rules for the HTTP
-//! ingest and `hookrelay publish`.
+//! Checking a published event (docs/api.md#ingest) before it is written: the same rules
+//! for the HTTP ingest and `hookrelay publish`.
 
 use chrono::{DateTime, Utc};
 use hookrelay_core::event_types::Catalog;
@@ -27,7 +27,8 @@ pub struct PublishRequest {
     pub time: Option<String>,
 }
 
-/// Why an event was refused. `status` is the HTTP status SPEC §4 gives each case.
+/// Why an event was refused. `status` is the HTTP status docs/api.md#ingest-errors gives
+/// each case.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct IngestError {

@@ -1,8 +1,8 @@
-//! The delivery engine (SPEC §6, §7; docs/delivery.md): ingest fan-out, the scheduler that
-//! claims due deliveries, the dispatcher with its lanes (adaptive in-flight limits, host
-//! and endpoint circuit breakers, batching), the webhook
-//! sender with its SSRF-checked resolver and OAuth token cache, the EventBridge sender,
-//! and the outcome recorder.
+//! The delivery engine (docs/delivery.md, docs/eventbridge.md): ingest fan-out, the
+//! scheduler that claims due deliveries, the dispatcher with its lanes (adaptive in-flight
+//! limits, host and endpoint circuit breakers, batching), the webhook sender with its
+//! SSRF-checked resolver and OAuth token cache, the EventBridge sender, and the outcome
+//! recorder.
 
 pub mod breaker;
 pub mod concurrency;

@@ -1,5 +1,5 @@
-//! The engine's metrics (SPEC §4 `/metrics`), through the `metrics` facade; the binary
-//! installs the Prometheus recorder.
+//! The engine's metrics (`/metrics`, docs/operations.md#health-and-metrics), through the
+//! `metrics` facade; the binary installs the Prometheus recorder.
 
 use hookrelay_store::Backlog;
 use metrics::{counter, gauge, histogram};

@@ -1,6 +1,7 @@
-//! OAuth 2.0 client-credentials tokens for webhook destinations (SPEC §6 "Destination
-//! auth"): fetched from the profile's token endpoint, cached per profile until shortly
-//! before they expire, and fetched once however many deliveries wait for one.
+//! OAuth 2.0 client-credentials tokens for webhook destinations
+//! (docs/payloads.md#destination-authentication): fetched from the profile's token
+//! endpoint, cached per profile until shortly before they expire, and fetched once however
+//! many deliveries wait for one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -204,7 +205,7 @@ impl TokenCache {
         parse_token(&body)
     }
 
-    /// The token request as SPEC §6 describes it.
+    /// The token request as docs/payloads.md#destination-authentication describes it.
     fn request(&self, config: &OAuthConfig) -> Result<reqwest::RequestBuilder, TokenError> {
         let mut url = Url::parse(&config.auth_endpoint)
             .map_err(|e| TokenError::InvalidEndpoint(e.to_string()))?;

@@ -1,4 +1,5 @@
-//! The SSRF guard on the address actually connected to (SPEC §9).
+//! The SSRF guard on the address actually connected to
+//! (docs/security.md#destination-address-policy).
 //!
 //! The API refuses destinations that are literally a forbidden address when they are
 //! made, but a name can resolve to anything, and can resolve differently by the time a

@@ -1,5 +1,6 @@
-//! One webhook attempt (SPEC §6 "Webhook requests", "Destination auth", "Outcome"): the
-//! body in the subscription's style, Standard Webhooks headers, basic or OAuth
+//! One webhook attempt (docs/payloads.md#webhook-requests,
+//! docs/payloads.md#destination-authentication, docs/delivery.md#outcome-of-an-attempt):
+//! the body in the subscription's style, Standard Webhooks headers, basic or OAuth
 //! authentication (a 401 drops the cached token and tries once more at once), and the
 //! response read up to 4 KiB.
 

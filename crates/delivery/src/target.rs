@@ -77,7 +77,7 @@ impl Target {
         }
     }
 
-    /// The body of `delivery` in this subscription's style (SPEC §6 "Payloads"): a
+    /// The body of `delivery` in this subscription's style (docs/payloads.md): a
     /// webhook's request body and an EventBridge entry's `Detail` alike. Fails only for
     /// event data that is not JSON (checked at ingest: a corrupt database).
     pub fn payload(&self, delivery: &ClaimedDelivery) -> Result<Vec<u8>, String> {

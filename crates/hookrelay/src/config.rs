@@ -233,7 +233,7 @@ pub const DEFAULT_DATA_DIR: &str = "./hookrelay-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DATABASE_FILE: &str = "hookrelay.sqlite3";
 pub const MASTER_KEY_FILE: &str = "master.key";
-/// SPEC §3: the SaaS partner name when none is configured.
+/// The SaaS partner name when none is configured (docs/operations.md#configuration).
 pub const DEFAULT_PARTNER_NAME: &str = "hookrelay.example";
 
 impl Storage {

@@ -1,4 +1,4 @@
-//! The `hookrelay` binary: command line, configuration and wiring (SPEC §3).
+//! The `hookrelay` binary: command line, configuration and wiring (docs/operations.md).
 
 /// jemalloc: the engine allocates many small, short-lived buffers across threads (request
 /// bodies, headers, rows); glibc's allocator spent ~10 % of the CPU on them under load.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-/// A delivery's state (SPEC §5 "Beyond the seeds").
+/// A delivery's state (docs/concepts.md#deliveries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryStatus {
     /// Waiting for its first or next attempt (or parked while its subscription is not active).

@@ -206,8 +206,9 @@ pub enum Signal {
     Resync,
 }
 
-/// EventBridge partner event sources (SPEC §5 `createEventSource`, or made by
-/// `createEventSubscription` for its own destination).
+/// EventBridge partner event sources (`createEventSource`, or made by
+/// `createEventSubscription` for its own destination;
+/// docs/eventbridge.md#partner-event-sources).
 #[async_trait]
 pub trait EventSourceStore: Send + Sync + 'static {
     /// Inserts an event source; `Conflict::EventSource` when its name is taken.
@@ -262,7 +263,8 @@ pub trait Store: DeliveryStore + EventSourceStore + PortalStore {
         config: Sealed,
     ) -> Result<()>;
     /// Deletes a profile unless an active subscription uses it (`InUse` with their ids).
-    /// Inactive subscriptions that used it lose their reference.
+    /// Inactive subscriptions that used it keep naming it: an attempt for one of them
+    /// (after reactivation) fails with "auth profile … no longer exists".
     async fn delete_auth_profile(&self, store: &str, id: &str) -> Result<()>;
     /// Listable (not inline) profiles in scope.
     async fn list_auth_profiles(

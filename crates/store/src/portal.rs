@@ -81,13 +81,12 @@ pub struct NodeRecord {
     pub heartbeat_at: DateTime<Utc>,
 }
 
-/// An attempt succeeded when it got a 2xx answer, or, for destinations without HTTP
-/// statuses (EventBridge), no error. Both backends count with this condition.
-/// (`COALESCE`: a NULL status would make the condition NULL, counted as neither.)
+/// An attempt succeeded when it had no error and, if it has an HTTP status, a 2xx one (an
+/// EventBridge entry refused in a 200 answer has an error). Both backends count with this
+/// condition; `COALESCE` keeps it from being NULL (counted as neither).
 macro_rules! succeeded {
     () => {
-        "((COALESCE(a.status_code, 0) BETWEEN 200 AND 299) \
-         OR (a.status_code IS NULL AND a.error IS NULL))"
+        "(a.error IS NULL AND COALESCE(a.status_code, 200) BETWEEN 200 AND 299)"
     };
 }
 

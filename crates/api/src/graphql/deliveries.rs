@@ -1,6 +1,6 @@
-//! The delivery log and its controls (SPEC §5 "Beyond the seeds"): `deliveries`,
-//! `delivery`, `retryDelivery`, `replayDeliveries`, `rotateSigningSecret`, `sendTestEvent`.
-//! They take subscription ids of either style.
+//! The delivery log and its controls (docs/api.md#the-delivery-log-and-its-controls):
+//! `deliveries`, `delivery`, `retryDelivery`, `replayDeliveries`, `rotateSigningSecret`,
+//! `sendTestEvent`. They take subscription ids of either style.
 
 use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject};
 use chrono::{DateTime, Duration, Utc};

@@ -1,4 +1,4 @@
-//! Amazon EventBridge in the API (SPEC §5, §7): partner event sources
+//! Amazon EventBridge in the API (docs/eventbridge.md): partner event sources
 //! (`webhook { createEventSource, deleteEventSource }`, `store { eventSources }`) and the
 //! EventBridge destinations both styles share.
 //!
@@ -135,7 +135,7 @@ pub struct DeleteEventSourceResult {
     pub id: ID,
 }
 
-/// A failed AWS call as the caller sees it (SPEC §5 "Errors": `UpstreamError` with AWS's
+/// A failed AWS call as the caller sees it (docs/api.md#errors: `UpstreamError` with AWS's
 /// error code, or hookrelay's when AWS did not answer).
 pub fn upstream(path: &str, operation: &str, e: AwsError) -> ApiError {
     ApiError::Upstream {

@@ -1,4 +1,5 @@
-//! The GraphQL API (SPEC §5): both vendors' styles in one schema, one file per style.
+//! The GraphQL API (docs/api.md#graphql): both vendors' styles in one schema, one file
+//! per style.
 
 pub mod auth_profiles;
 pub mod comments;

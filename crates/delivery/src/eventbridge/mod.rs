@@ -1,5 +1,5 @@
-//! Amazon EventBridge destinations (SPEC §7): the shared AWS client, and the entry each
-//! delivery becomes. The dispatcher batches deliveries per region and call (up to 20 per
+//! Amazon EventBridge destinations (docs/eventbridge.md): the shared AWS client, and the
+//! entry each delivery becomes. The dispatcher batches deliveries per region and call (up to 20 per
 //! `PutPartnerEvents`, 10 per `PutEvents`); the worker sends a batch and reads AWS's answer
 //! entry by entry, so that only the entries that failed are sent again.
 

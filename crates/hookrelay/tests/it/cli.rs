@@ -1,4 +1,4 @@
-//! The command line (SPEC §3): tokens and stores while the server runs, migrations,
+//! The command line (docs/operations.md, "Command line"): tokens and stores while the server runs, migrations,
 //! configuration from flags, environment and file, health, GraphiQL, graceful shutdown.
 
 use crate::common::*;

@@ -1,4 +1,4 @@
-//! Amazon EventBridge end to end (SPEC §7), against a real AWS API emulator (moto_server):
+//! Amazon EventBridge end to end (docs/eventbridge.md), against a real AWS API emulator (moto_server):
 //! hookrelay makes partner event sources and puts events; the AWS customer's side (event
 //! bus, rule, SQS target) is done with the AWS SDK as a separate client, and the events are
 //! read back from SQS.

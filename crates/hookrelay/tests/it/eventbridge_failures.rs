@@ -1,4 +1,4 @@
-//! EventBridge failures (SPEC §7): entries AWS refuses, throttling, AWS's own errors, events
+//! EventBridge failures (docs/eventbridge.md): entries AWS refuses, throttling, AWS's own errors, events
 //! too large for an entry, AWS refusing an event source. moto cannot be made to fail like
 //! this, so here hookrelay's AWS endpoint (`AWS_ENDPOINT_URL`) is a scripted EventBridge: a
 //! real HTTP server on 127.0.0.1 that speaks AWS's JSON 1.1 protocol, records every call

@@ -1,4 +1,4 @@
-//! The ingest API and `hookrelay publish` through the real binary (SPEC §4).
+//! The ingest API and `hookrelay publish` through the real binary (docs/api.md, "Ingest").
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Several nodes on one PostgreSQL database (SPEC §8): real `hookrelay serve` processes
+//! Several nodes on one PostgreSQL database (docs/operations.md, "PostgreSQL and many nodes"): real `hookrelay serve` processes
 //! sharing a database and a master key, each serving the API and delivering.
 //!
 //! - A node killed with `kill -9` while it holds in-flight deliveries loses nothing: the

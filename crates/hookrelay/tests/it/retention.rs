@@ -1,4 +1,4 @@
-//! Retention (SPEC §8): with `--retention 2s`, events older than that are pruned in the
+//! Retention (docs/operations.md, "Retention"): with `--retention 2s`, events older than that are pruned in the
 //! background with their deliveries and attempts, on either backend; never while one of
 //! their deliveries is in flight or waiting for a retry; parked deliveries of a
 //! deactivated subscription go too.

@@ -268,6 +268,12 @@ async fn attempts_are_counted_per_hour_with_the_last_error_and_deactivated_subsc
         (hour + minutes(1), Some(200), None),
         (hour + minutes(1), Some(204), None),
         (hour + minutes(2), Some(500), Some("HTTP 500")),
+        // An EventBridge entry refused in a 200 answer: failed.
+        (
+            hour + minutes(3),
+            Some(200),
+            Some("entry refused: ThrottlingException"),
+        ),
         (hour - minutes(119), None, Some("connection refused")),
     ];
     let mut outcomes = Vec::new();
@@ -295,10 +301,10 @@ async fn attempts_are_counted_per_hour_with_the_last_error_and_deactivated_subsc
         .unwrap();
     assert_eq!(buckets.len(), 24);
     assert_eq!(buckets[0].start, since);
-    assert_eq!((buckets[23].succeeded, buckets[23].failed), (2, 1));
+    assert_eq!((buckets[23].succeeded, buckets[23].failed), (2, 2));
     assert_eq!((buckets[21].succeeded, buckets[21].failed), (0, 1));
     let total: u64 = buckets.iter().map(|b| b.succeeded + b.failed).sum();
-    assert_eq!(total, 4);
+    assert_eq!(total, 5);
     // Another store's view of the same id sees nothing.
     let other = db
         .attempt_buckets("s2", "a", since, Duration::from_secs(3600), 24)
@@ -307,8 +313,11 @@ async fn attempts_are_counted_per_hour_with_the_last_error_and_deactivated_subsc
     assert!(other.iter().all(|b| b.succeeded + b.failed == 0));
 
     let last = db.last_error("s1", "a").await.unwrap().expect("an error");
-    assert_eq!(last.status_code, Some(500));
-    assert_eq!(last.error.as_deref(), Some("HTTP 500"));
+    assert_eq!(last.status_code, Some(200));
+    assert_eq!(
+        last.error.as_deref(),
+        Some("entry refused: ThrottlingException")
+    );
     assert!(db.last_error("s1", "gone").await.unwrap().is_none());
 
     let minute = Utc::now()
