@@ -14,13 +14,20 @@ use hookrelay_delivery::breaker::BreakerConfig;
 use hookrelay_delivery::eventbridge::{self, EventBridgeSettings};
 use hookrelay_delivery::ingest::DEFAULT_MAX_EVENT_BYTES;
 use hookrelay_delivery::EngineConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// Options every command that touches the database takes.
-#[derive(Debug, Clone, Args)]
-pub struct StorageArgs {
+/// Every setting, as one source gives it: the flags and `HOOKRELAY_*` variables (clap
+/// reads both, flags first), or the TOML file of `--config`, with the same names. Every
+/// command that touches the database takes all of them, and [`Settings::load`] merges the
+/// sources in one place, so that `publish` reads `max_event_bytes` exactly as `serve`
+/// does. Unknown keys in the file are refused, so that a typo does not go unnoticed.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Settings (flags, HOOKRELAY_* variables, or the --config file)")]
+pub struct Settings {
     /// TOML configuration file.
     #[arg(long, env = "HOOKRELAY_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Directory of the embedded SQLite database and generated master key.
     #[arg(long, env = "HOOKRELAY_DATA_DIR", value_name = "DIR")]
@@ -29,13 +36,14 @@ pub struct StorageArgs {
     /// embedded database: any number of nodes may share it. Needs HOOKRELAY_MASTER_KEY.
     #[arg(long, env = "HOOKRELAY_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
-}
-
-/// Options of `serve`.
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    pub storage: StorageArgs,
+    /// Event types added to the built-in catalog (comma-separated; a list in the file).
+    #[arg(
+        long,
+        env = "HOOKRELAY_EVENT_TYPES",
+        value_name = "TYPES",
+        value_delimiter = ','
+    )]
+    pub event_types: Option<Vec<String>>,
     /// Address to listen on.
     #[arg(long, env = "HOOKRELAY_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
@@ -43,8 +51,10 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKRELAY_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_http: Option<bool>,
-    /// Comma-separated CIDRs destinations may use although they are non-public.
+    /// Comma-separated CIDRs destinations may use although they are non-public (a list
+    /// or a string in the file).
     #[arg(long, env = "HOOKRELAY_ALLOWED_NETWORKS", value_name = "CIDRS")]
+    #[serde(default, deserialize_with = "text_or_list")]
     pub allowed_networks: Option<String>,
     /// Base64 of 32 bytes; encrypts stored secrets. Generated in the data dir when absent
     /// (SQLite only: with PostgreSQL every node must be given the same key).
@@ -143,59 +153,101 @@ pub struct ServeArgs {
     pub portal_frame_ancestors: Option<String>,
 }
 
+/// `allowed_networks` in the file: `"10.0.0.0/8,127.0.0.0/8"` or a list of CIDRs.
+fn text_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Networks {
+        Text(String),
+        List(Vec<String>),
+    }
+    Ok(Option::<Networks>::deserialize(d)?.map(|n| match n {
+        Networks::Text(text) => text,
+        Networks::List(list) => list.join(","),
+    }))
+}
+
+impl Settings {
+    /// The settings in force: each one from the flags or environment if given there, else
+    /// from the file, else left to its default.
+    pub fn load(&self) -> Result<Settings> {
+        let file = read_file(self.config.as_deref())?;
+        let mut merged = serde_json::to_value(&file).context("settings")?;
+        if let (Some(merged), serde_json::Value::Object(given)) = (
+            merged.as_object_mut(),
+            serde_json::to_value(self).context("settings")?,
+        ) {
+            merged.extend(given.into_iter().filter(|(_, v)| !v.is_null()));
+        }
+        let mut settings: Settings = serde_json::from_value(merged).context("settings")?;
+        settings.config = self.config.clone();
+        Ok(settings)
+    }
+
+    /// Event types added to the built-in catalog.
+    pub fn extra_event_types(&self) -> Vec<String> {
+        self.event_types.clone().unwrap_or_default()
+    }
+
+    /// `max_event_bytes`, checked.
+    pub fn max_event_bytes(&self) -> Result<usize> {
+        let bytes = self.max_event_bytes.unwrap_or(DEFAULT_MAX_EVENT_BYTES);
+        if !(1..=16 * 1024 * 1024).contains(&bytes) {
+            bail!("max_event_bytes must be between 1 and 16777216");
+        }
+        Ok(bytes)
+    }
+
+    /// `public_url`, else http:// and the listen address.
+    pub fn public_url(&self) -> Result<String> {
+        let url = match &self.public_url {
+            Some(url) => url.trim().trim_end_matches('/').to_owned(),
+            None => format!(
+                "http://{}",
+                self.listen.as_deref().unwrap_or(DEFAULT_LISTEN)
+            ),
+        };
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains(['?', '#', ' ']) => Ok(url),
+            _ => bail!("public_url {url:?} must be an http:// or https:// URL such as https://hooks.example.com"),
+        }
+    }
+
+    /// `portal_frame_ancestors` as a CSP source list: `'none'` by default.
+    pub fn frame_ancestors(&self) -> Result<String> {
+        let Some(text) = &self.portal_frame_ancestors else {
+            return Ok("'none'".to_owned());
+        };
+        let sources: Vec<&str> = text.split([' ', ',']).filter(|s| !s.is_empty()).collect();
+        for source in &sources {
+            let keyword = matches!(*source, "'none'" | "'self'");
+            let origin = (source.starts_with("https://") || source.starts_with("http://"))
+                && source.is_ascii()
+                && !source.contains([';', '\'', '"']);
+            if !(keyword || origin) {
+                bail!(
+                    "portal_frame_ancestors: {source:?} is not an origin like https://dashboard.example.com (or 'self' / 'none')"
+                );
+            }
+        }
+        if sources.is_empty() {
+            bail!("portal_frame_ancestors is empty; leave it out for 'none'");
+        }
+        Ok(sources.join(" "))
+    }
+}
+
 /// Parses `10s`, `500ms`, `2m`, `1h`, `30d` or a bare number of seconds.
 pub fn parse_duration(name: &str, text: &str) -> Result<Duration> {
     hookrelay_core::duration::parse(text).map_err(|e| anyhow::anyhow!("{name} {e}"))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(untagged)]
-enum Networks {
-    #[default]
-    None,
-    List(Vec<String>),
-    Text(String),
-}
-
-/// The TOML file. Unknown keys are refused, so that a typo does not go unnoticed.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    allow_http: Option<bool>,
-    #[serde(default)]
-    allowed_networks: Networks,
-    master_key: Option<String>,
-    /// Event types added to the built-in catalog.
-    #[serde(default)]
-    event_types: Vec<String>,
-    retry_schedule: Option<String>,
-    request_timeout: Option<String>,
-    max_event_bytes: Option<usize>,
-    lease_timeout: Option<String>,
-    retention: Option<String>,
-    max_in_flight_per_host: Option<usize>,
-    min_in_flight_per_host: Option<usize>,
-    breaker_window: Option<String>,
-    breaker_min_requests: Option<u32>,
-    breaker_success_ratio: Option<f64>,
-    breaker_pause: Option<String>,
-    endpoint_breaker_window: Option<String>,
-    endpoint_breaker_min_requests: Option<u32>,
-    endpoint_breaker_success_ratio: Option<f64>,
-    endpoint_breaker_pause: Option<String>,
-    eventbridge_partner_name: Option<String>,
-    eventbridge_detail_type: Option<String>,
-    eventbridge_batch_wait: Option<String>,
-    public_url: Option<String>,
-    portal_frame_ancestors: Option<String>,
-}
-
-fn read_file(path: Option<&Path>) -> Result<FileConfig> {
+fn read_file(path: Option<&Path>) -> Result<Settings> {
     let Some(path) = path else {
-        return Ok(FileConfig::default());
+        return Ok(Settings::default());
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -226,7 +278,6 @@ impl Backend {
 pub struct Storage {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
-    file: std::sync::Arc<FileConfig>,
 }
 
 pub const DEFAULT_DATA_DIR: &str = "./hookrelay-data";
@@ -237,74 +288,15 @@ pub const MASTER_KEY_FILE: &str = "master.key";
 pub const DEFAULT_PARTNER_NAME: &str = "hookrelay.example";
 
 impl Storage {
-    pub fn resolve(args: &StorageArgs) -> Result<Self> {
-        let file = read_file(args.config.as_deref())?;
-        let data_dir = args
-            .data_dir
-            .clone()
-            .or_else(|| file.data_dir.clone())
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let database_url = args
-            .database_url
-            .clone()
-            .or_else(|| file.database_url.clone());
-        Ok(Storage {
-            data_dir,
-            database_url,
-            file: std::sync::Arc::new(file),
-        })
-    }
-
-    /// Event types the config file adds to the catalog.
-    pub fn extra_event_types(&self) -> Vec<String> {
-        self.file.event_types.clone()
-    }
-
-    /// `public_url`: the flag's, else the file's, else http:// and the listen address
-    /// (`listen`: the flag's, else the file's, else the default).
-    pub fn public_url(&self, flag: Option<&str>, listen: Option<&str>) -> Result<String> {
-        let listen = listen
-            .or(self.file.listen.as_deref())
-            .unwrap_or(DEFAULT_LISTEN);
-        let url = match flag.or(self.file.public_url.as_deref()) {
-            Some(url) => url.trim().trim_end_matches('/').to_owned(),
-            None => format!("http://{listen}"),
-        };
-        let rest = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"));
-        match rest {
-            Some(host) if !host.is_empty() && !host.contains(['?', '#', ' ']) => Ok(url),
-            _ => bail!("public_url {url:?} must be an http:// or https:// URL such as https://hooks.example.com"),
+    /// From loaded settings ([`Settings::load`]).
+    pub fn resolve(settings: &Settings) -> Self {
+        Storage {
+            data_dir: settings
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            database_url: settings.database_url.clone(),
         }
-    }
-
-    /// `portal_frame_ancestors` as a CSP source list: `'none'` by default.
-    pub fn frame_ancestors(&self, flag: Option<&str>) -> Result<String> {
-        let Some(text) = flag.or(self.file.portal_frame_ancestors.as_deref()) else {
-            return Ok("'none'".to_owned());
-        };
-        let sources: Vec<&str> = text.split([' ', ',']).filter(|s| !s.is_empty()).collect();
-        for source in &sources {
-            let keyword = matches!(*source, "'none'" | "'self'");
-            let origin = (source.starts_with("https://") || source.starts_with("http://"))
-                && source.is_ascii()
-                && !source.contains([';', '\'', '"']);
-            if !(keyword || origin) {
-                bail!(
-                    "portal_frame_ancestors: {source:?} is not an origin like https://dashboard.example.com (or 'self' / 'none')"
-                );
-            }
-        }
-        if sources.is_empty() {
-            bail!("portal_frame_ancestors is empty; leave it out for 'none'");
-        }
-        Ok(sources.join(" "))
-    }
-
-    /// `max_event_bytes` from the config file, or the default.
-    pub fn max_event_bytes(&self) -> usize {
-        self.file.max_event_bytes.unwrap_or(DEFAULT_MAX_EVENT_BYTES)
     }
 
     /// The database: PostgreSQL when a URL is given, else the SQLite file (with the data
@@ -354,167 +346,115 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
-    pub fn resolve(args: &ServeArgs) -> Result<Self> {
-        let storage = Storage::resolve(&args.storage)?;
-        let file = storage.file.clone();
-        let listen_text = args
+    /// From loaded settings ([`Settings::load`]), checked.
+    pub fn resolve(s: &Settings) -> Result<Self> {
+        let storage = Storage::resolve(s);
+        let listen_text = s
             .listen
             .clone()
-            .or_else(|| file.listen.clone())
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = listen_text.parse().with_context(|| {
             format!("--listen {listen_text:?} is not an address like 127.0.0.1:8080")
         })?;
-        let networks = match (&args.allowed_networks, &file.allowed_networks) {
-            (Some(text), _) => text.clone(),
-            (None, Networks::Text(text)) => text.clone(),
-            (None, Networks::List(list)) => list.join(","),
-            (None, Networks::None) => String::new(),
-        };
+        let networks = s.allowed_networks.clone().unwrap_or_default();
         let allowed_networks = AddressPolicy::parse_networks(&networks)
             .map_err(|e| anyhow::anyhow!("allowed_networks: {e}"))?;
         let policy = AddressPolicy {
-            allow_http: args.allow_http.or(file.allow_http).unwrap_or(false),
+            allow_http: s.allow_http.unwrap_or(false),
             allowed_networks,
         };
-        let duration =
-            |name: &str, flag: &Option<String>, key: &Option<String>, default: Duration| match flag
-                .as_ref()
-                .or(key.as_ref())
-            {
-                Some(text) => parse_duration(name, text),
-                None => Ok(default),
-            };
+        let duration = |name: &str, value: &Option<String>, default: Duration| match value {
+            Some(text) => parse_duration(name, text),
+            None => Ok(default),
+        };
         let defaults = EngineConfig::default();
-        let retry = match args
-            .retry_schedule
-            .as_ref()
-            .or(file.retry_schedule.as_ref())
-        {
+        let retry = match &s.retry_schedule {
             Some(text) => RetrySchedule::parse(text).map_err(|e| anyhow::anyhow!(e))?,
             None => RetrySchedule::default(),
         };
         let request_timeout = duration(
             "request_timeout",
-            &args.request_timeout,
-            &file.request_timeout,
+            &s.request_timeout,
             defaults.request_timeout,
         )?;
         if request_timeout.is_zero() {
             bail!("request_timeout must be more than 0");
         }
-        let lease_timeout = duration(
-            "lease_timeout",
-            &args.lease_timeout,
-            &file.lease_timeout,
-            defaults.lease_timeout,
-        )?;
+        let lease_timeout = duration("lease_timeout", &s.lease_timeout, defaults.lease_timeout)?;
         if lease_timeout < Duration::from_millis(300) {
             bail!("lease_timeout must be at least 300ms");
         }
-        let retention = duration(
-            "retention",
-            &args.retention,
-            &file.retention,
-            defaults.retention,
-        )?;
+        let retention = duration("retention", &s.retention, defaults.retention)?;
         if retention < Duration::from_secs(1) {
             bail!("retention must be at least 1s");
         }
-        let max_in_flight_per_host = args
+        let max_in_flight_per_host = s
             .max_in_flight_per_host
-            .or(file.max_in_flight_per_host)
             .unwrap_or(defaults.max_in_flight_per_host);
         if max_in_flight_per_host == 0 {
             bail!("max_in_flight_per_host must be at least 1");
         }
-        let min_in_flight_per_host =
-            match args.min_in_flight_per_host.or(file.min_in_flight_per_host) {
-                Some(0) => bail!("min_in_flight_per_host must be at least 1"),
-                Some(min) if min > max_in_flight_per_host => bail!(
-                    "min_in_flight_per_host ({min}) must not be above max_in_flight_per_host \
+        let min_in_flight_per_host = match s.min_in_flight_per_host {
+            Some(0) => bail!("min_in_flight_per_host must be at least 1"),
+            Some(min) if min > max_in_flight_per_host => bail!(
+                "min_in_flight_per_host ({min}) must not be above max_in_flight_per_host \
                  ({max_in_flight_per_host})"
-                ),
-                Some(min) => min,
-                // A ceiling set under the default floor is a fixed limit.
-                None => defaults.min_in_flight_per_host.min(max_in_flight_per_host),
-            };
+            ),
+            Some(min) => min,
+            // A ceiling set under the default floor is a fixed limit.
+            None => defaults.min_in_flight_per_host.min(max_in_flight_per_host),
+        };
         let breaker = resolve_breaker(
             "breaker",
-            [
-                BreakerInput {
-                    window: &args.breaker_window,
-                    min_requests: args.breaker_min_requests,
-                    success_ratio: args.breaker_success_ratio,
-                    pause: &args.breaker_pause,
-                },
-                BreakerInput {
-                    window: &file.breaker_window,
-                    min_requests: file.breaker_min_requests,
-                    success_ratio: file.breaker_success_ratio,
-                    pause: &file.breaker_pause,
-                },
-            ],
+            BreakerInput {
+                window: &s.breaker_window,
+                min_requests: s.breaker_min_requests,
+                success_ratio: s.breaker_success_ratio,
+                pause: &s.breaker_pause,
+            },
             defaults.breaker,
         )?;
         // Each endpoint setting defaults to the host level's, so `breaker_*` alone sets
         // the rule for both.
         let endpoint_breaker = resolve_breaker(
             "endpoint_breaker",
-            [
-                BreakerInput {
-                    window: &args.endpoint_breaker_window,
-                    min_requests: args.endpoint_breaker_min_requests,
-                    success_ratio: args.endpoint_breaker_success_ratio,
-                    pause: &args.endpoint_breaker_pause,
-                },
-                BreakerInput {
-                    window: &file.endpoint_breaker_window,
-                    min_requests: file.endpoint_breaker_min_requests,
-                    success_ratio: file.endpoint_breaker_success_ratio,
-                    pause: &file.endpoint_breaker_pause,
-                },
-            ],
+            BreakerInput {
+                window: &s.endpoint_breaker_window,
+                min_requests: s.endpoint_breaker_min_requests,
+                success_ratio: s.endpoint_breaker_success_ratio,
+                pause: &s.endpoint_breaker_pause,
+            },
             breaker,
         )?;
-        let max_event_bytes = args
-            .max_event_bytes
-            .or(file.max_event_bytes)
-            .unwrap_or(DEFAULT_MAX_EVENT_BYTES);
-        if !(1..=16 * 1024 * 1024).contains(&max_event_bytes) {
-            bail!("max_event_bytes must be between 1 and 16777216");
-        }
-        let partner_name = args
+        let max_event_bytes = s.max_event_bytes()?;
+        let partner_name = s
             .eventbridge_partner_name
             .clone()
-            .or_else(|| file.eventbridge_partner_name.clone())
             .unwrap_or_else(|| DEFAULT_PARTNER_NAME.to_owned());
         if !hookrelay_core::aws::is_source_segment(&partner_name) {
             bail!("eventbridge_partner_name {partner_name:?} must be 1-64 characters of letters, digits, '.', '-' and '_'");
         }
-        let detail_type = args
+        let detail_type = s
             .eventbridge_detail_type
             .clone()
-            .or_else(|| file.eventbridge_detail_type.clone())
             .unwrap_or_else(|| eventbridge::DEFAULT_DETAIL_TYPE.to_owned());
         if detail_type.trim().is_empty() || detail_type.len() > 128 {
             bail!("eventbridge_detail_type must be 1-128 characters");
         }
         let batch_wait = duration(
             "eventbridge_batch_wait",
-            &args.eventbridge_batch_wait,
-            &file.eventbridge_batch_wait,
+            &s.eventbridge_batch_wait,
             eventbridge::DEFAULT_BATCH_WAIT,
         )?;
         if batch_wait > Duration::from_secs(10) {
             bail!("eventbridge_batch_wait must be at most 10s");
         }
-        let public_url = match args.public_url.as_deref().or(file.public_url.as_deref()) {
-            Some(url) => Some(storage.public_url(Some(url), None)?),
+        // Without one, `serve` uses the address it bound (so that --listen :0 works).
+        let public_url = match &s.public_url {
+            Some(_) => Some(s.public_url()?),
             None => None,
         };
-        let portal_frame_ancestors =
-            storage.frame_ancestors(args.portal_frame_ancestors.as_deref())?;
+        let portal_frame_ancestors = s.frame_ancestors()?;
         Ok(ServeConfig {
             public_url,
             portal_frame_ancestors,
@@ -538,8 +478,8 @@ impl ServeConfig {
             },
             max_event_bytes,
             policy,
-            master_key: args.master_key.clone().or_else(|| file.master_key.clone()),
-            extra_event_types: file.event_types.clone(),
+            master_key: s.master_key.clone(),
+            extra_event_types: s.extra_event_types(),
             storage,
         })
     }
@@ -569,7 +509,7 @@ impl ServeConfig {
     }
 }
 
-/// One breaker level's settings as one source gives them (flags, or the file).
+/// One breaker level's settings as given.
 struct BreakerInput<'a> {
     window: &'a Option<String>,
     min_requests: Option<u32>,
@@ -578,30 +518,21 @@ struct BreakerInput<'a> {
 }
 
 /// A breaker level (`prefix`: `breaker` or `endpoint_breaker`, as the options are
-/// named) from its flags, then its file keys, then `default`; checked.
+/// named) from its settings, else `default`; checked.
 fn resolve_breaker(
     prefix: &str,
-    [flag, file]: [BreakerInput<'_>; 2],
+    given: BreakerInput<'_>,
     default: BreakerConfig,
 ) -> Result<BreakerConfig> {
-    let duration = |name: &str, flag: &Option<String>, key: &Option<String>, default| match flag
-        .as_ref()
-        .or(key.as_ref())
-    {
+    let duration = |name: &str, value: &Option<String>, default| match value {
         Some(text) => parse_duration(&format!("{prefix}_{name}"), text),
         None => Ok(default),
     };
     let breaker = BreakerConfig {
-        window: duration("window", flag.window, file.window, default.window)?,
-        min_requests: flag
-            .min_requests
-            .or(file.min_requests)
-            .unwrap_or(default.min_requests),
-        min_success_ratio: flag
-            .success_ratio
-            .or(file.success_ratio)
-            .unwrap_or(default.min_success_ratio),
-        pause: duration("pause", flag.pause, file.pause, default.pause)?,
+        window: duration("window", given.window, default.window)?,
+        min_requests: given.min_requests.unwrap_or(default.min_requests),
+        min_success_ratio: given.success_ratio.unwrap_or(default.min_success_ratio),
+        pause: duration("pause", given.pause, default.pause)?,
     };
     if !(0.0..=1.0).contains(&breaker.min_success_ratio) {
         bail!("{prefix}_success_ratio must be between 0 and 1");

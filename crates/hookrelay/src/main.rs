@@ -26,7 +26,7 @@ use hookrelay_store::{Claim, Ingested, NewClient, PgStore, SqliteStore, Store, S
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
-use config::{Backend, ServeArgs, ServeConfig, Storage, StorageArgs};
+use config::{Backend, ServeConfig, Settings, Storage};
 
 #[derive(Parser)]
 #[command(
@@ -57,9 +57,9 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API and the workers.
-    Serve(Box<ServeArgs>),
+    Serve(Box<Settings>),
     /// Apply the database schema (serve does it too on start).
-    Migrate(StorageArgs),
+    Migrate(Box<Settings>),
     /// Manage access tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -79,8 +79,6 @@ enum Command {
 
 #[derive(clap::Args)]
 struct PublishArgs {
-    #[command(flatten)]
-    storage: StorageArgs,
     /// The store the event belongs to.
     #[arg(long)]
     store: String,
@@ -99,14 +97,14 @@ struct PublishArgs {
     /// The event time, RFC 3339 (default: now).
     #[arg(long)]
     time: Option<String>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[derive(Subcommand)]
 enum TokenCommand {
     /// Create a token and print it as JSON (the token is shown only this once).
     Create {
-        #[command(flatten)]
-        storage: StorageArgs,
         /// client, store-admin, publisher or admin.
         #[arg(long)]
         role: Role,
@@ -116,18 +114,20 @@ enum TokenCommand {
         /// The client id (generated when absent).
         #[arg(long)]
         client_id: Option<String>,
+        #[command(flatten)]
+        settings: Settings,
     },
     /// List API clients as JSON lines (never the tokens).
     List {
         #[command(flatten)]
-        storage: StorageArgs,
+        settings: Settings,
     },
     /// Revoke a client's token.
     Revoke {
-        #[command(flatten)]
-        storage: StorageArgs,
         #[arg(long)]
         client_id: String,
+        #[command(flatten)]
+        settings: Settings,
     },
 }
 
@@ -135,15 +135,15 @@ enum TokenCommand {
 enum StoreCommand {
     /// Create a store.
     Create {
-        #[command(flatten)]
-        storage: StorageArgs,
         /// The store hash: 1-32 characters of [a-z0-9].
         store: String,
+        #[command(flatten)]
+        settings: Settings,
     },
     /// List stores as JSON lines.
     List {
         #[command(flatten)]
-        storage: StorageArgs,
+        settings: Settings,
     },
 }
 
@@ -157,8 +157,6 @@ enum PortalCommand {
 
 #[derive(clap::Args)]
 struct PortalLinkArgs {
-    #[command(flatten)]
-    storage: StorageArgs,
     /// The store the portal opens on.
     #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
     store: Option<String>,
@@ -171,18 +169,14 @@ struct PortalLinkArgs {
     /// How long the link may wait to be opened: 15m by default, at most 24h.
     #[arg(long, value_name = "DURATION")]
     ttl: Option<String>,
-    /// The URL links start with (default: http:// and the listen address).
-    #[arg(long, env = "HOOKRELAY_PUBLIC_URL", value_name = "URL")]
-    public_url: Option<String>,
-    /// The address the server listens on, for the default public URL.
-    #[arg(long, env = "HOOKRELAY_LISTEN", value_name = "ADDR")]
-    listen: Option<String>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 async fn portal(cmd: PortalCommand) -> Result<()> {
     let PortalCommand::Link(args) = cmd;
-    let storage = Storage::resolve(&args.storage)?;
-    let public_url = storage.public_url(args.public_url.as_deref(), args.listen.as_deref())?;
+    let settings = args.settings.load()?;
+    let public_url = settings.public_url()?;
     let ttl = args
         .ttl
         .as_deref()
@@ -195,7 +189,7 @@ async fn portal(cmd: PortalCommand) -> Result<()> {
         },
         None => LinkFor::Admin,
     };
-    let db = open_backend(&storage.backend()?).await?;
+    let db = open_backend(&Storage::resolve(&settings).backend()?).await?;
     let link = create_link(db.as_ref(), &public_url, who, ttl)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -229,9 +223,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Serve(args) => serve(ServeConfig::resolve(&args)?).await,
+        Command::Serve(args) => serve(ServeConfig::resolve(&args.load()?)?).await,
         Command::Migrate(args) => {
-            let backend = Storage::resolve(&args)?.backend()?;
+            let backend = Storage::resolve(&args.load()?).backend()?;
             let applied = match &backend {
                 Backend::Sqlite(path) => SqliteStore::migrate(path),
                 Backend::Postgres(url) => PgStore::migrate(url).await,
@@ -252,8 +246,8 @@ async fn run(command: Command) -> Result<()> {
 }
 
 async fn publish(args: PublishArgs) -> Result<()> {
-    let storage = Storage::resolve(&args.storage)?;
-    let catalog = Catalog::with_defaults(storage.extra_event_types());
+    let settings = args.settings.load()?;
+    let catalog = Catalog::with_defaults(settings.extra_event_types());
     let data: Box<serde_json::value::RawValue> =
         serde_json::from_str(&args.data).map_err(|e| anyhow::anyhow!("--data is not JSON: {e}"))?;
     let request = PublishRequest {
@@ -264,9 +258,9 @@ async fn publish(args: PublishArgs) -> Result<()> {
         idempotency_key: args.idempotency_key,
         time: args.time,
     };
-    let event = prepare(request, &catalog, storage.max_event_bytes())
+    let event = prepare(request, &catalog, settings.max_event_bytes()?)
         .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
-    let db = open_store(&args.storage).await?;
+    let db = open_backend(&Storage::resolve(&settings).backend()?).await?;
     let written = db
         .ingest(vec![event], Claim::default())
         .await
@@ -289,8 +283,8 @@ async fn publish(args: PublishArgs) -> Result<()> {
     }
 }
 
-async fn open_store(storage: &StorageArgs) -> Result<Arc<dyn Store>> {
-    open_backend(&Storage::resolve(storage)?.backend()?).await
+async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>> {
+    open_backend(&Storage::resolve(&settings.load()?).backend()?).await
 }
 
 /// Opens the database, bringing its schema up to date.
@@ -312,7 +306,7 @@ fn print_json_line(value: &impl serde::Serialize) -> Result<()> {
 async fn token(cmd: TokenCommand) -> Result<()> {
     match cmd {
         TokenCommand::Create {
-            storage,
+            settings,
             role,
             store,
             client_id,
@@ -333,7 +327,7 @@ async fn token(cmd: TokenCommand) -> Result<()> {
                 bail!("--client-id {client_id:?} must be 1-128 characters of [A-Za-z0-9._:-]");
             }
             let token = secrets::new_access_token();
-            let db = open_store(&storage).await?;
+            let db = open_store(&settings).await?;
             match db
                 .create_client(NewClient {
                     client_id: client_id.clone(),
@@ -354,36 +348,37 @@ async fn token(cmd: TokenCommand) -> Result<()> {
                 "role": role.as_str(),
             }))
         }
-        TokenCommand::List { storage } => {
-            for client in open_store(&storage).await?.list_clients().await? {
+        TokenCommand::List { settings } => {
+            for client in open_store(&settings).await?.list_clients().await? {
                 print_json_line(&client)?;
             }
             Ok(())
         }
-        TokenCommand::Revoke { storage, client_id } => {
-            match open_store(&storage).await?.revoke_client(&client_id).await {
-                Ok(()) => print_json_line(&json!({"clientId": client_id, "revoked": true})),
-                Err(StoreError::NotFound) => bail!("no active client {client_id:?}"),
-                Err(e) => Err(e).context("revoking the token"),
-            }
-        }
+        TokenCommand::Revoke {
+            settings,
+            client_id,
+        } => match open_store(&settings).await?.revoke_client(&client_id).await {
+            Ok(()) => print_json_line(&json!({"clientId": client_id, "revoked": true})),
+            Err(StoreError::NotFound) => bail!("no active client {client_id:?}"),
+            Err(e) => Err(e).context("revoking the token"),
+        },
     }
 }
 
 async fn store(cmd: StoreCommand) -> Result<()> {
     match cmd {
-        StoreCommand::Create { storage, store } => {
+        StoreCommand::Create { settings, store } => {
             if !ids::is_valid_store_hash(&store) {
                 bail!("store hash {store:?} must be 1-32 characters of [a-z0-9]");
             }
-            match open_store(&storage).await?.create_store(&store).await {
+            match open_store(&settings).await?.create_store(&store).await {
                 Ok(()) => print_json_line(&json!({"store": store, "created": true})),
                 Err(StoreError::Conflict(_)) => bail!("store {store:?} already exists"),
                 Err(e) => Err(e).context("creating the store"),
             }
         }
-        StoreCommand::List { storage } => {
-            for s in open_store(&storage).await?.list_stores().await? {
+        StoreCommand::List { settings } => {
+            for s in open_store(&settings).await?.list_stores().await? {
                 print_json_line(&s)?;
             }
             Ok(())

@@ -337,3 +337,87 @@ async fn json_logs() {
         );
     }
 }
+
+/// Every command reads the one merged set of settings: `publish` takes `max_event_bytes`
+/// and `event_types` from the flags and environment as `serve` does, over the file's.
+#[test]
+fn publish_reads_the_same_settings_as_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookrelay.toml");
+    std::fs::write(
+        &config,
+        "max_event_bytes = 64\nevent_types = [\"acme/widget/created\"]\n",
+    )
+    .unwrap();
+    let data_dir = dir.path().join("d");
+    let base = [
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ];
+    let run = |extra: &[String], env: Option<(&str, &str)>| {
+        let mut command = std::process::Command::new(BIN);
+        command.args(extra).args(base);
+        if let Some((k, v)) = env {
+            command.env(k, v);
+        }
+        command.output().expect("run hookrelay")
+    };
+    assert!(run(&["store".into(), "create".into(), "shop".into()], None)
+        .status
+        .success());
+    let publish = |data: &str, event_type: &str| {
+        vec![
+            "publish".to_owned(),
+            "--store".into(),
+            "shop".into(),
+            "--type".into(),
+            event_type.into(),
+            "--data".into(),
+            data.into(),
+        ]
+    };
+
+    // From the file.
+    let ok = run(&publish(r#"{"a":1}"#, "acme/widget/created"), None);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(80));
+    let out = run(&publish(&big, "acme/widget/created"), None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 64 bytes"));
+
+    // The environment over the file.
+    let out = run(
+        &publish(r#"{"a":12345}"#, "acme/widget/created"),
+        Some(("HOOKRELAY_MAX_EVENT_BYTES", "8")),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at most 8 bytes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A flag over the file: the list is replaced, not added to.
+    let mut with_flag = publish("{}", "acme/gadget/made");
+    with_flag.extend(["--event-types".into(), "acme/gadget/made".into()]);
+    let out = run(&with_flag, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut replaced = publish("{}", "acme/widget/created");
+    replaced.extend(["--event-types".into(), "acme/gadget/made".into()]);
+    let out = run(&replaced, None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown event type"));
+
+    // Checked the same way as for serve.
+    let mut bad = publish("{}", "acme/widget/created");
+    bad.extend(["--max-event-bytes".into(), "999999999".into()]);
+    let out = run(&bad, None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_event_bytes must be between"));
+}
