@@ -23,15 +23,23 @@ function report(e) {
   announce(e.message || String(e), 'bad');
 }
 
-/** Enable / Disable / Reactivate, where the API can change the state (BigCommerce webhooks). */
+export const SET_EVENT_SUBSCRIPTION_STATUS = `mutation SetEventSubscriptionStatus($id: String!, $status: SubscriptionStatus!) {
+  setEventSubscriptionStatus(subscriptionId: $id, status: $status) { subscriptionId status isActive }
+}`;
+
+/** Enable / Disable / Reactivate: `updateWebhook` for BigCommerce webhooks,
+ * `setEventSubscriptionStatus` for Buy with Prime subscriptions. */
 export function stateButton(store, sub, onChanged) {
-  if (sub.style !== 'bigcommerce') return null;
   const label = sub.status === 'ACTIVE' ? 'Disable' : sub.status === 'DEACTIVATED' ? 'Reactivate' : 'Enable';
   const activate = sub.status !== 'ACTIVE';
   const btn = button(label, async () => {
     btn.disabled = true;
     try {
-      await gql(store, UPDATE_WEBHOOK, { input: { id: sub.id, data: { isActive: activate } } });
+      if (sub.style === 'bigcommerce') {
+        await gql(store, UPDATE_WEBHOOK, { input: { id: sub.id, data: { isActive: activate } } });
+      } else {
+        await gql(store, SET_EVENT_SUBSCRIPTION_STATUS, { id: sub.id, status: activate ? 'ACTIVE' : 'INACTIVE' });
+      }
       announce(`${sub.destination}: ${activate ? (label === 'Reactivate' ? 'reactivated' : 'enabled') : 'disabled'}`);
       await onChanged();
     } catch (e) {

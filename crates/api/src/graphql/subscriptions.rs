@@ -346,6 +346,41 @@ impl SubscriptionMutation {
         }
     }
 
+    /// Pauses (`INACTIVE`) or resumes (`ACTIVE`) a subscription made with
+    /// `createEventSubscription`; made ACTIVE again after it was DEACTIVATED, it sends the
+    /// deliveries that waited for it. (hookrelay's addition: the Buy with Prime API has
+    /// no update, so without it a deactivated subscription could only be deleted.)
+    async fn set_event_subscription_status(
+        &self,
+        ctx: &Context<'_>,
+        subscription_id: String,
+        status: StatusValue,
+    ) -> ApiResult<EventSubscription> {
+        let rc = request_ctx(ctx)?;
+        let mut sub = visible_subscription(rc, &subscription_id).await?;
+        sub.status = match status {
+            StatusValue::Active => SubscriptionStatus::Active,
+            StatusValue::Inactive => SubscriptionStatus::Inactive,
+            StatusValue::Deactivated => {
+                return Err(ApiError::validation(
+                    "/setEventSubscriptionStatus/status must be ACTIVE or INACTIVE \
+                     (DEACTIVATED is what delivery sets when the last retry fails)",
+                ))
+            }
+        };
+        sub.updated_at = hookrelay_core::now();
+        rc.services
+            .store
+            .update_subscription(sub.clone(), SubscriptionLimits::default())
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => ApiError::no_such("event subscription", &sub.id),
+                e => e.into(),
+            })?;
+        rc.services.engine.subscription_changed(&sub.id).await;
+        view(rc, sub)
+    }
+
     async fn delete_event_subscription(
         &self,
         ctx: &Context<'_>,

@@ -441,3 +441,87 @@ async fn retry_delivery_sends_a_waiting_delivery_now() {
     let done = delivery_with_status(&server, &client, &id, "SUCCEEDED").await;
     assert_eq!(done["attemptCount"], 2);
 }
+
+/// A Buy with Prime subscription deactivated by its last failure comes back with
+/// setEventSubscriptionStatus (the vendor API has no update), and can be paused.
+#[tokio::test]
+async fn an_event_subscription_is_reactivated_and_paused_by_status() {
+    let server = Server::start_with(with_schedule("0.2")).await;
+    let client = server.client("shop");
+    let other = server.client("shop");
+    let publisher = server.token("publisher", None);
+    let hook = Receiver::start(|_, _| Reply::status(503)).await;
+    let id =
+        crate::common::hooks::subscribe(&server, &client, &hook.url, "ORDER_CONFIRMED", "").await;
+    server
+        .publish(&publisher, "shop", "ORDER_CONFIRMED", json!({"id": 1}))
+        .await;
+    delivery_with_status(&server, &client, &id, "FAILED").await;
+    let status = |token: &Token| {
+        let server = &server;
+        let id = id.clone();
+        let token = token.clone();
+        async move {
+            server
+                .gql(
+                    &token,
+                    &format!(r#"{{ eventSubscription(subscriptionId: "{id}") {{ status }} }}"#),
+                )
+                .await["data"]["eventSubscription"]["status"]
+                .clone()
+        }
+    };
+    assert_eq!(status(&client).await, "DEACTIVATED");
+    let set = |token: &Token, to: &str| {
+        let server = &server;
+        let query = format!(
+            r#"mutation {{ setEventSubscriptionStatus(subscriptionId: "{id}", status: {to}) {{ subscriptionId status isActive }} }}"#
+        );
+        let token = token.clone();
+        async move { server.gql(&token, &query).await }
+    };
+
+    // Refused: another client's, and DEACTIVATED by hand; nothing changes.
+    let body = set(&other, "ACTIVE").await;
+    assert_eq!(
+        crate::common::classification(&body),
+        "AccessDeniedError",
+        "{body}"
+    );
+    let body = set(&client, "DEACTIVATED").await;
+    assert_eq!(
+        crate::common::classification(&body),
+        "ValidationError",
+        "{body}"
+    );
+    assert_eq!(status(&client).await, "DEACTIVATED");
+
+    // Reactivated, with the receiver fixed: a replay of the failed delivery goes out.
+    hook.set_plan(|_, _| Reply::status(204));
+    let body = set(&client, "ACTIVE").await;
+    assert_eq!(
+        body["data"]["setEventSubscriptionStatus"]["status"], "ACTIVE",
+        "{body}"
+    );
+    server
+        .gql_ok(
+            &client,
+            &format!(r#"mutation {{ replayDeliveries(subscriptionId: "{id}") {{ count }} }}"#),
+        )
+        .await;
+    delivery_with_status(&server, &client, &id, "SUCCEEDED").await;
+
+    // Paused: new events make no delivery for it.
+    let body = set(&client, "INACTIVE").await;
+    assert_eq!(
+        body["data"]["setEventSubscriptionStatus"]["isActive"], false,
+        "{body}"
+    );
+    let before = hook.count();
+    server
+        .publish(&publisher, "shop", "ORDER_CONFIRMED", json!({"id": 2}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hook.count(), before);
+    assert_eq!(deliveries(&server, &client, &id).await.len(), 1);
+}

@@ -27,9 +27,7 @@ export async function render(ctx) {
   if (sub.status === 'DEACTIVATED') {
     root.appendChild(h('div', { class: 'alert alert-bad', role: 'status' },
       h('strong', { class: 'alert-title' }, 'Deactivated'),
-      h('span', sub.style === 'bigcommerce'
-        ? 'Every retry of a delivery failed, so hookrelay stopped sending. Deliveries that were waiting are parked: Reactivate sends them.'
-        : 'Every retry of a delivery failed, so hookrelay stopped sending. The API cannot reactivate Buy with Prime subscriptions: create it again.')));
+      h('span', 'Every retry of a delivery failed, so hookrelay stopped sending. Deliveries that were waiting are parked: Reactivate sends them.')));
   }
 
   const details = panel('Details', dl([
