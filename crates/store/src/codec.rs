@@ -11,6 +11,33 @@ use hookrelay_core::{
 use crate::delivery::{AttemptRecord, DeliveryRecord, DeliveryStatus, EventData};
 use crate::{Result, StoreError};
 
+/// The column a listing is paged by, and its direction. A cursor (`after`) is a position
+/// in the listing's order: the next page is above it ascending, below it descending.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SortKey<'a> {
+    pub column: &'a str,
+    pub descending: bool,
+}
+
+impl<'a> SortKey<'a> {
+    pub(crate) fn ascending(column: &'a str) -> Self {
+        SortKey {
+            column,
+            descending: false,
+        }
+    }
+
+    /// The cursor of the first page, the comparison with a cursor, and the `ORDER BY`
+    /// direction.
+    pub(crate) fn parts(self) -> (i64, &'static str, &'static str) {
+        if self.descending {
+            (i64::MAX, "<", "DESC")
+        } else {
+            (0, ">", "ASC")
+        }
+    }
+}
+
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }

@@ -176,6 +176,8 @@ pub struct DeliveryFilter {
     pub since: Option<DateTime<Utc>>,
     /// Created before.
     pub until: Option<DateTime<Utc>>,
+    /// The latest first (cursors then page towards older deliveries).
+    pub newest_first: bool,
 }
 
 /// Which deliveries `replay_deliveries` starts again.

@@ -188,9 +188,10 @@ pub struct DeliveryQuery;
 
 #[Object]
 impl DeliveryQuery {
-    /// The delivery log, newest last: of one subscription (of either style), or of every
-    /// subscription the caller may see; `since` / `until` bound when deliveries were
-    /// created (until excluded).
+    /// The delivery log, oldest first (or with `newestFirst`, the latest first, `after`
+    /// then paging towards older ones): of one subscription (of either style), or of
+    /// every subscription the caller may see; `since` / `until` bound when deliveries
+    /// were created (until excluded).
     #[allow(clippy::too_many_arguments)]
     async fn deliveries(
         &self,
@@ -199,6 +200,7 @@ impl DeliveryQuery {
         status: Option<StatusValue>,
         since: Option<DateTime<Utc>>,
         until: Option<DateTime<Utc>>,
+        #[graphql(default)] newest_first: bool,
         first: Option<i32>,
         after: Option<String>,
     ) -> ApiResult<DeliveryConnection> {
@@ -220,6 +222,7 @@ impl DeliveryQuery {
             status: status.map(Into::into),
             since,
             until,
+            newest_first,
         };
         let found = rc
             .services

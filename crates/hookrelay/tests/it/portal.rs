@@ -581,6 +581,46 @@ async fn delivery_stats_and_the_operator_console() {
         .await;
     assert_eq!(classification(&body), "ValidationError", "{body}");
 
+    // Newest first, paging towards older ones.
+    let page = |after: Option<String>| {
+        let server = &server;
+        let c1 = &c1;
+        async move {
+            let (_, body) = server
+                .gql_at(
+                    "/graphql",
+                    c1,
+                    "query($after: String) { deliveries(newestFirst: true, first: 1, after: $after) { edges { cursor node { id createdAt } } pageInfo { hasNextPage } } }",
+                    json!({ "after": after }),
+                )
+                .await;
+            body["data"]["deliveries"].clone()
+        }
+    };
+    let oldest_first = server
+        .gql_at(
+            "/graphql",
+            &c1,
+            "{ deliveries { edges { node { id } } } }",
+            json!({}),
+        )
+        .await
+        .1["data"]["deliveries"]["edges"]
+        .clone();
+    let first = page(None).await;
+    assert_eq!(
+        first["edges"][0]["node"]["id"], oldest_first[1]["node"]["id"],
+        "{first}"
+    );
+    assert_eq!(first["pageInfo"]["hasNextPage"], true);
+    let cursor = first["edges"][0]["cursor"].as_str().unwrap().to_owned();
+    let second = page(Some(cursor)).await;
+    assert_eq!(
+        second["edges"][0]["node"]["id"], oldest_first[0]["node"]["id"],
+        "{second}"
+    );
+    assert_eq!(second["pageInfo"]["hasNextPage"], false);
+
     let admin = session(&server, &["--admin"]).await;
     let console: Value = server
         .http

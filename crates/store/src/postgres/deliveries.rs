@@ -6,6 +6,7 @@
 //! Node heartbeats are in database time, so clocks that disagree between machines do not
 //! end leases early.
 
+use crate::codec::SortKey;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -536,7 +537,10 @@ impl DeliveryStore for PgStore {
             &self.pool,
             DELIVERY_FROM,
             DELIVERY_COLUMNS,
-            "d.seq",
+            SortKey {
+                column: "d.seq",
+                descending: filter.newest_first,
+            },
             page,
             delivery_row,
         )

@@ -1,6 +1,7 @@
 //! Read helpers of the PostgreSQL store: [`Cols`] over sqlx's rows, typed arguments, and
 //! the listings' `WHERE` builder.
 
+use crate::codec::SortKey;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Row};
@@ -114,7 +115,7 @@ impl Where {
         page: PageRequest,
         map: fn(&PgRow) -> Result<(i64, T)>,
     ) -> Result<Page<T>> {
-        self.page_with_key(pool, table, columns, "seq", page, map)
+        self.page_with_key(pool, table, columns, SortKey::ascending("seq"), page, map)
             .await
     }
 
@@ -124,7 +125,7 @@ impl Where {
         pool: &PgPool,
         from: &str,
         columns: &str,
-        key: &str,
+        key: SortKey<'_>,
         page: PageRequest,
         map: fn(&PgRow) -> Result<(i64, T)>,
     ) -> Result<Page<T>> {
@@ -137,11 +138,13 @@ impl Where {
         } else {
             None
         };
-        self.args.push(Arg::Int(page.after.unwrap_or(0)));
+        let (start, op, order) = key.parts();
+        let key = key.column;
+        self.args.push(Arg::Int(page.after.unwrap_or(start)));
         self.args.push(Arg::Int(page.first as i64 + 1));
         let n = self.args.len();
         let sql = format!(
-            "SELECT {columns} FROM {from} WHERE {} AND {key} > ${} ORDER BY {key} LIMIT ${n}",
+            "SELECT {columns} FROM {from} WHERE {} AND {key} {op} ${} ORDER BY {key} {order} LIMIT ${n}",
             self.cond,
             n - 1
         );

@@ -4,6 +4,7 @@
 //! transaction; every statement is cached. A delivery in flight belongs to a node; when that
 //! node's heartbeat stops, [`DeliveryStore::heartbeat`] of a live node hands its deliveries back.
 
+use crate::codec::SortKey;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -433,7 +434,17 @@ impl DeliveryStore for SqliteStore {
         if let Some(until) = filter.until {
             w.and("d.created_at < ?N", Value::Integer(millis(until)));
             }
-            w.page_with_key(c, DELIVERY_FROM, DELIVERY_COLUMNS, "d.seq", page, rows::delivery)
+            w.page_with_key(
+                c,
+                DELIVERY_FROM,
+                DELIVERY_COLUMNS,
+                SortKey {
+                    column: "d.seq",
+                    descending: filter.newest_first,
+                },
+                page,
+                rows::delivery,
+            )
         })
         .await
     }

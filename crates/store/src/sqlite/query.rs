@@ -1,5 +1,6 @@
 //! Read helpers shared by the listings and lookups of the SQLite store.
 
+use crate::codec::SortKey;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, Row};
 
@@ -42,7 +43,7 @@ impl Where {
         page: PageRequest,
         map: fn(&Row<'_>) -> Result<(i64, T)>,
     ) -> Result<Page<T>> {
-        self.page_with_key(c, table, columns, "seq", page, map)
+        self.page_with_key(c, table, columns, SortKey::ascending("seq"), page, map)
     }
 
     /// [`Where::page`] over any `FROM` clause, ordered by the integer column `key`.
@@ -51,7 +52,7 @@ impl Where {
         c: &Connection,
         from: &str,
         columns: &str,
-        key: &str,
+        key: SortKey<'_>,
         page: PageRequest,
         map: fn(&Row<'_>) -> Result<(i64, T)>,
     ) -> Result<Page<T>> {
@@ -65,11 +66,13 @@ impl Where {
         } else {
             None
         };
-        self.args.push(Value::Integer(page.after.unwrap_or(0)));
+        let (start, op, order) = key.parts();
+        let key = key.column;
+        self.args.push(Value::Integer(page.after.unwrap_or(start)));
         self.args.push(Value::Integer(page.first as i64 + 1));
         let n = self.args.len();
         let sql = format!(
-            "SELECT {columns} FROM {from} WHERE {} AND {key} > ?{} ORDER BY {key} LIMIT ?{n}",
+            "SELECT {columns} FROM {from} WHERE {} AND {key} {op} ?{} ORDER BY {key} {order} LIMIT ?{n}",
             self.cond,
             n - 1
         );

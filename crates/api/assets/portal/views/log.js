@@ -90,6 +90,8 @@ export async function render(ctx) {
     status: STATUSES.includes(q.get('status')) ? q.get('status') : '',
     since: q.get('since') || '',
     until: q.get('until') || '',
+    // The latest first unless asked otherwise.
+    order: q.get('order') === 'oldest' ? 'oldest' : 'newest',
   };
   const after = q.get('after') || null;
   const filterKey = JSON.stringify(filters);
@@ -102,24 +104,28 @@ export async function render(ctx) {
     capabilities(ctx.store).catch(() => null),
   ]);
   const serverRange = !!(caps && caps.has('query', 'deliveries', 'since') && caps.has('query', 'deliveries', 'until'));
+  const serverOrder = !!(caps && caps.has('query', 'deliveries', 'newestFirst'));
+  const newestFirst = serverOrder && filters.order === 'newest';
   const byId = new Map(subs.map((s) => [s.id, s]));
   const nameOf = (id) => (byId.get(id) ? byId.get(id).destination : id);
 
   const root = h('div', { class: 'page' });
   root.appendChild(h('div', { class: 'page-head' },
     h('div', h('h1', { class: 'page-title' }, 'Delivery log'),
-      h('p', { class: 'page-subtitle' }, 'Every delivery of an event to a subscription, with each attempt. Oldest first.'))));
+      h('p', { class: 'page-subtitle' }, `Every delivery of an event to a subscription, with each attempt. ${newestFirst ? 'Newest' : 'Oldest'} first.`))));
 
   // Filters.
   const subSelect = select([{ value: '', label: 'All subscriptions' }, ...subs.map((s) => ({ value: s.id, label: `${s.destination} (${s.eventTypes.join(', ')})` }))], { name: 'subscription', id: uid('f') }, filters.subscription);
   const statusSelect = select([{ value: '', label: 'Any status' }, ...STATUSES.map((s) => ({ value: s, label: s }))], { name: 'status', id: uid('f') }, filters.status);
   const since = input({ type: 'datetime-local', name: 'since', id: uid('f'), value: toLocalInput(filters.since) });
   const until = input({ type: 'datetime-local', name: 'until', id: uid('f'), value: toLocalInput(filters.until) });
+  const orderSelect = select([{ value: 'newest', label: 'Newest first' }, { value: 'oldest', label: 'Oldest first' }], { name: 'order', id: uid('f') }, filters.order);
   const filterForm = h('form', { class: 'filters', 'aria-label': 'Filter deliveries' },
     h('div', { class: 'field' }, h('label', { class: 'field-label', for: subSelect.id }, 'Subscription'), subSelect),
     h('div', { class: 'field' }, h('label', { class: 'field-label', for: statusSelect.id }, 'Status'), statusSelect),
     h('div', { class: 'field' }, h('label', { class: 'field-label', for: since.id }, 'From'), since),
     h('div', { class: 'field' }, h('label', { class: 'field-label', for: until.id }, 'To'), until),
+    serverOrder ? h('div', { class: 'field' }, h('label', { class: 'field-label', for: orderSelect.id }, 'Order'), orderSelect) : null,
     h('div', { class: 'filters-actions' },
       h('button', { type: 'submit', class: 'btn btn-primary' }, 'Apply'),
       h('a', { class: 'btn btn-ghost', href: ctx.href('log') }, 'Reset'),
@@ -131,6 +137,7 @@ export async function render(ctx) {
     if (statusSelect.value) next.set('status', statusSelect.value);
     if (toIso(since.value)) next.set('since', toIso(since.value));
     if (toIso(until.value)) next.set('until', toIso(until.value));
+    if (orderSelect.value === 'oldest') next.set('order', 'oldest');
     ctx.setQuery(next);
   });
   root.appendChild(filterForm);
@@ -143,6 +150,7 @@ export async function render(ctx) {
     if (filters.status) { vars.status = filters.status; args.push('status: $status'); decl.push('$status: DeliveryStatus'); }
     if (serverRange && filters.since) { vars.since = filters.since; args.push('since: $since'); decl.push('$since: DateTime'); }
     if (serverRange && filters.until) { vars.until = filters.until; args.push('until: $until'); decl.push('$until: DateTime'); }
+    if (newestFirst) { vars.newestFirst = true; args.push('newestFirst: $newestFirst'); decl.push('$newestFirst: Boolean'); }
     return {
       query: `query Deliveries(${decl.join(', ')}) {
   deliveries(${args.join(', ')}) {
