@@ -92,6 +92,9 @@ const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
   '--no-first-run',
+  // Containers often give /dev/shm 64 MB, where Chromium's renderers crash on big pages:
+  // shared memory goes to /tmp instead.
+  '--disable-dev-shm-usage',
 ];
 
 // ---------------------------------------------------------------------------------------
