@@ -111,6 +111,11 @@ pub(crate) fn link_state_of(row: Option<(i64, Option<i64>)>, now: i64) -> LinkSt
     }
 }
 
+/// The condition, on a session `s`, that its client (if it acts for one) is not revoked.
+/// A session keeps the role its client had when it opened; roles never change.
+pub(crate) const CLIENT_NOT_REVOKED: &str = "(s.client_id IS NULL OR EXISTS (SELECT 1 FROM \
+     api_clients c WHERE c.client_id = s.client_id AND c.revoked_at IS NULL))";
+
 /// A grant from its stored columns.
 pub(crate) fn grant_of(
     role: &str,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::common::hooks::{metrics, series, subscribe, WAIT};
 use crate::common::receiver::{eventually, Receiver, Reply};
-use crate::common::{Options, Server, Token};
+use crate::common::{unix_of, Options, Server, Token};
 use serde_json::{json, Value};
 
 /// A breaker rule that trips within a test: 10 requests in 10 s under 90 % success.
@@ -33,7 +33,7 @@ fn options(pause: &str, extra: &[&str]) -> Options {
     options
 }
 
-const HOSTS: &str = "{ hosts { host inFlight queued limit rttMs breaker pausedUntil pausedEndpoints { url pausedUntil } } }";
+const HOSTS: &str = "{ hosts { host inFlight queued limit rttMs breaker pausedSince pausedUntil pausedEndpoints { url pausedSince pausedUntil } } }";
 
 /// The lane `host` as GraphQL `hosts` shows it to an admin (through the store path).
 async fn host(server: &Server, admin: &Token, host: &str) -> Option<Value> {
@@ -131,6 +131,12 @@ async fn a_failing_endpoint_on_a_shared_host_pauses_alone() {
     assert_eq!(paused.len(), 1, "{shown}");
     assert_eq!(paused[0]["url"], format!("{}/bad", receiver.url));
     assert!(paused[0]["pausedUntil"].is_string());
+    // Since when: the pause's length before its end.
+    assert!(
+        unix_of(paused[0]["pausedSince"].as_str().expect("since"))
+            < unix_of(paused[0]["pausedUntil"].as_str().unwrap()),
+        "{shown}"
+    );
     let limit = shown["limit"].as_u64().expect("limit");
     assert!((1..=8).contains(&limit), "{shown}");
     assert!(shown["rttMs"].as_f64().is_some(), "{shown}");
@@ -226,6 +232,11 @@ async fn a_host_that_refuses_connections_is_paused_whole_and_resumes() {
     let shown = host(&server, &admin, &lane).await.expect("the host");
     assert_eq!(shown["breaker"], "OPEN", "{shown}");
     assert!(shown["pausedUntil"].is_string(), "{shown}");
+    assert!(
+        unix_of(shown["pausedSince"].as_str().expect("since"))
+            < unix_of(shown["pausedUntil"].as_str().unwrap()),
+        "{shown}"
+    );
 
     // The host comes back: after the pause every (event, subscription) pair arrives.
     let receiver = Receiver::start_on(port, |_, _| Reply::status(204)).await;

@@ -14,7 +14,7 @@ use crate::codec::{self, millis, time, SUBSCRIPTION_COLUMNS};
 use crate::portal::{
     fill_buckets, grant_of, link_state_of, Bucket, Grant, LastError, LinkState, NewPortalLink,
     NewPortalSession, NodeRecord, PortalSession, PortalStore, Redeemed, ATTEMPT_COUNTS,
-    ATTEMPT_SUCCEEDED,
+    ATTEMPT_SUCCEEDED, CLIENT_NOT_REVOKED,
 };
 use crate::Result;
 
@@ -118,24 +118,22 @@ impl PortalStore for PgStore {
         idle_since: DateTime<Utc>,
     ) -> Result<Option<PortalSession>> {
         let mut c = self.pool.acquire().await?;
-        let row: Option<(String, Option<String>, Option<String>, i64, i64)> = sqlx::query_as(
-            "SELECT role, store_hash, client_id, expires_at, last_seen_at FROM portal_sessions \
-             WHERE session_hash = $1 AND expires_at > $2 AND last_seen_at >= $3",
-        )
-        .bind(session_hash)
-        .bind(millis(now))
-        .bind(millis(idle_since))
-        .fetch_optional(&mut *c)
-        .await?;
+        let row: Option<(String, Option<String>, Option<String>, i64, i64)> =
+            sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT s.role, s.store_hash, s.client_id, s.expires_at, s.last_seen_at \
+                 FROM portal_sessions s WHERE s.session_hash = $1 AND s.expires_at > $2 \
+                 AND s.last_seen_at >= $3 AND {CLIENT_NOT_REVOKED}"
+            )))
+            .bind(session_hash)
+            .bind(millis(now))
+            .bind(millis(idle_since))
+            .fetch_optional(&mut *c)
+            .await?;
         let Some((role_text, store, client_id, expires, seen)) = row else {
             return Ok(None);
         };
-        let grant = grant_of(&role_text, store, client_id)?;
-        let Some(grant) = live_grant(&mut c, grant).await? else {
-            return Ok(None);
-        };
         Ok(Some(PortalSession {
-            grant,
+            grant: grant_of(&role_text, store, client_id)?,
             expires_at: time(expires)?,
             last_seen_at: time(seen)?,
         }))

@@ -13,7 +13,7 @@ use crate::codec::{time, SUBSCRIPTION_COLUMNS};
 use crate::portal::{
     fill_buckets, grant_of, link_state_of, Bucket, Grant, LastError, LinkState, NewPortalLink,
     NewPortalSession, NodeRecord, PortalSession, PortalStore, Redeemed, ATTEMPT_COUNTS,
-    ATTEMPT_SUCCEEDED,
+    ATTEMPT_SUCCEEDED, CLIENT_NOT_REVOKED,
 };
 use crate::Result;
 
@@ -94,25 +94,24 @@ impl PortalStore for SqliteStore {
         self.writer
             .write(move |c| {
                 let now = millis(session.created_at);
-                let state = link_state(c, &hash, now)?;
-                if state != LinkState::Valid {
-                    return Ok(Redeemed::Refused(state));
-                }
-                c.execute(
-                    "UPDATE portal_links SET used_at = ?2 WHERE link_hash = ?1",
-                    params![hash, now],
-                )?;
-                let (role_text, store, client_id) = c.query_row(
-                    "SELECT role, store_hash, client_id FROM portal_links WHERE link_hash = ?1",
-                    [&hash],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, Option<String>>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                        ))
-                    },
-                )?;
+                let used = c
+                    .query_row(
+                        "UPDATE portal_links SET used_at = ?2 \
+                         WHERE link_hash = ?1 AND used_at IS NULL AND expires_at > ?2 \
+                         RETURNING role, store_hash, client_id",
+                        params![hash, now],
+                        |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, Option<String>>(1)?,
+                                r.get::<_, Option<String>>(2)?,
+                            ))
+                        },
+                    )
+                    .optional()?;
+                let Some((role_text, store, client_id)) = used else {
+                    return Ok(Redeemed::Refused(link_state(c, &hash, now)?));
+                };
                 let grant = grant_of(&role_text, store, client_id)?;
                 let Some(grant) = live_grant(c, grant)? else {
                     return Ok(Redeemed::Refused(LinkState::Unknown));
@@ -144,8 +143,11 @@ impl PortalStore for SqliteStore {
         self.read(move |c| {
             let row = c
                 .query_row(
-                    "SELECT role, store_hash, client_id, expires_at, last_seen_at FROM portal_sessions \
-                     WHERE session_hash = ?1 AND expires_at > ?2 AND last_seen_at >= ?3",
+                    &format!(
+                        "SELECT s.role, s.store_hash, s.client_id, s.expires_at, s.last_seen_at \
+                         FROM portal_sessions s WHERE s.session_hash = ?1 AND s.expires_at > ?2 \
+                         AND s.last_seen_at >= ?3 AND {CLIENT_NOT_REVOKED}"
+                    ),
                     params![hash, millis(now), millis(idle_since)],
                     |r| {
                         Ok((
@@ -161,12 +163,8 @@ impl PortalStore for SqliteStore {
             let Some((role_text, store, client_id, expires, seen)) = row else {
                 return Ok(None);
             };
-            let grant = grant_of(&role_text, store, client_id)?;
-            let Some(grant) = live_grant(c, grant)? else {
-                return Ok(None);
-            };
             Ok(Some(PortalSession {
-                grant,
+                grant: grant_of(&role_text, store, client_id)?,
                 expires_at: time(expires)?,
                 last_seen_at: time(seen)?,
             }))
