@@ -1,7 +1,58 @@
 //! Identifiers. Generated ids are prefixed ULIDs (`sub_01J…`): the prefix tells what an id
 //! names when it shows up in a log, and ULIDs sort by creation time.
+//!
+//! The `Store` signatures take ids as typed newtypes, so that swapped arguments do not
+//! compile:
+//!
+//! ```compile_fail
+//! use hookrelay_core::ids::{StoreHash, SubscriptionId};
+//! fn get_subscription(_store: StoreHash<'_>, _id: SubscriptionId<'_>) {}
+//! get_subscription(SubscriptionId("sub_1"), StoreHash("abc123"));
+//! ```
+//!
+//! ```
+//! use hookrelay_core::ids::{StoreHash, SubscriptionId};
+//! fn get_subscription(_store: StoreHash<'_>, _id: SubscriptionId<'_>) {}
+//! get_subscription(StoreHash("abc123"), SubscriptionId("sub_1"));
+//! ```
 
 use ulid::Ulid;
+
+/// Borrowed id newtypes for the `Store` signatures: a `SubscriptionId` cannot be passed
+/// where a `StoreHash` or a `DeliveryId` is asked for, so swapped arguments do not
+/// compile. They cost nothing: each is a `&str`, built at the call (`SubscriptionId(&id)`).
+macro_rules! id_types {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name<'a>(pub &'a str);
+
+        impl<'a> $name<'a> {
+            pub fn as_str(self) -> &'a str {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $name<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+    )*};
+}
+
+id_types! {
+    /// A store's hash (`abc123`).
+    StoreHash;
+    /// A subscription's id (`sub_…`), of either style.
+    SubscriptionId;
+    /// A delivery's id (`dlv_…`): the `webhook-id` its requests carry.
+    DeliveryId;
+    /// An auth profile's id: chosen by its maker, or `ap_…`.
+    AuthProfileId;
+    /// An event source's id.
+    EventSourceId;
+}
 
 /// A new id with the given prefix, e.g. `new_id("sub")` → `sub_01JD…`.
 pub fn new_id(prefix: &str) -> String {

@@ -200,9 +200,28 @@ impl AuthKind {
     }
 }
 
-/// Bytes produced by [`crate::secrets::Cipher::seal`]. Only ciphertext crosses into storage.
+/// Bytes produced by [`crate::secrets::Cipher::seal`]. Only ciphertext crosses into storage;
+/// in a JSON column it is base64.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed(pub Vec<u8>);
+
+impl Serialize for Sealed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Sealed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map(Sealed)
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 /// An auth profile as stored.
 #[derive(Debug, Clone)]
@@ -273,6 +292,50 @@ pub enum Destination {
         #[serde(default)]
         partner_source: Option<String>,
     },
+    /// An Amazon SQS queue (docs/destinations.md#amazon-sqs).
+    Sqs(SqsDestination),
+    /// An Amazon SNS topic (docs/destinations.md#amazon-sns).
+    Sns(SnsDestination),
+    /// A RabbitMQ exchange (docs/destinations.md#rabbitmq).
+    #[serde(rename = "rabbitmq")]
+    RabbitMq(RabbitMqDestination),
+    /// A NATS JetStream subject (docs/destinations.md#nats-jetstream).
+    Nats(NatsDestination),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqsDestination {
+    pub queue_url: String,
+    pub region: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnsDestination {
+    /// `arn:aws:sns:{region}:{account}:{name}`; the region is the ARN's.
+    pub topic_arn: String,
+}
+
+/// A broker URL that may carry credentials: the whole URL sealed, and what is shown of it
+/// (the password masked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretUrl {
+    pub shown: String,
+    pub sealed: Sealed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RabbitMqDestination {
+    /// `amqp://` or `amqps://`, sealed with its password.
+    pub url: SecretUrl,
+    pub exchange: String,
+    pub routing_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatsDestination {
+    /// `nats://` or `tls://`, sealed with its credentials.
+    pub url: SecretUrl,
+    pub subject: String,
 }
 
 impl Destination {
@@ -282,6 +345,39 @@ impl Destination {
         match self {
             Destination::Webhook { url, .. } => format!("webhook:{url}"),
             Destination::EventBridge { arn, .. } => format!("eventbridge:{arn}"),
+            Destination::Sqs(d) => format!("sqs:{}", d.queue_url),
+            Destination::Sns(d) => format!("sns:{}", d.topic_arn),
+            Destination::RabbitMq(d) => {
+                format!("rabbitmq:{} {} {}", d.url.shown, d.exchange, d.routing_key)
+            }
+            Destination::Nats(d) => format!("nats:{} {}", d.url.shown, d.subject),
+        }
+    }
+
+    /// The kind's name: the `kind` of its stored form.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Destination::Webhook { .. } => "webhook",
+            Destination::EventBridge { .. } => "eventbridge",
+            Destination::Sqs(_) => "sqs",
+            Destination::Sns(_) => "sns",
+            Destination::RabbitMq(_) => "rabbitmq",
+            Destination::Nats(_) => "nats",
+        }
+    }
+
+    /// Where it goes, as people are shown it: a webhook's URL without its query (which
+    /// may carry secrets), an ARN, a queue, a broker without its password.
+    pub fn address(&self) -> String {
+        match self {
+            Destination::Webhook { url, .. } => {
+                url.split('?').next().unwrap_or_default().to_owned()
+            }
+            Destination::EventBridge { arn, .. } => arn.clone(),
+            Destination::Sqs(d) => d.queue_url.clone(),
+            Destination::Sns(d) => d.topic_arn.clone(),
+            Destination::RabbitMq(d) => format!("{} exchange {}", d.url.shown, d.exchange),
+            Destination::Nats(d) => format!("{} subject {}", d.url.shown, d.subject),
         }
     }
 }

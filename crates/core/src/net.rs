@@ -37,6 +37,8 @@ pub enum DestinationError {
     Localhost,
     #[error("must be at most 2048 characters long")]
     TooLong,
+    #[error("must be a URL with the scheme {0}")]
+    Scheme(&'static str),
 }
 
 impl AddressPolicy {
@@ -83,10 +85,42 @@ impl AddressPolicy {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(DestinationError::Credentials);
         }
+        self.check_host(&url)?;
+        Ok(url)
+    }
+
+    /// The creation-time check of a broker URL (`amqp://`, `nats://`…): one of `schemes`
+    /// (`described` names them for the error), and a host that is not literally a
+    /// forbidden address or `localhost`. Credentials are allowed: the caller seals them.
+    pub fn check_broker_url(
+        &self,
+        raw: &str,
+        schemes: &[&str],
+        described: &'static str,
+    ) -> Result<Url, DestinationError> {
+        if raw.len() > 2048 {
+            return Err(DestinationError::TooLong);
+        }
+        let url = Url::parse(raw).map_err(|e| DestinationError::Malformed(e.to_string()))?;
+        if !schemes.contains(&url.scheme()) {
+            return Err(DestinationError::Scheme(described));
+        }
+        self.check_host(&url)?;
+        Ok(url)
+    }
+
+    fn check_host(&self, url: &Url) -> Result<(), DestinationError> {
         match url.host() {
             None => return Err(DestinationError::NoHost),
             Some(Host::Ipv4(v4)) => self.check_ip(IpAddr::V4(v4))?,
             Some(Host::Ipv6(v6)) => self.check_ip(IpAddr::V6(v6))?,
+            // URLs of schemes the URL standard does not know (`amqp`, `nats`) keep an IP
+            // address as a name: it is judged as the address it is.
+            Some(Host::Domain(name)) if name.parse::<IpAddr>().is_ok() => {
+                if let Ok(ip) = name.parse::<IpAddr>() {
+                    self.check_ip(ip)?;
+                }
+            }
             Some(Host::Domain(name)) => {
                 let name = name.trim_end_matches('.').to_ascii_lowercase();
                 if name == "localhost" || name.ends_with(".localhost") {
@@ -98,7 +132,7 @@ impl AddressPolicy {
                 }
             }
         }
-        Ok(url)
+        Ok(())
     }
 }
 
@@ -169,6 +203,40 @@ mod tests {
 
     fn policy() -> AddressPolicy {
         AddressPolicy::default()
+    }
+
+    #[test]
+    fn broker_urls_are_held_to_the_same_policy() {
+        let p = policy();
+        let check = |u: &str| p.check_broker_url(u, &["amqp", "amqps"], "amqp://");
+        assert!(check("amqp://guest:guest@broker.example.com:5672/%2f").is_ok());
+        assert_eq!(
+            check("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            Err(DestinationError::Forbidden(
+                "a loopback",
+                "127.0.0.1".parse().unwrap()
+            ))
+        );
+        assert!(matches!(
+            check("amqp://10.0.0.5/"),
+            Err(DestinationError::Forbidden(..))
+        ));
+        assert!(matches!(
+            check("amqp://[::1]/"),
+            Err(DestinationError::Forbidden(..))
+        ));
+        assert_eq!(check("amqp://localhost/"), Err(DestinationError::Localhost));
+        assert_eq!(
+            check("http://broker/"),
+            Err(DestinationError::Scheme("amqp://"))
+        );
+        let open = AddressPolicy {
+            allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
+            ..AddressPolicy::default()
+        };
+        assert!(open
+            .check_broker_url("amqp://127.0.0.1/", &["amqp"], "amqp://")
+            .is_ok());
     }
 
     #[test]

@@ -100,10 +100,14 @@ impl Cipher {
     }
 }
 
-/// A new access token: `hrat_` and 32 random bytes, base64url.
 /// The associated data that binds a sealed signing secret to its subscription.
 pub fn signing_secret_context(store: &str, subscription_id: &str) -> String {
     format!("signing_secret:{store}:{subscription_id}")
+}
+
+/// The context a destination's secret (a broker URL with its credentials) is sealed under.
+pub fn destination_secret_context(store: &str, subscription_id: &str) -> String {
+    format!("destination:{store}:{subscription_id}")
 }
 
 /// The associated data that binds a sealed auth config to its profile.
@@ -111,6 +115,7 @@ pub fn auth_config_context(store: &str, profile_id: &str) -> String {
     format!("auth_profile:{store}:{profile_id}")
 }
 
+/// A new access token: `hrat_` and 32 random bytes, base64url.
 pub fn new_access_token() -> String {
     random_token("hrat_")
 }

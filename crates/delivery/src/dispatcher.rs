@@ -2,8 +2,9 @@
 //! and circuit breakers (docs/delivery.md "Isolation", "Concurrency", "Blocking a failing
 //! destination").
 //!
-//! A lane is what requests are bounded by: a webhook's destination `host:port`, or an
-//! EventBridge region and call. Work arrives as claimed deliveries with their resolved
+//! A lane is what requests are bounded by, as its destination kind says
+//! (docs/destinations.md): a webhook's `host:port`, an EventBridge region and call, a
+//! queue, a topic, an exchange, a subject. Work arrives as claimed deliveries with their resolved
 //! target.
 //! - Each lane runs at most its adaptive limit of requests at once (between
 //!   `min_in_flight_per_host` and `max_in_flight_per_host`, see [`AdaptiveLimit`]); the
@@ -22,7 +23,8 @@
 //! So a slow, failing or paused destination holds a bounded share of memory and never
 //! delays the others.
 //!
-//! A lane that takes batches (EventBridge) sends up to its batch limit per request. A full
+//! A lane that takes batches (every kind but webhooks) sends up to its batch limit per
+//! request. A full
 //! batch goes at once; a partial one waits up to `batch_wait` for more, so a steady
 //! trickle of events still makes few calls.
 
@@ -36,8 +38,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::concurrency::{AdaptiveLimit, LimitConfig};
+use crate::destinations::Verdict;
 use crate::metrics;
-use crate::sender::Verdict;
 use crate::target::Target;
 use crate::worker::Worker;
 
@@ -317,8 +319,9 @@ impl Dispatcher {
         }
         let now = Instant::now();
         let limits = self.limits;
-        let name = work.target.host.clone();
-        let lane = self.lane(&name, work.target.batch_limit());
+        let name = work.target.lane.clone();
+        let batch = (work.target.batch_limit > 1).then_some(work.target.batch_limit);
+        let lane = self.lane(&name, batch);
         note(&mut lane.subscriptions, &work.target.id);
         if let Some(until) = lane.breaker.paused_until(now) {
             self.release(work, Some(until - now));
@@ -403,9 +406,9 @@ impl Dispatcher {
         let worker = self.worker.clone();
         let me = self.me.clone();
         tokio::spawn(async move {
-            let lane = work.target.host.clone();
+            let lane = work.target.lane.clone();
             let endpoint = work.target.endpoint.clone();
-            let report = worker.deliver(work).await;
+            let report = worker.deliver(vec![work]).await;
             let _ = me.send(Msg::Done {
                 lane,
                 endpoint,
@@ -418,7 +421,7 @@ impl Dispatcher {
         let worker = self.worker.clone();
         let me = self.me.clone();
         tokio::spawn(async move {
-            let report = worker.deliver_batch(works).await;
+            let report = worker.deliver(works).await;
             let _ = me.send(Msg::Done {
                 lane,
                 endpoint: None,

@@ -20,15 +20,17 @@ use hookrelay_store::{
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
+use crate::aws::Aws;
 use crate::breaker::BreakerConfig;
 use crate::concurrency::LimitConfig;
+use crate::destinations::eventbridge::{EventBridge, EventBridgeKind, EventBridgeSettings};
+use crate::destinations::webhook::oauth::TokenCache;
+use crate::destinations::webhook::{http, Webhook};
+use crate::destinations::{Registry, Shared};
 use crate::dispatcher::{DispatchLimits, Dispatcher, LaneStatus, Msg, Work};
-use crate::eventbridge::{EventBridge, EventBridgeSettings};
-use crate::oauth::TokenCache;
-use crate::sender::WebhookSender;
+use crate::metrics;
 use crate::target::Targets;
 use crate::worker::Worker;
-use crate::{http, metrics};
 
 /// Outcomes written per transaction at most.
 const OUTCOME_BATCH: usize = 2048;
@@ -112,12 +114,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the engine's tasks on the current runtime. `eventbridge` is the process's
-    /// AWS client (shared with the API).
+    /// Starts the engine's tasks on the current runtime. `aws` is the process's AWS
+    /// configuration, and `eventbridge` its EventBridge client (shared with the API).
     pub async fn start(
         store: Arc<dyn Store>,
         cipher: Arc<Cipher>,
         config: EngineConfig,
+        aws: Arc<Aws>,
         eventbridge: Arc<EventBridge>,
     ) -> Result<Arc<Engine>, EngineError> {
         let node = hookrelay_core::ids::new_id("node");
@@ -131,15 +134,25 @@ impl Engine {
         let tokens = Arc::new(TokenCache::new(client.clone(), policy.clone()));
         let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
         let wake = Arc::new(Notify::new());
-        let worker = Arc::new(Worker {
-            sender: WebhookSender {
+        let shared = Shared {
+            policy: policy.clone(),
+            request_timeout: config.request_timeout,
+            aws,
+        };
+        let kinds = Registry::new(
+            &shared,
+            Webhook {
                 client,
                 tokens: tokens.clone(),
                 policy,
                 request_timeout: config.request_timeout,
             },
-            eventbridge,
-            eventbridge_settings: config.eventbridge.clone(),
+            EventBridgeKind {
+                client: eventbridge,
+                settings: config.eventbridge.clone(),
+            },
+        );
+        let worker = Arc::new(Worker {
             retry: config.retry.clone(),
             outcomes: outcomes_tx,
             blocked: Mutex::new(Arc::new(HashMap::new())),
@@ -162,7 +175,7 @@ impl Engine {
             dispatch.clone(),
         );
         let engine = Arc::new(Engine {
-            targets: Arc::new(Targets::new(store.clone(), cipher)),
+            targets: Arc::new(Targets::new(store.clone(), cipher, kinds)),
             store,
             node,
             config,

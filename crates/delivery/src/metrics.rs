@@ -13,8 +13,8 @@ pub const HELD: &str = "hookrelay_deliveries_held";
 pub const BREAKERS_OPEN: &str = "hookrelay_breakers_open";
 pub const BREAKER_OPENED: &str = "hookrelay_breaker_opened_total";
 pub const DEACTIVATED: &str = "hookrelay_subscriptions_deactivated_total";
-pub const EVENTBRIDGE_REQUESTS: &str = "hookrelay_eventbridge_requests_total";
-pub const EVENTBRIDGE_ENTRIES: &str = "hookrelay_eventbridge_entries_total";
+pub const DESTINATION_REQUESTS: &str = "hookrelay_destination_requests_total";
+pub const DESTINATION_MESSAGES: &str = "hookrelay_destination_messages_total";
 pub const PRUNED: &str = "hookrelay_events_pruned_total";
 pub const LANE_IN_FLIGHT: &str = "hookrelay_host_in_flight";
 pub const LANE_LIMIT: &str = "hookrelay_host_in_flight_limit";
@@ -76,12 +76,12 @@ pub fn describe() {
         "Subscriptions deactivated after the last retry failed."
     );
     metrics::describe_counter!(
-        EVENTBRIDGE_REQUESTS,
-        "EventBridge calls by operation (PutPartnerEvents, PutEvents) and result."
+        DESTINATION_REQUESTS,
+        "Requests (a batch is one) by destination kind and result: succeeded, endpoint_failed, host_failed, not_sent."
     );
     metrics::describe_counter!(
-        EVENTBRIDGE_ENTRIES,
-        "EventBridge entries by operation and result: accepted, failed, unsendable (too large)."
+        DESTINATION_MESSAGES,
+        "Messages by destination kind and result: accepted, refused (to be retried), given_up (permanent error)."
     );
     metrics::describe_counter!(
         PRUNED,
@@ -93,14 +93,19 @@ pub fn pruned(n: u64) {
     counter!(PRUNED).increment(n);
 }
 
-pub fn eventbridge_request(api: crate::eventbridge::Api, success: bool) {
-    let result = if success { "success" } else { "failure" };
-    counter!(EVENTBRIDGE_REQUESTS, "operation" => api.as_str(), "result" => result).increment(1);
+pub fn destination_request(kind: &'static str, verdict: crate::destinations::Verdict) {
+    use crate::destinations::Verdict;
+    let result = match verdict {
+        Verdict::Succeeded => "succeeded",
+        Verdict::EndpointFailed => "endpoint_failed",
+        Verdict::HostFailed => "host_failed",
+        Verdict::NotSent => "not_sent",
+    };
+    counter!(DESTINATION_REQUESTS, "kind" => kind, "result" => result).increment(1);
 }
 
-pub fn eventbridge_entries(api: crate::eventbridge::Api, result: &'static str, n: usize) {
-    counter!(EVENTBRIDGE_ENTRIES, "operation" => api.as_str(), "result" => result)
-        .increment(n as u64);
+pub fn destination_messages(kind: &'static str, result: &'static str) {
+    counter!(DESTINATION_MESSAGES, "kind" => kind, "result" => result).increment(1);
 }
 
 pub fn events_accepted(n: usize) {

@@ -18,7 +18,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
 /// Why a name was not resolved to a usable address. It travels inside an [`io::Error`]
-/// through hyper's connector; [`crate::http::describe_error`] finds it again to tell the
+/// through hyper's connector; [`crate::destinations::webhook::http::describe_error`] finds it again to tell the
 /// user the exact reason.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {

@@ -1,5 +1,5 @@
-//! Where a delivery goes, resolved once per subscription and cached: the parsed URL and
-//! headers, the decrypted signing keys and auth config. The management API invalidates the
+//! Where a delivery goes, resolved once per subscription and cached: its destination
+//! kind's config (parsed, secrets opened) and lane, and the decrypted signing keys. The management API invalidates the
 //! cache on every change it makes; a short time-to-live covers changes made by other
 //! processes (the CLI, other nodes).
 
@@ -7,47 +7,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use chrono::{DateTime, Utc};
-use hookrelay_core::payload::{self, PayloadInput};
-use hookrelay_core::secrets::{auth_config_context, signing_secret_context, Cipher};
-use hookrelay_core::signing::SigningKey;
-use hookrelay_core::{AuthConfig, Destination, HttpMethod, OAuthConfig, Style, SubscriptionRecord};
-use hookrelay_store::{ClaimedDelivery, Store, StoreError};
-use reqwest::header::{HeaderName, HeaderValue};
+use std::any::Any;
 
-use crate::eventbridge::{Api, EventBridgeTarget};
+use chrono::{DateTime, Utc};
+use hookrelay_core::ids::{StoreHash, SubscriptionId};
+use hookrelay_core::payload::{self, PayloadInput};
+use hookrelay_core::secrets::{signing_secret_context, Cipher};
+use hookrelay_core::signing::SigningKey;
+use hookrelay_core::{Style, SubscriptionRecord};
+use hookrelay_store::{ClaimedDelivery, Store, StoreError};
+
+use crate::destinations::{self, Kind, Registry, Resolve};
 
 /// How long a resolved subscription is trusted without asking the database again.
 const TTL: Duration = Duration::from_secs(5);
-
-/// How a webhook request authenticates.
-#[derive(Clone)]
-pub enum Auth {
-    None,
-    /// The whole `Authorization` header value.
-    Basic(HeaderValue),
-    OAuth {
-        /// The token cache key (`store/profile`).
-        key: String,
-        /// The profile's version: a token fetched for an older config is not used.
-        version: String,
-        config: Arc<OAuthConfig>,
-    },
-    /// The profile cannot be used; every attempt fails with this reason.
-    Broken(String),
-}
-
-pub enum TargetKind {
-    Webhook {
-        url: reqwest::Url,
-        method: reqwest::Method,
-        headers: Vec<(HeaderName, HeaderValue)>,
-        auth: Auth,
-    },
-    EventBridge(EventBridgeTarget),
-}
 
 /// A subscription ready to deliver to.
 pub struct Target {
@@ -55,30 +28,25 @@ pub struct Target {
     pub store: String,
     pub style: Style,
     pub active: bool,
-    pub kind: TargetKind,
-    /// The lane (a webhook's `host:port`; an EventBridge region and call): the unit of the
-    /// adaptive in-flight limit, batching and the host breaker.
-    pub host: Arc<str>,
+    /// The kind that delivers it, and its config of that kind.
+    pub kind: Arc<dyn Kind>,
+    pub config: Arc<dyn Any + Send + Sync>,
+    /// The lane ([`crate::destinations::Lane`]): the unit of the adaptive in-flight
+    /// limit, batching and the host breaker.
+    pub lane: Arc<str>,
     /// The endpoint within the lane (a webhook's URL), the unit of the endpoint breaker;
-    /// `None` where the lane has no endpoints of its own (EventBridge).
+    /// `None` where the lane has no endpoints of its own.
     pub endpoint: Option<Arc<str>>,
+    /// Deliveries per request at most (1: one per request).
+    pub batch_limit: usize,
     pub key: SigningKey,
     /// The rotated-out key, and when it stops signing.
     pub previous: Option<(SigningKey, DateTime<Utc>)>,
 }
 
 impl Target {
-    /// Deliveries per request at most when the destination takes batches (EventBridge);
-    /// `None`: one delivery per request.
-    pub fn batch_limit(&self) -> Option<usize> {
-        match &self.kind {
-            TargetKind::Webhook { .. } => None,
-            TargetKind::EventBridge(eb) => Some(eb.api.batch_limit()),
-        }
-    }
-
     /// The body of `delivery` in this subscription's style (docs/payloads.md): a
-    /// webhook's request body and an EventBridge entry's `Detail` alike. Fails only for
+    /// webhook's request body, an EventBridge entry's `Detail` and a queued message alike. Fails only for
     /// event data that is not JSON (checked at ingest: a corrupt database).
     pub fn payload(&self, delivery: &ClaimedDelivery) -> Result<Vec<u8>, String> {
         let event = &delivery.event;
@@ -123,14 +91,16 @@ type Entry = (Instant, Option<Arc<Target>>);
 pub struct Targets {
     store: Arc<dyn Store>,
     cipher: Arc<Cipher>,
+    kinds: Registry,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl Targets {
-    pub fn new(store: Arc<dyn Store>, cipher: Arc<Cipher>) -> Self {
+    pub fn new(store: Arc<dyn Store>, cipher: Arc<Cipher>, kinds: Registry) -> Self {
         Targets {
             store,
             cipher,
+            kinds,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -156,7 +126,11 @@ impl Targets {
                 return Ok(target.clone());
             }
         }
-        let target = match self.store.get_subscription(store, id).await? {
+        let target = match self
+            .store
+            .get_subscription(StoreHash(store), SubscriptionId(id))
+            .await?
+        {
             None => None,
             Some(sub) => Some(Arc::new(self.resolve(sub).await?)),
         };
@@ -181,128 +155,36 @@ impl Targets {
     }
 
     async fn resolve(&self, sub: SubscriptionRecord) -> Result<Target, TargetError> {
-        let invalid = |why: String| TargetError::Invalid(sub.id.clone(), why);
         let key = self.open_key(&sub.store, &sub.id, &sub.signing_secret)?;
         let previous = match &sub.previous_secret {
             Some(p) => Some((self.open_key(&sub.store, &sub.id, &p.secret)?, p.until)),
             None => None,
         };
-        let (kind, host, endpoint) = match &sub.destination {
-            Destination::Webhook {
-                url,
-                method,
-                auth_profile_id,
-                headers,
-                ..
-            } => {
-                let url = reqwest::Url::parse(url).map_err(|e| invalid(format!("url: {e}")))?;
-                let endpoint: Arc<str> = url.as_str().into();
-                let host = format!(
-                    "{}:{}",
-                    url.host_str().unwrap_or_default(),
-                    url.port_or_known_default().unwrap_or(0)
-                );
-                let headers = headers
-                    .iter()
-                    .map(|kv| {
-                        Ok((
-                            HeaderName::from_bytes(kv.key.as_bytes())
-                                .map_err(|e| invalid(format!("header {}: {e}", kv.key)))?,
-                            HeaderValue::from_str(&kv.value)
-                                .map_err(|e| invalid(format!("header {}: {e}", kv.key)))?,
-                        ))
-                    })
-                    .collect::<Result<Vec<_>, TargetError>>()?;
-                let auth = match auth_profile_id {
-                    None => Auth::None,
-                    Some(profile) => self.auth(&sub.store, profile).await?,
-                };
-                let method = match method {
-                    HttpMethod::Post => reqwest::Method::POST,
-                    HttpMethod::Put => reqwest::Method::PUT,
-                    HttpMethod::Get => reqwest::Method::GET,
-                };
-                (
-                    TargetKind::Webhook {
-                        url,
-                        method,
-                        headers,
-                        auth,
-                    },
-                    host,
-                    Some(endpoint),
-                )
-            }
-            Destination::EventBridge {
-                arn,
-                region,
-                partner_source,
-            } => {
-                let api = match partner_source {
-                    Some(_) => Api::PutPartnerEvents,
-                    None => Api::PutEvents,
-                };
-                // One "host" per region and call: entries for many sources (or buses) of a
-                // region share batches, in-flight bounds and the breaker.
-                let host = format!("eventbridge:{region}:{}", api.as_str());
-                (
-                    TargetKind::EventBridge(EventBridgeTarget {
-                        api,
-                        region: region.clone(),
-                        arn: arn.clone(),
-                        partner_source: partner_source.clone(),
-                    }),
-                    host,
-                    None,
-                )
-            }
-        };
+        let kind = self.kinds.kind(&sub.destination).clone();
+        let name = kind.name();
+        let resolved = kind
+            .resolve(&Resolve {
+                store: &*self.store,
+                cipher: &self.cipher,
+                sub: &sub,
+            })
+            .await
+            .unwrap_or_else(|why| {
+                tracing::warn!(subscription_id = %sub.id, kind = name, reason = %why, "the destination cannot be used; its attempts fail with the reason");
+                destinations::unusable(name, &sub.id, why)
+            });
         Ok(Target {
             active: sub.status.is_active(),
             id: sub.id,
             store: sub.store,
             style: sub.style,
-            kind,
-            host: host.into(),
-            endpoint,
+            kind: resolved.kind,
+            config: resolved.config,
+            lane: resolved.lane.key.into(),
+            endpoint: resolved.lane.endpoint.map(Arc::from),
+            batch_limit: resolved.batch_limit,
             key,
             previous,
-        })
-    }
-
-    async fn auth(&self, store: &str, profile_id: &str) -> Result<Auth, TargetError> {
-        let Some(profile) = self.store.get_auth_profile(store, profile_id).await? else {
-            return Ok(Auth::Broken(format!(
-                "auth profile {profile_id} no longer exists"
-            )));
-        };
-        let plain = match self
-            .cipher
-            .open(&auth_config_context(store, profile_id), &profile.config)
-        {
-            Ok(plain) => plain,
-            Err(e) => return Ok(Auth::Broken(format!("auth profile {profile_id}: {e}"))),
-        };
-        let config: AuthConfig = match serde_json::from_slice(&plain) {
-            Ok(config) => config,
-            Err(e) => return Ok(Auth::Broken(format!("auth profile {profile_id}: {e}"))),
-        };
-        Ok(match config {
-            AuthConfig::Basic(basic) => {
-                let encoded = STANDARD.encode(format!("{}:{}", basic.username, basic.password));
-                match HeaderValue::from_str(&format!("Basic {encoded}")) {
-                    Ok(mut value) => {
-                        value.set_sensitive(true);
-                        Auth::Basic(value)
-                    }
-                    Err(e) => Auth::Broken(format!("auth profile {profile_id}: {e}")),
-                }
-            }
-            AuthConfig::OAuth(oauth) => Auth::OAuth {
-                key: format!("{store}/{profile_id}"),
-                version: profile.updated_at.timestamp_millis().to_string(),
-                config: Arc::new(oauth),
-            },
         })
     }
 }

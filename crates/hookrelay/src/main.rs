@@ -19,6 +19,7 @@ use hookrelay_api::portal::PortalConfig;
 use hookrelay_api::{AppState, Services};
 use hookrelay_core::event_types::Catalog;
 use hookrelay_core::{ids, secrets, Role};
+use hookrelay_delivery::aws::Aws;
 use hookrelay_delivery::eventbridge::EventBridge;
 use hookrelay_delivery::ingest::{prepare, PublishRequest};
 use hookrelay_delivery::Engine;
@@ -410,12 +411,14 @@ async fn serve(config: ServeConfig) -> Result<()> {
     let cipher = Arc::new(config.cipher()?);
     let store = open_backend(&backend).await?;
     let metrics = install_metrics()?;
-    // One AWS client for the process; it loads its configuration on first use.
-    let eventbridge = Arc::new(EventBridge::new(config.engine.request_timeout));
+    // One AWS configuration for the process, loaded on first use.
+    let aws = Arc::new(Aws::new(config.engine.request_timeout));
+    let eventbridge = Arc::new(EventBridge::new(aws.clone()));
     let engine = Engine::start(
         store.clone(),
         cipher.clone(),
         config.engine.clone(),
+        aws,
         eventbridge.clone(),
     )
     .await

@@ -58,7 +58,7 @@ pub(crate) fn auth_profile_of(destination: &Destination) -> Option<&str> {
         Destination::Webhook {
             auth_profile_id, ..
         } => auth_profile_id.as_deref(),
-        Destination::EventBridge { .. } => None,
+        _ => None,
     }
 }
 

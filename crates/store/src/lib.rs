@@ -3,6 +3,7 @@
 //! shared mode (any number of nodes on one database).
 
 use async_trait::async_trait;
+use hookrelay_core::ids::{AuthProfileId, DeliveryId, EventSourceId, StoreHash, SubscriptionId};
 use hookrelay_core::{
     ApiClient, AuthKind, AuthProfileRecord, EventSourceRecord, PreviousSecret, Principal, Sealed,
     StoreRecord, Style, SubscriptionRecord,
@@ -147,26 +148,30 @@ pub trait DeliveryStore: Send + Sync + 'static {
     // --- the delivery log ---
     async fn list_deliveries(
         &self,
-        store: &str,
+        store: StoreHash<'_>,
         filter: DeliveryFilter,
         page: PageRequest,
     ) -> Result<Page<DeliveryRecord>>;
     async fn get_delivery(
         &self,
-        store: &str,
-        id: &str,
+        store: StoreHash<'_>,
+        id: DeliveryId<'_>,
     ) -> Result<Option<(DeliveryRecord, Vec<AttemptRecord>)>>;
     /// Makes a delivery PENDING and due now, with a fresh round of retries (`NotFound` if
     /// there is none): a final one, or one waiting for its next retry (the receiver was
     /// fixed: no need to wait). A delivery in flight is left as it is.
-    async fn retry_delivery(&self, store: &str, id: &str) -> Result<DeliveryRecord>;
+    async fn retry_delivery(
+        &self,
+        store: StoreHash<'_>,
+        id: DeliveryId<'_>,
+    ) -> Result<DeliveryRecord>;
     /// Starts again every delivery that matches; returns how many.
-    async fn replay_deliveries(&self, store: &str, filter: ReplayFilter) -> Result<u64>;
+    async fn replay_deliveries(&self, store: StoreHash<'_>, filter: ReplayFilter) -> Result<u64>;
     /// Replaces a subscription's signing secret, keeping `previous` signing until its end.
     async fn rotate_signing_secret(
         &self,
-        store: &str,
-        id: &str,
+        store: StoreHash<'_>,
+        id: SubscriptionId<'_>,
         secret: Sealed,
         previous: PreviousSecret,
     ) -> Result<()>;
@@ -213,11 +218,15 @@ pub enum Signal {
 pub trait EventSourceStore: Send + Sync + 'static {
     /// Inserts an event source; `Conflict::EventSource` when its name is taken.
     async fn insert_event_source(&self, source: EventSourceRecord) -> Result<()>;
-    async fn get_event_source(&self, store: &str, id: &str) -> Result<Option<EventSourceRecord>>;
+    async fn get_event_source(
+        &self,
+        store: StoreHash<'_>,
+        id: EventSourceId<'_>,
+    ) -> Result<Option<EventSourceRecord>>;
     /// The event source of `store` whose ARN is `arn`.
     async fn event_source_by_arn(
         &self,
-        store: &str,
+        store: StoreHash<'_>,
         arn: &str,
     ) -> Result<Option<EventSourceRecord>>;
     /// Whether any store has an event source of this partner event source name.
@@ -229,10 +238,14 @@ pub trait EventSourceStore: Send + Sync + 'static {
         page: PageRequest,
     ) -> Result<Page<EventSourceRecord>>;
     /// The subscriptions of `store` that deliver to the event source `id`.
-    async fn event_source_users(&self, store: &str, id: &str) -> Result<Vec<String>>;
+    async fn event_source_users(
+        &self,
+        store: StoreHash<'_>,
+        id: EventSourceId<'_>,
+    ) -> Result<Vec<String>>;
     /// Deletes a listable event source unless a subscription delivers to it (`InUse` with
     /// their ids).
-    async fn delete_event_source(&self, store: &str, id: &str) -> Result<()>;
+    async fn delete_event_source(&self, store: StoreHash<'_>, id: EventSourceId<'_>) -> Result<()>;
 }
 
 #[async_trait]
@@ -254,18 +267,22 @@ pub trait Store: DeliveryStore + EventSourceStore + PortalStore {
 
     // --- auth profiles ---
     async fn insert_auth_profile(&self, profile: AuthProfileRecord) -> Result<()>;
-    async fn get_auth_profile(&self, store: &str, id: &str) -> Result<Option<AuthProfileRecord>>;
+    async fn get_auth_profile(
+        &self,
+        store: StoreHash<'_>,
+        id: AuthProfileId<'_>,
+    ) -> Result<Option<AuthProfileRecord>>;
     async fn update_auth_profile(
         &self,
-        store: &str,
-        id: &str,
+        store: StoreHash<'_>,
+        id: AuthProfileId<'_>,
         kind: AuthKind,
         config: Sealed,
     ) -> Result<()>;
     /// Deletes a profile unless an active subscription uses it (`InUse` with their ids).
     /// Inactive subscriptions that used it keep naming it: an attempt for one of them
     /// (after reactivation) fails with "auth profile … no longer exists".
-    async fn delete_auth_profile(&self, store: &str, id: &str) -> Result<()>;
+    async fn delete_auth_profile(&self, store: StoreHash<'_>, id: AuthProfileId<'_>) -> Result<()>;
     /// Listable (not inline) profiles in scope.
     async fn list_auth_profiles(
         &self,
@@ -284,7 +301,11 @@ pub trait Store: DeliveryStore + EventSourceStore + PortalStore {
         owned: Owned,
         limits: SubscriptionLimits,
     ) -> Result<()>;
-    async fn get_subscription(&self, store: &str, id: &str) -> Result<Option<SubscriptionRecord>>;
+    async fn get_subscription(
+        &self,
+        store: StoreHash<'_>,
+        id: SubscriptionId<'_>,
+    ) -> Result<Option<SubscriptionRecord>>;
     /// Replaces a subscription's mutable fields (types, destination, status), keeping the
     /// same rules as insert. Made ACTIVE, its parked deliveries become due.
     async fn update_subscription(
@@ -293,7 +314,8 @@ pub trait Store: DeliveryStore + EventSourceStore + PortalStore {
         limits: SubscriptionLimits,
     ) -> Result<()>;
     /// Deletes a subscription and what it owns (inline auth profile, event source).
-    async fn delete_subscription(&self, store: &str, id: &str) -> Result<()>;
+    async fn delete_subscription(&self, store: StoreHash<'_>, id: SubscriptionId<'_>)
+        -> Result<()>;
     async fn list_subscriptions(
         &self,
         scope: Scope,

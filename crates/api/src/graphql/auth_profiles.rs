@@ -3,6 +3,7 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use hookrelay_core::ids::{AuthProfileId, StoreHash};
 use hookrelay_core::{ids, AuthConfig, AuthProfileRecord};
 use hookrelay_store::StoreError;
 
@@ -199,7 +200,7 @@ pub async fn visible_profile(rc: &RequestCtx, id: &str) -> ApiResult<AuthProfile
     let record = rc
         .services
         .store
-        .get_auth_profile(&rc.store, id)
+        .get_auth_profile(StoreHash(&rc.store), AuthProfileId(id))
         .await?
         .filter(|p| p.inline_for.is_none());
     rc.visible(record, |p| &p.owner_client_id, "auth profile", id)
@@ -305,7 +306,12 @@ impl AuthProfileMutation {
         match rc
             .services
             .store
-            .update_auth_profile(&rc.store, &id, config.kind(), sealed)
+            .update_auth_profile(
+                StoreHash(&rc.store),
+                AuthProfileId(&id),
+                config.kind(),
+                sealed,
+            )
             .await
         {
             Ok(()) => {
@@ -331,7 +337,7 @@ impl AuthProfileMutation {
         let rc = request_ctx(ctx)?;
         let id = auth_profile_id;
         visible_profile(rc, &id).await?;
-        match rc.services.store.delete_auth_profile(&rc.store, &id).await {
+        match rc.services.store.delete_auth_profile(StoreHash(&rc.store), AuthProfileId(&id)).await {
             Ok(()) => {
                 rc.services.engine.auth_profile_changed(&rc.store, &id).await;
                 Ok(DeleteAuthProfileResponse {

@@ -4,6 +4,7 @@
 
 use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject};
 use chrono::{DateTime, Duration, Utc};
+use hookrelay_core::ids::{DeliveryId, StoreHash, SubscriptionId};
 use hookrelay_core::{ids, PreviousSecret, SubscriptionRecord};
 use hookrelay_delivery::ingest::patterns_for;
 use hookrelay_store::{
@@ -106,7 +107,7 @@ impl Delivery {
         let found = rc
             .services
             .store
-            .get_delivery(&self.store, &self.id)
+            .get_delivery(StoreHash(&self.store), DeliveryId(&self.id))
             .await?;
         Ok(found
             .map(|(_, attempts)| attempts.into_iter().map(Attempt::from).collect())
@@ -159,7 +160,11 @@ pub(crate) async fn visible_subscription(
     rc: &RequestCtx,
     id: &str,
 ) -> ApiResult<SubscriptionRecord> {
-    let record = rc.services.store.get_subscription(&rc.store, id).await?;
+    let record = rc
+        .services
+        .store
+        .get_subscription(StoreHash(&rc.store), SubscriptionId(id))
+        .await?;
     rc.visible(record, |s| &s.owner_client_id, "subscription", id)
 }
 
@@ -168,14 +173,21 @@ async fn visible_delivery(
     rc: &RequestCtx,
     id: &str,
 ) -> ApiResult<(DeliveryRecord, Vec<AttemptRecord>)> {
-    let found = rc.services.store.get_delivery(&rc.store, id).await?;
+    let found = rc
+        .services
+        .store
+        .get_delivery(StoreHash(&rc.store), DeliveryId(id))
+        .await?;
     let Some((delivery, attempts)) = found else {
         return Err(ApiError::no_such("delivery", id));
     };
     let sub = rc
         .services
         .store
-        .get_subscription(&rc.store, &delivery.subscription_id)
+        .get_subscription(
+            StoreHash(&rc.store),
+            SubscriptionId(&delivery.subscription_id),
+        )
         .await?;
     match sub {
         Some(s) if rc.can_see(&s.owner_client_id) => Ok((delivery, attempts)),
@@ -227,7 +239,7 @@ impl DeliveryQuery {
         let found = rc
             .services
             .store
-            .list_deliveries(&rc.store, filter, page)
+            .list_deliveries(StoreHash(&rc.store), filter, page)
             .await?;
         connection(found, &page, |d| Ok(view(&rc.store, d, None)))
     }
@@ -248,7 +260,11 @@ impl DeliveryMutation {
     async fn retry_delivery(&self, ctx: &Context<'_>, id: String) -> ApiResult<Delivery> {
         let rc = request_ctx(ctx)?;
         visible_delivery(rc, &id).await?;
-        let delivery = rc.services.store.retry_delivery(&rc.store, &id).await?;
+        let delivery = rc
+            .services
+            .store
+            .retry_delivery(StoreHash(&rc.store), DeliveryId(&id))
+            .await?;
         rc.services.engine.wake().await;
         Ok(view(&rc.store, delivery, None))
     }
@@ -281,7 +297,7 @@ impl DeliveryMutation {
             .services
             .store
             .replay_deliveries(
-                &rc.store,
+                StoreHash(&rc.store),
                 ReplayFilter {
                     subscription_id: subscription_id.clone(),
                     since,
@@ -313,7 +329,12 @@ impl DeliveryMutation {
         let secret = new_signing_secret(rc, &sub.id)?;
         rc.services
             .store
-            .rotate_signing_secret(&rc.store, &sub.id, secret.clone(), previous)
+            .rotate_signing_secret(
+                StoreHash(&rc.store),
+                SubscriptionId(&sub.id),
+                secret.clone(),
+                previous,
+            )
             .await?;
         rc.services.engine.subscription_changed(&sub.id).await;
         sub.signing_secret = secret;

@@ -9,6 +9,7 @@ use async_graphql::resolver_utils::EnumType;
 use async_graphql::{Enum, InputObject, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use hookrelay_core::aws::{self, EventBusArn};
+use hookrelay_core::ids::{EventSourceId, StoreHash};
 use hookrelay_core::{ids, Destination, EventSourceRecord};
 use hookrelay_delivery::eventbridge::AwsError;
 use hookrelay_store::{Conflict, StoreError};
@@ -298,12 +299,21 @@ pub async fn delete(rc: &RequestCtx, id: &str) -> ApiResult<()> {
             ),
         )
     };
-    let users = rc.services.store.event_source_users(&rc.store, id).await?;
+    let users = rc
+        .services
+        .store
+        .event_source_users(StoreHash(&rc.store), EventSourceId(id))
+        .await?;
     if !users.is_empty() {
         return Err(in_use(users));
     }
     delete_at_aws(rc, path, &source).await?;
-    match rc.services.store.delete_event_source(&rc.store, id).await {
+    match rc
+        .services
+        .store
+        .delete_event_source(StoreHash(&rc.store), EventSourceId(id))
+        .await
+    {
         Ok(()) => Ok(()),
         Err(StoreError::InUse(users)) => Err(in_use(users)),
         Err(StoreError::NotFound) => Err(ApiError::no_such("event source", id)),
@@ -316,7 +326,7 @@ async fn visible_source(rc: &RequestCtx, id: &str) -> ApiResult<EventSourceRecor
     let record = rc
         .services
         .store
-        .get_event_source(&rc.store, id)
+        .get_event_source(StoreHash(&rc.store), EventSourceId(id))
         .await?
         .filter(|s| s.subscription_id.is_none());
     rc.visible(record, |s| &s.owner_client_id, "event source", id)
@@ -342,7 +352,7 @@ pub async fn destination_for_arn(rc: &RequestCtx, path: &str, arn: &str) -> ApiR
     if let Some(source) = rc
         .services
         .store
-        .event_source_by_arn(&rc.store, arn)
+        .event_source_by_arn(StoreHash(&rc.store), arn)
         .await?
     {
         if source.subscription_id.is_none() {

@@ -2,6 +2,7 @@
 
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, Union};
 use chrono::{DateTime, Utc};
+use hookrelay_core::ids::{StoreHash, SubscriptionId};
 use hookrelay_core::{
     ids, secrets, AuthProfileRecord, Destination, HttpMethod, Style, SubscriptionRecord,
     SubscriptionStatus,
@@ -16,6 +17,7 @@ use super::types::{
 };
 use super::validate;
 use crate::error::{ApiError, ApiResult};
+use hookrelay_delivery::destinations::{nats, rabbitmq, sns, sqs};
 
 #[derive(Debug, Clone, InputObject)]
 pub struct WebhookDestinationInput {
@@ -45,11 +47,93 @@ pub struct EventBridgeDestinationInput {
     pub event_bus_arn: Option<String>,
 }
 
-/// Exactly one of `webhook` or `eventBridge`.
+/// An Amazon SQS queue (docs/destinations.md#amazon-sqs).
+#[derive(Debug, Clone, InputObject)]
+pub struct SqsDestinationInput {
+    /// `https://sqs.{region}.amazonaws.com/{account}/{name}`.
+    pub queue_url: String,
+    pub region: String,
+}
+
+/// An Amazon SNS topic (docs/destinations.md#amazon-sns).
+#[derive(Debug, Clone, InputObject)]
+pub struct SnsDestinationInput {
+    /// `arn:aws:sns:{region}:{account}:{name}`.
+    pub topic_arn: String,
+}
+
+/// A RabbitMQ exchange (docs/destinations.md#rabbitmq).
+#[derive(Debug, Clone, InputObject)]
+#[graphql(name = "RabbitMqDestinationInput")]
+pub struct RabbitMqDestinationInput {
+    /// `amqp://user:password@host:port/vhost` or `amqps://…`; stored sealed.
+    pub url: String,
+    /// The exchange; empty for the default exchange (the routing key is then a queue).
+    pub exchange: String,
+    #[graphql(default)]
+    pub routing_key: String,
+}
+
+/// A NATS JetStream subject (docs/destinations.md#nats-jetstream).
+#[derive(Debug, Clone, InputObject)]
+pub struct NatsDestinationInput {
+    /// `nats://[user:password@ | token@]host:port` or `tls://…`; stored sealed.
+    pub url: String,
+    pub subject: String,
+}
+
+/// Exactly one of `webhook`, `eventBridge`, `sqs`, `sns`, `rabbitmq` or `nats`.
 #[derive(Debug, Clone, InputObject)]
 pub struct DestinationInput {
     pub webhook: Option<WebhookDestinationInput>,
     pub event_bridge: Option<EventBridgeDestinationInput>,
+    pub sqs: Option<SqsDestinationInput>,
+    pub sns: Option<SnsDestinationInput>,
+    #[graphql(name = "rabbitmq")]
+    pub rabbitmq: Option<RabbitMqDestinationInput>,
+    pub nats: Option<NatsDestinationInput>,
+}
+
+/// The destination kinds a `DestinationInput` can name, as its fields are called.
+const DESTINATION_FIELDS: &str = "webhook, eventBridge, sqs, sns, rabbitmq or nats";
+
+/// The one destination of a `DestinationInput`, with the name of its field.
+enum Requested {
+    Webhook(WebhookDestinationInput),
+    EventBridge(EventBridgeDestinationInput),
+    Sqs(SqsDestinationInput),
+    Sns(SnsDestinationInput),
+    RabbitMq(RabbitMqDestinationInput),
+    Nats(NatsDestinationInput),
+}
+
+impl DestinationInput {
+    fn one(self, path: &str) -> ApiResult<(&'static str, Requested)> {
+        let mut given: Vec<(&'static str, Requested)> = Vec::new();
+        given.extend(self.webhook.map(|d| ("webhook", Requested::Webhook(d))));
+        given.extend(
+            self.event_bridge
+                .map(|d| ("eventBridge", Requested::EventBridge(d))),
+        );
+        given.extend(self.sqs.map(|d| ("sqs", Requested::Sqs(d))));
+        given.extend(self.sns.map(|d| ("sns", Requested::Sns(d))));
+        given.extend(self.rabbitmq.map(|d| ("rabbitmq", Requested::RabbitMq(d))));
+        given.extend(self.nats.map(|d| ("nats", Requested::Nats(d))));
+        match given.len() {
+            1 => Ok(given.remove(0)),
+            0 => Err(ApiError::validation(format!(
+                "{path}/destination must have one of {DESTINATION_FIELDS}"
+            ))),
+            _ => Err(ApiError::validation(format!(
+                "{path}/destination must have only one of {DESTINATION_FIELDS}, not {}",
+                given
+                    .iter()
+                    .map(|(f, _)| *f)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, InputObject)]
@@ -104,10 +188,41 @@ pub struct EventBridgeData {
     pub partner_event_source_name: Option<String>,
 }
 
+#[derive(SimpleObject)]
+pub struct SqsData {
+    pub queue_url: String,
+    pub region: String,
+}
+
+#[derive(SimpleObject)]
+pub struct SnsData {
+    pub topic_arn: String,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "RabbitMqData")]
+pub struct RabbitMqData {
+    /// The URL with its password masked.
+    pub url: String,
+    pub exchange: String,
+    pub routing_key: String,
+}
+
+#[derive(SimpleObject)]
+pub struct NatsData {
+    /// The URL with its password or token masked.
+    pub url: String,
+    pub subject: String,
+}
+
 #[derive(Union)]
 pub enum DestinationData {
     WebhookData(WebhookData),
     EventBridgeData(EventBridgeData),
+    SqsData(SqsData),
+    SnsData(SnsData),
+    RabbitMqData(RabbitMqData),
+    NatsData(NatsData),
 }
 
 #[derive(SimpleObject)]
@@ -190,6 +305,22 @@ fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<EventSubscription
             region: region.clone(),
             partner_event_source_name: partner_source.clone(),
         }),
+        Destination::Sqs(d) => DestinationData::SqsData(SqsData {
+            queue_url: d.queue_url.clone(),
+            region: d.region.clone(),
+        }),
+        Destination::Sns(d) => DestinationData::SnsData(SnsData {
+            topic_arn: d.topic_arn.clone(),
+        }),
+        Destination::RabbitMq(d) => DestinationData::RabbitMqData(RabbitMqData {
+            url: d.url.shown.clone(),
+            exchange: d.exchange.clone(),
+            routing_key: d.routing_key.clone(),
+        }),
+        Destination::Nats(d) => DestinationData::NatsData(NatsData {
+            url: d.url.shown.clone(),
+            subject: d.subject.clone(),
+        }),
     };
     Ok(EventSubscription {
         subscription_id: sub.id,
@@ -211,7 +342,7 @@ async fn visible_subscription(rc: &RequestCtx, id: &str) -> ApiResult<Subscripti
     let record = rc
         .services
         .store
-        .get_subscription(&rc.store, id)
+        .get_subscription(StoreHash(&rc.store), SubscriptionId(id))
         .await?
         .filter(|s| s.style == Style::BuyWithPrime);
     rc.visible(record, |s| &s.owner_client_id, "event subscription", id)
@@ -290,27 +421,48 @@ impl SubscriptionMutation {
         let event_types = validate::event_types(&rc.services.catalog, path, types)?;
         let id = ids::new_id("sub");
         let now = hookrelay_core::now();
-        let (destination, owned) = match (input.destination.webhook, input.destination.event_bridge)
-        {
-            (Some(webhook), None) => {
-                webhook_destination(rc, &id, &format!("{path}/destination/webhook"), webhook)
-                    .await?
-            }
-            (None, Some(eb)) => {
-                eventbridge_destination(rc, &id, &format!("{path}/destination/eventBridge"), eb)
-                    .await?
-            }
-            (Some(_), Some(_)) => {
-                return Err(ApiError::validation(format!(
-                    "{path}/destination must have one of webhook or eventBridge, not both"
-                )))
-            }
-            (None, None) => {
-                return Err(ApiError::validation(format!(
-                    "{path}/destination must have webhook or eventBridge"
-                )))
-            }
+        let (field, requested) = input.destination.one(path)?;
+        let at = format!("{path}/destination/{field}");
+        let seal = |plain: &[u8]| {
+            rc.services
+                .cipher
+                .seal(&secrets::destination_secret_context(&rc.store, &id), plain)
+                .map_err(|e| e.to_string())
         };
+        let policy = &rc.services.policy;
+        let (destination, owned) = match requested {
+            Requested::Webhook(webhook) => webhook_destination(rc, &id, &at, webhook).await?,
+            Requested::EventBridge(eb) => eventbridge_destination(rc, &id, &at, eb).await?,
+            Requested::Sqs(d) => (
+                Destination::Sqs(
+                    sqs::stored(&d.queue_url, &d.region)
+                        .map_err(|e| ApiError::validation(format!("{at}/{e}")))?,
+                ),
+                Owned::default(),
+            ),
+            Requested::Sns(d) => (
+                Destination::Sns(
+                    sns::stored(&d.topic_arn)
+                        .map_err(|e| ApiError::validation(format!("{at}/{e}")))?,
+                ),
+                Owned::default(),
+            ),
+            Requested::RabbitMq(d) => (
+                Destination::RabbitMq(
+                    rabbitmq::stored(policy, &d.url, &d.exchange, &d.routing_key, seal)
+                        .map_err(|e| ApiError::validation(format!("{at}/{e}")))?,
+                ),
+                Owned::default(),
+            ),
+            Requested::Nats(d) => (
+                Destination::Nats(
+                    nats::stored(policy, &d.url, &d.subject, seal)
+                        .map_err(|e| ApiError::validation(format!("{at}/{e}")))?,
+                ),
+                Owned::default(),
+            ),
+        };
+
         let record = SubscriptionRecord {
             store: rc.store.clone(),
             id: id.clone(),
@@ -393,7 +545,7 @@ impl SubscriptionMutation {
             let source = rc
                 .services
                 .store
-                .event_source_by_arn(&rc.store, arn)
+                .event_source_by_arn(StoreHash(&rc.store), arn)
                 .await?;
             if let Some(source) = source.filter(|s| s.subscription_id.as_deref() == Some(&sub.id)) {
                 event_sources::delete_at_aws(rc, "/deleteEventSubscription", &source).await?;
@@ -402,7 +554,7 @@ impl SubscriptionMutation {
         match rc
             .services
             .store
-            .delete_subscription(&rc.store, &subscription_id)
+            .delete_subscription(StoreHash(&rc.store), SubscriptionId(&subscription_id))
             .await
         {
             Ok(()) => {

@@ -4,6 +4,7 @@
 
 use async_graphql::{Context, InputObject, Interface, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
+use hookrelay_core::ids::{StoreHash, SubscriptionId};
 use hookrelay_core::{ids, Destination, HttpMethod, Style, SubscriptionRecord, SubscriptionStatus};
 use hookrelay_store::{Conflict, Owned, StoreError, SubscriptionFilter, SubscriptionLimits};
 
@@ -96,6 +97,14 @@ fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<Webhook> {
             headers: Vec::new(),
             signing_secret,
         }),
+        // Made with createEventSubscription only, which makes Buy with Prime subscriptions.
+        other => {
+            return Err(ApiError::internal(format!(
+                "webhook {} has a {} destination, which BigCommerce webhooks cannot have",
+                sub.id,
+                other.kind()
+            )))
+        }
     })
 }
 
@@ -104,7 +113,7 @@ async fn visible_webhook(rc: &RequestCtx, id: &str) -> ApiResult<SubscriptionRec
     let record = rc
         .services
         .store
-        .get_subscription(&rc.store, id)
+        .get_subscription(StoreHash(&rc.store), SubscriptionId(id))
         .await?
         .filter(|s| s.style == Style::BigCommerce);
     rc.visible(record, |s| &s.owner_client_id, "webhook", id)
@@ -321,6 +330,12 @@ impl WebhookMutations {
                     .await?;
                 }
             }
+            other => {
+                return Err(ApiError::validation(format!(
+                    "{path}: a {} destination cannot be changed with updateWebhook",
+                    other.kind()
+                )))
+            }
         }
         if let Some(active) = data.is_active {
             sub.status = if active {
@@ -340,7 +355,7 @@ impl WebhookMutations {
                     Destination::EventBridge { .. } => ApiError::validation(format!(
                         "{path}/destination is not the ARN of an event source of this store"
                     )),
-                    Destination::Webhook { .. } => ApiError::no_such("webhook", &sub.id),
+                    _ => ApiError::no_such("webhook", &sub.id),
                 },
                 e => store_error(e, path),
             })?;
@@ -353,7 +368,12 @@ impl WebhookMutations {
     async fn delete_webhook(&self, ctx: &Context<'_>, id: ID) -> ApiResult<DeleteWebhookResult> {
         let rc = request_ctx(ctx)?;
         visible_webhook(rc, &id).await?;
-        match rc.services.store.delete_subscription(&rc.store, &id).await {
+        match rc
+            .services
+            .store
+            .delete_subscription(StoreHash(&rc.store), SubscriptionId(&id))
+            .await
+        {
             Ok(()) => {
                 rc.services.engine.subscription_changed(&id).await;
                 Ok(DeleteWebhookResult { id })

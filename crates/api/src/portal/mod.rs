@@ -18,7 +18,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DurationRound, Utc};
-use hookrelay_core::{Destination, Role};
+use hookrelay_core::Role;
 use hookrelay_store::portal::LinkState;
 use rust_embed::RustEmbed;
 use serde_json::json;
@@ -356,11 +356,7 @@ async fn console_figures(app: &AppState) -> Result<serde_json::Value, hookrelay_
             json!({
                 "store": s.store,
                 "id": s.id,
-                // The URL without its query (which may carry secrets), or the ARN.
-                "destination": match &s.destination {
-                    Destination::Webhook { url, .. } => url.split('?').next().unwrap_or_default().to_owned(),
-                    Destination::EventBridge { arn, .. } => arn.clone(),
-                },
+                "destination": s.destination.address(),
                 "style": s.style,
                 "eventTypes": s.event_types,
                 "deactivatedAt": s.updated_at,

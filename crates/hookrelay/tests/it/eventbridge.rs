@@ -411,11 +411,11 @@ async fn partner_events_go_out_in_batches_of_up_to_twenty() {
     let text = metrics(&server).await;
     let calls = series(
         &text,
-        r#"hookrelay_eventbridge_requests_total{operation="PutPartnerEvents",result="success"}"#,
+        r#"hookrelay_destination_requests_total{kind="eventbridge",result="succeeded"}"#,
     );
     let accepted = series(
         &text,
-        r#"hookrelay_eventbridge_entries_total{operation="PutPartnerEvents",result="accepted"}"#,
+        r#"hookrelay_destination_messages_total{kind="eventbridge",result="accepted"}"#,
     );
     assert_eq!(accepted, total as f64, "{text}");
     assert!(
@@ -480,7 +480,7 @@ async fn an_event_bus_destination_gets_put_events_in_batches_of_ten() {
     let text = metrics(&server).await;
     let calls = series(
         &text,
-        r#"hookrelay_eventbridge_requests_total{operation="PutEvents",result="success"}"#,
+        r#"hookrelay_destination_requests_total{kind="eventbridge",result="succeeded"}"#,
     );
     assert!(
         (10.0..=20.0).contains(&calls),

@@ -263,7 +263,7 @@ async fn throttling_and_server_errors_are_retried() {
 async fn an_entry_refused_every_time_fails_and_deactivates_after_the_last_retry() {
     let aws = Receiver::start(scripted(
         |_| None,
-        |_, n| (n == 13).then_some("AccessDeniedException"),
+        |_, n| (n == 13).then_some("InternalFailure"),
     ))
     .await;
     let (server, app, webhook) = setup(&aws, "1,1").await;
@@ -288,6 +288,41 @@ async fn an_entry_refused_every_time_fails_and_deactivates_after_the_last_retry(
     let sent: Vec<i64> = puts(&aws).iter().flat_map(entry_ns).collect();
     assert_eq!(sent.iter().filter(|&&n| n == 12).count(), 1, "{sent:?}");
     assert_eq!(sent.iter().filter(|&&n| n == 13).count(), 3, "{sent:?}");
+}
+
+/// An entry refused with a code that will not change (access denied) is not retried: the
+/// delivery fails at its first attempt with AWS's reason, and the webhook stays active.
+#[tokio::test]
+async fn an_entry_refused_for_good_fails_at_once_and_deactivates_nothing() {
+    let aws = Receiver::start(scripted(
+        |_| None,
+        |_, n| (n == 13).then_some("AccessDeniedException"),
+    ))
+    .await;
+    let (server, app, webhook) = setup(&aws, "1,1").await;
+    publish(&server, [12, 13]).await;
+
+    eventually(
+        "the refused delivery to fail",
+        Duration::from_secs(20),
+        || async {
+            let log = deliveries(&server, &app, &webhook).await;
+            log.iter().any(|d| d["status"] == "FAILED").then_some(())
+        },
+    )
+    .await;
+    // Longer than the whole retry schedule: nothing more is sent.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = deliveries(&server, &app, &webhook).await;
+    let failed = log.iter().find(|d| d["status"] == "FAILED").unwrap();
+    assert_eq!(failed["attemptCount"], 1, "not retried: {failed}");
+    let error = failed["attempts"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("AccessDeniedException"), "{error}");
+    assert!(log.iter().any(|d| d["status"] == "SUCCEEDED"));
+    let status = webhook_status(&server, &app, &webhook).await;
+    assert_eq!(status["status"], "ACTIVE");
+    let sent: Vec<i64> = puts(&aws).iter().flat_map(entry_ns).collect();
+    assert_eq!(sent.iter().filter(|&&n| n == 13).count(), 1, "{sent:?}");
 }
 
 #[tokio::test]

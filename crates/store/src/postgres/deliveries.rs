@@ -7,6 +7,7 @@
 //! end leases early.
 
 use crate::codec::SortKey;
+use hookrelay_core::ids::{DeliveryId, StoreHash, SubscriptionId};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -510,10 +511,11 @@ impl DeliveryStore for PgStore {
 
     async fn list_deliveries(
         &self,
-        store: &str,
+        store: StoreHash<'_>,
         filter: DeliveryFilter,
         page: PageRequest,
     ) -> Result<Page<DeliveryRecord>> {
+        let store = store.as_str();
         let mut w = Where::new("d.store_hash = $N", Arg::Text(store.to_owned()));
         if let Some(id) = filter.subscription_id {
             w.and("d.subscription_id = $N", Arg::Text(id));
@@ -549,9 +551,10 @@ impl DeliveryStore for PgStore {
 
     async fn get_delivery(
         &self,
-        store: &str,
-        id: &str,
+        store: StoreHash<'_>,
+        id: DeliveryId<'_>,
     ) -> Result<Option<(DeliveryRecord, Vec<AttemptRecord>)>> {
+        let (store, id) = (store.as_str(), id.as_str());
         // One snapshot for the delivery and its attempts, so that they agree.
         let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -572,7 +575,12 @@ impl DeliveryStore for PgStore {
         Ok(Some((record, attempts)))
     }
 
-    async fn retry_delivery(&self, store: &str, id: &str) -> Result<DeliveryRecord> {
+    async fn retry_delivery(
+        &self,
+        store: StoreHash<'_>,
+        id: DeliveryId<'_>,
+    ) -> Result<DeliveryRecord> {
+        let (store, id) = (store.as_str(), id.as_str());
         let mut c = self.pool.acquire().await?;
         sqlx::query(
             "UPDATE deliveries SET status = 'PENDING', due_at = $3, round_attempts = 0, \
@@ -590,7 +598,8 @@ impl DeliveryStore for PgStore {
             .ok_or(StoreError::NotFound)
     }
 
-    async fn replay_deliveries(&self, store: &str, filter: ReplayFilter) -> Result<u64> {
+    async fn replay_deliveries(&self, store: StoreHash<'_>, filter: ReplayFilter) -> Result<u64> {
+        let store = store.as_str();
         Ok(sqlx::query(
             "UPDATE deliveries SET status = 'PENDING', due_at = $6, round_attempts = 0, \
              updated_at = $6 WHERE store_hash = $1 AND subscription_id = $2 AND status = $3 \
@@ -609,11 +618,12 @@ impl DeliveryStore for PgStore {
 
     async fn rotate_signing_secret(
         &self,
-        store: &str,
-        id: &str,
+        store: StoreHash<'_>,
+        id: SubscriptionId<'_>,
         secret: Sealed,
         previous: PreviousSecret,
     ) -> Result<()> {
+        let (store, id) = (store.as_str(), id.as_str());
         let n = sqlx::query(
             "UPDATE subscriptions SET signing_secret = $3, previous_signing_secret = $4, \
              previous_secret_until = $5, updated_at = $6 WHERE store_hash = $1 AND id = $2",

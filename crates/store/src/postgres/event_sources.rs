@@ -1,6 +1,7 @@
 //! EventBridge partner event sources in PostgreSQL.
 
 use async_trait::async_trait;
+use hookrelay_core::ids::{EventSourceId, StoreHash};
 use hookrelay_core::{Destination, EventSourceRecord};
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection};
@@ -106,15 +107,21 @@ impl EventSourceStore for PgStore {
         insert(&mut c, &source).await
     }
 
-    async fn get_event_source(&self, store: &str, id: &str) -> Result<Option<EventSourceRecord>> {
+    async fn get_event_source(
+        &self,
+        store: StoreHash<'_>,
+        id: EventSourceId<'_>,
+    ) -> Result<Option<EventSourceRecord>> {
+        let (store, id) = (store.as_str(), id.as_str());
         by_id(&self.pool, "event_sources", COLUMNS, store, id, row).await
     }
 
     async fn event_source_by_arn(
         &self,
-        store: &str,
+        store: StoreHash<'_>,
         arn: &str,
     ) -> Result<Option<EventSourceRecord>> {
+        let store = store.as_str();
         let mut c = self.pool.acquire().await?;
         by_arn(&mut c, store, arn, false).await
     }
@@ -145,7 +152,12 @@ impl EventSourceStore for PgStore {
             .await
     }
 
-    async fn event_source_users(&self, store: &str, id: &str) -> Result<Vec<String>> {
+    async fn event_source_users(
+        &self,
+        store: StoreHash<'_>,
+        id: EventSourceId<'_>,
+    ) -> Result<Vec<String>> {
+        let (store, id) = (store.as_str(), id.as_str());
         let mut c = self.pool.acquire().await?;
         match by_id(&mut *c, "event_sources", COLUMNS, store, id, row).await? {
             Some(source) => users(&mut c, store, &source.arn).await,
@@ -153,7 +165,8 @@ impl EventSourceStore for PgStore {
         }
     }
 
-    async fn delete_event_source(&self, store: &str, id: &str) -> Result<()> {
+    async fn delete_event_source(&self, store: StoreHash<'_>, id: EventSourceId<'_>) -> Result<()> {
+        let (store, id) = (store.as_str(), id.as_str());
         let mut tx = self.pool.begin().await?;
         let sql = format!(
             "SELECT {COLUMNS} FROM event_sources WHERE store_hash = $1 AND id = $2 FOR UPDATE"

@@ -14,6 +14,7 @@ mod portal;
 mod query;
 mod signals;
 
+use hookrelay_core::ids::{AuthProfileId, StoreHash, SubscriptionId};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -334,7 +335,12 @@ impl Store for PgStore {
         insert_auth_profile_row(&mut c, &profile).await
     }
 
-    async fn get_auth_profile(&self, store: &str, id: &str) -> Result<Option<AuthProfileRecord>> {
+    async fn get_auth_profile(
+        &self,
+        store: StoreHash<'_>,
+        id: AuthProfileId<'_>,
+    ) -> Result<Option<AuthProfileRecord>> {
+        let (store, id) = (store.as_str(), id.as_str());
         by_id(
             &self.pool,
             "auth_profiles",
@@ -348,11 +354,12 @@ impl Store for PgStore {
 
     async fn update_auth_profile(
         &self,
-        store: &str,
-        id: &str,
+        store: StoreHash<'_>,
+        id: AuthProfileId<'_>,
         kind: AuthKind,
         config: Sealed,
     ) -> Result<()> {
+        let (store, id) = (store.as_str(), id.as_str());
         let n = sqlx::query(
             "UPDATE auth_profiles SET kind = $3, config = $4, updated_at = $5 \
              WHERE store_hash = $1 AND id = $2",
@@ -371,7 +378,8 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn delete_auth_profile(&self, store: &str, id: &str) -> Result<()> {
+    async fn delete_auth_profile(&self, store: StoreHash<'_>, id: AuthProfileId<'_>) -> Result<()> {
+        let (store, id) = (store.as_str(), id.as_str());
         let mut tx = self.pool.begin().await?;
         // Holds off subscription writes naming it until this commits.
         sqlx::query("SELECT 1 FROM auth_profiles WHERE store_hash = $1 AND id = $2 FOR UPDATE")
@@ -466,7 +474,12 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn get_subscription(&self, store: &str, id: &str) -> Result<Option<SubscriptionRecord>> {
+    async fn get_subscription(
+        &self,
+        store: StoreHash<'_>,
+        id: SubscriptionId<'_>,
+    ) -> Result<Option<SubscriptionRecord>> {
+        let (store, id) = (store.as_str(), id.as_str());
         by_id(
             &self.pool,
             "subscriptions",
@@ -513,7 +526,12 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn delete_subscription(&self, store: &str, id: &str) -> Result<()> {
+    async fn delete_subscription(
+        &self,
+        store: StoreHash<'_>,
+        id: SubscriptionId<'_>,
+    ) -> Result<()> {
+        let (store, id) = (store.as_str(), id.as_str());
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query("DELETE FROM subscriptions WHERE store_hash = $1 AND id = $2")
             .bind(store)

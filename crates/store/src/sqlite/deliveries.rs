@@ -5,6 +5,7 @@
 //! node's heartbeat stops, [`DeliveryStore::heartbeat`] of a live node hands its deliveries back.
 
 use crate::codec::SortKey;
+use hookrelay_core::ids::{DeliveryId, StoreHash, SubscriptionId};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -409,11 +410,11 @@ impl DeliveryStore for SqliteStore {
 
     async fn list_deliveries(
         &self,
-        store: &str,
+        store: StoreHash<'_>,
         filter: DeliveryFilter,
         page: PageRequest,
     ) -> Result<Page<DeliveryRecord>> {
-        let store = store.to_owned();
+        let store = store.0.to_owned();
         self.read(move |c| {
             let mut w = Where::new("d.store_hash = ?N", Value::Text(store.clone()));
             if let Some(id) = filter.subscription_id {
@@ -451,10 +452,10 @@ impl DeliveryStore for SqliteStore {
 
     async fn get_delivery(
         &self,
-        store: &str,
-        id: &str,
+        store: StoreHash<'_>,
+        id: DeliveryId<'_>,
     ) -> Result<Option<(DeliveryRecord, Vec<AttemptRecord>)>> {
-        let (store, id) = (store.to_owned(), id.to_owned());
+        let (store, id) = (store.0.to_owned(), id.0.to_owned());
         self.read(move |c| {
             // One snapshot for the delivery and its attempts, so that they agree.
             let tx = c.unchecked_transaction()?;
@@ -466,8 +467,12 @@ impl DeliveryStore for SqliteStore {
         .await
     }
 
-    async fn retry_delivery(&self, store: &str, id: &str) -> Result<DeliveryRecord> {
-        let (store, id) = (store.to_owned(), id.to_owned());
+    async fn retry_delivery(
+        &self,
+        store: StoreHash<'_>,
+        id: DeliveryId<'_>,
+    ) -> Result<DeliveryRecord> {
+        let (store, id) = (store.0.to_owned(), id.0.to_owned());
         self.writer
             .write(move |c| {
                 c.prepare_cached(
@@ -483,8 +488,8 @@ impl DeliveryStore for SqliteStore {
             .await
     }
 
-    async fn replay_deliveries(&self, store: &str, filter: ReplayFilter) -> Result<u64> {
-        let store = store.to_owned();
+    async fn replay_deliveries(&self, store: StoreHash<'_>, filter: ReplayFilter) -> Result<u64> {
+        let store = store.0.to_owned();
         self.writer
             .write(move |c| {
                 let n = c
@@ -526,12 +531,12 @@ impl DeliveryStore for SqliteStore {
 
     async fn rotate_signing_secret(
         &self,
-        store: &str,
-        id: &str,
+        store: StoreHash<'_>,
+        id: SubscriptionId<'_>,
         secret: Sealed,
         previous: PreviousSecret,
     ) -> Result<()> {
-        let (store, id) = (store.to_owned(), id.to_owned());
+        let (store, id) = (store.0.to_owned(), id.0.to_owned());
         self.writer
             .write(move |c| {
                 let n = c.execute(

@@ -1,6 +1,7 @@
 //! EventBridge partner event sources in SQLite.
 
 use async_trait::async_trait;
+use hookrelay_core::ids::{EventSourceId, StoreHash};
 use hookrelay_core::{Destination, EventSourceRecord};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -85,17 +86,22 @@ impl EventSourceStore for SqliteStore {
         self.writer.write(move |c| insert(c, &source)).await
     }
 
-    async fn get_event_source(&self, store: &str, id: &str) -> Result<Option<EventSourceRecord>> {
-        let (store, id) = (store.to_owned(), id.to_owned());
+    async fn get_event_source(
+        &self,
+        store: StoreHash<'_>,
+        id: EventSourceId<'_>,
+    ) -> Result<Option<EventSourceRecord>> {
+        let (store, id) = (store.0.to_owned(), id.0.to_owned());
         self.read(move |c| by_id(c, "event_sources", COLUMNS, &store, &id, row))
             .await
     }
 
     async fn event_source_by_arn(
         &self,
-        store: &str,
+        store: StoreHash<'_>,
         arn: &str,
     ) -> Result<Option<EventSourceRecord>> {
+        let store = store.as_str();
         let (store, arn) = (store.to_owned(), arn.to_owned());
         self.read(move |c| by_arn(c, &store, &arn)).await
     }
@@ -132,8 +138,12 @@ impl EventSourceStore for SqliteStore {
         .await
     }
 
-    async fn event_source_users(&self, store: &str, id: &str) -> Result<Vec<String>> {
-        let (store, id) = (store.to_owned(), id.to_owned());
+    async fn event_source_users(
+        &self,
+        store: StoreHash<'_>,
+        id: EventSourceId<'_>,
+    ) -> Result<Vec<String>> {
+        let (store, id) = (store.0.to_owned(), id.0.to_owned());
         self.read(
             move |c| match by_id(c, "event_sources", COLUMNS, &store, &id, row)? {
                 Some(source) => users(c, &store, &source.arn),
@@ -143,8 +153,8 @@ impl EventSourceStore for SqliteStore {
         .await
     }
 
-    async fn delete_event_source(&self, store: &str, id: &str) -> Result<()> {
-        let (store, id) = (store.to_owned(), id.to_owned());
+    async fn delete_event_source(&self, store: StoreHash<'_>, id: EventSourceId<'_>) -> Result<()> {
+        let (store, id) = (store.0.to_owned(), id.0.to_owned());
         self.writer
             .write(move |c| {
                 let source = by_id(c, "event_sources", COLUMNS, &store, &id, row)?

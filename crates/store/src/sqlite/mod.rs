@@ -14,6 +14,7 @@ mod rows;
 mod writer;
 mod writes;
 
+use hookrelay_core::ids::{AuthProfileId, StoreHash, SubscriptionId};
 use std::path::Path;
 use std::time::Duration;
 
@@ -257,8 +258,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn get_auth_profile(&self, store: &str, id: &str) -> Result<Option<AuthProfileRecord>> {
-        let (store, id) = (store.to_owned(), id.to_owned());
+    async fn get_auth_profile(
+        &self,
+        store: StoreHash<'_>,
+        id: AuthProfileId<'_>,
+    ) -> Result<Option<AuthProfileRecord>> {
+        let (store, id) = (store.0.to_owned(), id.0.to_owned());
         self.read(move |c| {
             by_id(
                 c,
@@ -274,12 +279,12 @@ impl Store for SqliteStore {
 
     async fn update_auth_profile(
         &self,
-        store: &str,
-        id: &str,
+        store: StoreHash<'_>,
+        id: AuthProfileId<'_>,
         kind: AuthKind,
         config: Sealed,
     ) -> Result<()> {
-        let (store, id) = (store.to_owned(), id.to_owned());
+        let (store, id) = (store.0.to_owned(), id.0.to_owned());
         self.writer
             .write(move |c| {
                 let n = c.execute(
@@ -295,8 +300,8 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn delete_auth_profile(&self, store: &str, id: &str) -> Result<()> {
-        let (store, id) = (store.to_owned(), id.to_owned());
+    async fn delete_auth_profile(&self, store: StoreHash<'_>, id: AuthProfileId<'_>) -> Result<()> {
+        let (store, id) = (store.0.to_owned(), id.0.to_owned());
         self.writer
             .write(move |c| {
                 let mut stmt = c.prepare_cached(
@@ -385,8 +390,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn get_subscription(&self, store: &str, id: &str) -> Result<Option<SubscriptionRecord>> {
-        let (store, id) = (store.to_owned(), id.to_owned());
+    async fn get_subscription(
+        &self,
+        store: StoreHash<'_>,
+        id: SubscriptionId<'_>,
+    ) -> Result<Option<SubscriptionRecord>> {
+        let (store, id) = (store.0.to_owned(), id.0.to_owned());
         self.read(move |c| {
             by_id(
                 c,
@@ -435,8 +444,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn delete_subscription(&self, store: &str, id: &str) -> Result<()> {
-        let (store, id) = (store.to_owned(), id.to_owned());
+    async fn delete_subscription(
+        &self,
+        store: StoreHash<'_>,
+        id: SubscriptionId<'_>,
+    ) -> Result<()> {
+        let (store, id) = (store.0.to_owned(), id.0.to_owned());
         self.writer
             .write(move |c| {
                 let n = c.execute(

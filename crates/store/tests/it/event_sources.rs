@@ -2,6 +2,7 @@
 //! cannot go while a subscription delivers to it, a subscription's own source goes with
 //! it, and a subscription may only deliver to a source that exists in its store.
 
+use hookrelay_core::ids::{EventSourceId, StoreHash, SubscriptionId};
 use hookrelay_core::{
     Destination, EventSourceRecord, Sealed, Style, SubscriptionRecord, SubscriptionStatus,
 };
@@ -74,11 +75,23 @@ async fn names_are_unique_and_sources_are_found_by_arn_within_their_store() {
         Err(StoreError::Conflict(Conflict::EventSource))
     ));
     assert_eq!(
-        db.event_source_by_arn("s1", &a.arn).await.unwrap(),
+        db.event_source_by_arn(StoreHash("s1"), &a.arn)
+            .await
+            .unwrap(),
         Some(a.clone())
     );
-    assert_eq!(db.event_source_by_arn("s2", &a.arn).await.unwrap(), None);
-    assert_eq!(db.get_event_source("s2", "es_a").await.unwrap(), None);
+    assert_eq!(
+        db.event_source_by_arn(StoreHash("s2"), &a.arn)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        db.get_event_source(StoreHash("s2"), EventSourceId("es_a"))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -94,21 +107,36 @@ async fn a_source_in_use_cannot_be_deleted_until_its_subscriptions_are_gone() {
     .await
     .unwrap();
     assert_eq!(
-        db.event_source_users("s1", "es_a").await.unwrap(),
+        db.event_source_users(StoreHash("s1"), EventSourceId("es_a"))
+            .await
+            .unwrap(),
         vec!["wh_1".to_owned()]
     );
-    match db.delete_event_source("s1", "es_a").await {
+    match db
+        .delete_event_source(StoreHash("s1"), EventSourceId("es_a"))
+        .await
+    {
         Err(StoreError::InUse(users)) => assert_eq!(users, vec!["wh_1".to_owned()]),
         other => panic!("expected InUse, got {other:?}"),
     }
     // Another store cannot delete it at all.
     assert!(matches!(
-        db.delete_event_source("s2", "es_a").await,
+        db.delete_event_source(StoreHash("s2"), EventSourceId("es_a"))
+            .await,
         Err(StoreError::NotFound)
     ));
-    db.delete_subscription("s1", "wh_1").await.unwrap();
-    db.delete_event_source("s1", "es_a").await.unwrap();
-    assert_eq!(db.get_event_source("s1", "es_a").await.unwrap(), None);
+    db.delete_subscription(StoreHash("s1"), SubscriptionId("wh_1"))
+        .await
+        .unwrap();
+    db.delete_event_source(StoreHash("s1"), EventSourceId("es_a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.get_event_source(StoreHash("s1"), EventSourceId("es_a"))
+            .await
+            .unwrap(),
+        None
+    );
     assert!(!db.event_source_name_taken(&a.source_name).await.unwrap());
 }
 
@@ -174,10 +202,18 @@ async fn a_subscriptions_own_source_is_unlisted_and_goes_with_it() {
     assert_eq!(page.total, Some(1));
     // Not deletable on its own; gone with its subscription.
     assert!(matches!(
-        db.delete_event_source("s1", "es_o").await,
+        db.delete_event_source(StoreHash("s1"), EventSourceId("es_o"))
+            .await,
         Err(StoreError::NotFound)
     ));
-    db.delete_subscription("s1", "sub_1").await.unwrap();
-    assert_eq!(db.get_event_source("s1", "es_o").await.unwrap(), None);
+    db.delete_subscription(StoreHash("s1"), SubscriptionId("sub_1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.get_event_source(StoreHash("s1"), EventSourceId("es_o"))
+            .await
+            .unwrap(),
+        None
+    );
     assert!(!db.event_source_name_taken(&own.source_name).await.unwrap());
 }

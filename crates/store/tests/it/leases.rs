@@ -1,6 +1,7 @@
 //! Lease rules of both stores: a silent node's deliveries go back to PENDING, and a node
 //! that lost a lease cannot overwrite the new holder's outcome.
 
+use hookrelay_core::ids::{DeliveryId, StoreHash, SubscriptionId};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -123,7 +124,7 @@ async fn a_dead_nodes_deliveries_are_taken_back_and_its_late_outcome_is_ignored(
     .await
     .unwrap();
     let (d, attempts) = db
-        .get_delivery("s1", &deliveries[0].id)
+        .get_delivery(StoreHash("s1"), DeliveryId(&deliveries[0].id))
         .await
         .unwrap()
         .unwrap();
@@ -133,13 +134,17 @@ async fn a_dead_nodes_deliveries_are_taken_back_and_its_late_outcome_is_ignored(
         .await
         .unwrap();
     let (d, _) = db
-        .get_delivery("s1", &deliveries[0].id)
+        .get_delivery(StoreHash("s1"), DeliveryId(&deliveries[0].id))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(d.status, DeliveryStatus::Failed);
     // Failing for good deactivated the subscription.
-    let sub = db.get_subscription("s1", "sub_1").await.unwrap().unwrap();
+    let sub = db
+        .get_subscription(StoreHash("s1"), SubscriptionId("sub_1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(sub.status, SubscriptionStatus::Deactivated);
 }
 
@@ -165,7 +170,7 @@ async fn deferred_subscriptions_are_written_unclaimed_and_due_later() {
     };
     assert!(claimed.is_empty());
     let (d, _) = db
-        .get_delivery("s1", &deliveries[0].id)
+        .get_delivery(StoreHash("s1"), DeliveryId(&deliveries[0].id))
         .await
         .unwrap()
         .unwrap();

@@ -2,6 +2,7 @@
 //! first and in batches; an event whose delivery is in flight or scheduled stays until
 //! that is final.
 
+use hookrelay_core::ids::StoreHash;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -129,7 +130,7 @@ async fn old_final_events_go_in_batches_and_live_ones_stay() {
     assert_eq!(db.prune(later, 2).await.unwrap(), 1);
     assert_eq!(db.prune(later, 2).await.unwrap(), 0);
     let left = db
-        .list_deliveries("s1", DeliveryFilter::default(), all())
+        .list_deliveries(StoreHash("s1"), DeliveryFilter::default(), all())
         .await
         .unwrap();
     let mut events: Vec<String> = left.items.iter().map(|(_, d)| d.event_id.clone()).collect();
@@ -142,7 +143,7 @@ async fn old_final_events_go_in_batches_and_live_ones_stay() {
         .unwrap();
     assert_eq!(db.prune(later, 10).await.unwrap(), 1);
     let left = db
-        .list_deliveries("s1", DeliveryFilter::default(), all())
+        .list_deliveries(StoreHash("s1"), DeliveryFilter::default(), all())
         .await
         .unwrap();
     assert_eq!(left.total, Some(1));

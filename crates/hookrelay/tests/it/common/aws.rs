@@ -8,6 +8,7 @@
 //! (123456789012), like a SaaS partner with its own credentials; nothing in hookrelay
 //! knows about the header.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,9 @@ use aws_config::BehaviorVersion;
 use aws_sdk_eventbridge::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_eventbridge::config::{ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
 use aws_sdk_eventbridge::error::BoxError;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+};
 use serde_json::Value;
 
 use super::{Options, Server, Token};
@@ -146,11 +150,12 @@ impl Intercept for MotoAccount {
     }
 }
 
-/// An AWS customer: an account with its EventBridge and SQS clients.
+/// An AWS customer: an account with its EventBridge, SQS and SNS clients.
 pub struct Customer {
     pub account: String,
     pub events: aws_sdk_eventbridge::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
 }
 
 /// A queue and its ARN.
@@ -185,18 +190,43 @@ impl Customer {
         let sqs = aws_sdk_sqs::config::Builder::from(&sdk)
             .interceptor(MotoAccount(account.clone()))
             .build();
+        let sns = aws_sdk_sns::config::Builder::from(&sdk)
+            .interceptor(MotoAccount(account.clone()))
+            .build();
         Customer {
             account,
             events: aws_sdk_eventbridge::Client::from_conf(events),
             sqs: aws_sdk_sqs::Client::from_conf(sqs),
+            sns: aws_sdk_sns::Client::from_conf(sns),
         }
     }
 
     pub async fn queue(&self, name: &str) -> Queue {
+        self.queue_with(name, &[]).await
+    }
+
+    /// A FIFO queue (`name` ends in `.fifo`), without content-based deduplication: only
+    /// a `MessageDeduplicationId` deduplicates.
+    pub async fn fifo_queue(&self, name: &str) -> Queue {
+        assert!(
+            name.ends_with(".fifo"),
+            "FIFO queue names end in .fifo: {name}"
+        );
+        self.queue_with(name, &[(QueueAttributeName::FifoQueue, "true")])
+            .await
+    }
+
+    async fn queue_with(&self, name: &str, attributes: &[(QueueAttributeName, &str)]) -> Queue {
         let url = self
             .sqs
             .create_queue()
             .queue_name(name)
+            .set_attributes((!attributes.is_empty()).then(|| {
+                attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .collect()
+            }))
             .send()
             .await
             .expect("CreateQueue")
@@ -334,4 +364,205 @@ impl Customer {
             .ok()?;
         out.state().map(|s| s.as_str().to_owned())
     }
+}
+
+/// A message as a queue gave it: its body as JSON, its string message attributes and
+/// the system attributes SQS keeps (`MessageGroupId`, `MessageDeduplicationId`…).
+#[derive(Debug, Clone)]
+pub struct SqsMessage {
+    pub message_id: String,
+    pub body: Value,
+    pub attributes: HashMap<String, String>,
+    pub system: HashMap<String, String>,
+}
+
+impl SqsMessage {
+    /// A string message attribute.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes.get(name).map(String::as_str)
+    }
+
+    /// A system attribute (`MessageGroupId`…).
+    pub fn system(&self, name: &str) -> Option<&str> {
+        self.system.get(name).map(String::as_str)
+    }
+}
+
+impl Customer {
+    /// Reads messages, with every message and system attribute, deleting them, until `n`
+    /// arrived or 30 s passed.
+    pub async fn receive_messages(&self, queue: &Queue, n: usize) -> Vec<SqsMessage> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut got = Vec::new();
+        while got.len() < n && Instant::now() < deadline {
+            got.extend(self.receive_messages_once(queue).await);
+        }
+        got
+    }
+
+    /// Whatever arrives in the next `wait`, with its attributes (deleted as read).
+    pub async fn receive_messages_for(&self, queue: &Queue, wait: Duration) -> Vec<SqsMessage> {
+        let deadline = Instant::now() + wait;
+        let mut got = Vec::new();
+        while Instant::now() < deadline {
+            got.extend(self.receive_messages_once(queue).await);
+        }
+        got
+    }
+
+    async fn receive_messages_once(&self, queue: &Queue) -> Vec<SqsMessage> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&queue.url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        let mut got = Vec::new();
+        let mut handles = Vec::new();
+        for (i, message) in out.messages().iter().enumerate() {
+            let body = message.body().expect("message body");
+            let attributes = message
+                .message_attributes()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
+                .collect();
+            let system = message
+                .attributes()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                .collect();
+            got.push(SqsMessage {
+                message_id: message.message_id().unwrap_or_default().to_owned(),
+                body: serde_json::from_str(body).expect("message body is JSON"),
+                attributes,
+                system,
+            });
+            if let Some(handle) = message.receipt_handle() {
+                handles.push(
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .build()
+                        .expect("delete entry"),
+                );
+            }
+        }
+        if handles.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        } else {
+            let deleted = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(&queue.url)
+                .set_entries(Some(handles))
+                .send()
+                .await
+                .expect("DeleteMessageBatch");
+            assert!(deleted.failed().is_empty(), "{:?}", deleted.failed());
+        }
+        got
+    }
+
+    /// The messages a queue holds, visible or in flight (`ApproximateNumberOfMessages` and
+    /// `…NotVisible`), without receiving any.
+    pub async fn queue_depth(&self, queue: &Queue) -> usize {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("GetQueueAttributes");
+        let attributes = out.attributes().expect("queue attributes");
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|name| {
+            attributes
+                .get(name)
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+    }
+
+    /// A new SNS topic (a FIFO topic when `name` ends in `.fifo`); returns its ARN.
+    pub async fn topic(&self, name: &str) -> String {
+        let mut create = self.sns.create_topic().name(name);
+        if name.ends_with(".fifo") {
+            create = create.attributes("FifoTopic", "true");
+        }
+        create
+            .send()
+            .await
+            .expect("CreateTopic")
+            .topic_arn()
+            .expect("topic arn")
+            .to_owned()
+    }
+
+    /// Subscribes `queue` to `topic_arn` with raw message delivery: the queue gets each
+    /// message as published, its message attributes as SQS message attributes.
+    pub async fn subscribe_queue(&self, topic_arn: &str, queue: &Queue) {
+        self.sns
+            .subscribe()
+            .topic_arn(topic_arn)
+            .protocol("sqs")
+            .endpoint(&queue.arn)
+            .attributes("RawMessageDelivery", "true")
+            .send()
+            .await
+            .expect("Subscribe");
+    }
+}
+
+/// `createEventSubscription` of `event_type` to `destination` (the GraphQL literal of a
+/// `DestinationInput`, e.g. `{ sqs: { queueUrl: "…", region: "us-east-1" } }`); returns
+/// the subscription's id.
+pub async fn subscribe(
+    server: &Server,
+    client: &Token,
+    event_type: &str,
+    destination: &str,
+) -> String {
+    let data = server
+        .gql_ok(
+            client,
+            &format!(
+                r#"mutation {{ createEventSubscription(input: {{ eventType: "{event_type}",
+                    destination: {destination} }}) {{ subscriptionId }} }}"#
+            ),
+        )
+        .await;
+    data["createEventSubscription"]["subscriptionId"]
+        .as_str()
+        .expect("subscriptionId")
+        .to_owned()
+}
+
+/// `eventSubscription(subscriptionId:)` with its status and destination (every AWS kind's
+/// fields).
+pub async fn event_subscription(server: &Server, client: &Token, id: &str) -> Value {
+    let data = server
+        .gql_ok(
+            client,
+            &format!(
+                r#"{{ eventSubscription(subscriptionId: "{id}") {{ subscriptionId status
+                    eventSubscriptionDetails {{ eventType destination {{ __typename
+                    ... on SqsData {{ queueUrl region }} ... on SnsData {{ topicArn }} }} }} }} }}"#
+            ),
+        )
+        .await;
+    data["eventSubscription"].clone()
 }

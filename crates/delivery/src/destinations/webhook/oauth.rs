@@ -12,7 +12,7 @@ use hookrelay_core::net::AddressPolicy;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 use url::Url;
 
-use crate::http::describe_error;
+use super::http::describe_error;
 use crate::resolver::check_target;
 
 /// How long a token without `expires_in` is used.
@@ -99,7 +99,7 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    /// `client` should be the shared client of [`crate::http::build_client`], whose
+    /// `client` should be the shared client of [`super::http::build_client`], whose
     /// resolver applies the address policy to names; `policy` covers IP-literal endpoints.
     pub fn new(client: reqwest::Client, policy: Arc<AddressPolicy>) -> Self {
         Self {
@@ -398,7 +398,12 @@ mod tests {
             allow_http: true,
             allowed_networks: networks,
         });
-        let client = crate::http::build_client(policy.clone(), Duration::from_secs(5), 4).unwrap();
+        let client = crate::destinations::webhook::http::build_client(
+            policy.clone(),
+            Duration::from_secs(5),
+            4,
+        )
+        .unwrap();
         Arc::new(TokenCache::new(client, policy))
     }
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 use hookrelay_core::net::AddressPolicy;
 use reqwest::redirect;
 
+use crate::destinations::Verdict;
 use crate::resolver::{GuardedResolver, ResolveError};
-use crate::sender::Verdict;
 
 /// The `User-Agent` of every outgoing request (docs/payloads.md#webhook-requests).
 pub const USER_AGENT: &str = concat!("hookrelay/", env!("CARGO_PKG_VERSION"));

@@ -1,112 +1,16 @@
-//! The one AWS client of the process: the official SDK with the standard configuration chain
-//! (`AWS_REGION`, `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, profiles, SSO, web
-//! identity, container and instance roles, `AWS_ENDPOINT_URL`), loaded once on first use
-//! and shared by the API (event sources) and the delivery engine (events).
-//!
-//! Loading is lazy so that a node that never talks to AWS never looks for credentials or a
-//! region (the instance metadata lookup can take seconds off EC2). Each region gets one SDK
-//! client, built from the shared configuration and kept: clients pool their connections.
+//! The EventBridge client of the process, shared by the API (event sources) and the
+//! delivery engine (events), over the shared AWS configuration ([`crate::aws`]).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::Arc;
 
-use aws_config::BehaviorVersion;
-use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_eventbridge::config::timeout::TimeoutConfig;
 use aws_sdk_eventbridge::config::Region;
-use aws_sdk_eventbridge::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_eventbridge::primitives::DateTime as AwsDateTime;
 use aws_sdk_eventbridge::types::{PutEventsRequestEntry, PutPartnerEventsRequestEntry};
 use aws_sdk_eventbridge::Client;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use chrono::{DateTime, Utc};
-use tokio::sync::OnceCell;
 
-/// Connecting to AWS never waits longer than this.
-const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// An AWS call that did not succeed, in the words and code AWS used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct AwsError {
-    /// AWS's error code (`ResourceAlreadyExistsException`, `ThrottlingException`…), or
-    /// `RequestTimeout` / `ConnectionError` / `CredentialsError` / `InvalidResponse` /
-    /// `RequestNotSent` when there was no answer from AWS to take one from.
-    pub code: String,
-    pub message: String,
-    /// The HTTP status AWS answered with, when it answered.
-    pub status: Option<u16>,
-}
-
-impl AwsError {
-    fn from_sdk<E>(e: SdkError<E>, timeout: Duration) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        let (code, status) = match &e {
-            SdkError::ServiceError(se) => {
-                let code = se.err().code().unwrap_or("UnknownError").to_owned();
-                let message = se
-                    .err()
-                    .message()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| describe(se.err()));
-                return AwsError {
-                    code,
-                    message,
-                    status: Some(se.raw().status().as_u16()),
-                };
-            }
-            SdkError::TimeoutError(_) => {
-                return AwsError {
-                    code: "RequestTimeout".into(),
-                    message: format!("no answer from AWS within {}s", timeout.as_secs_f64()),
-                    status: None,
-                }
-            }
-            SdkError::DispatchFailure(_) => ("ConnectionError", None),
-            SdkError::ResponseError(r) => ("InvalidResponse", Some(r.raw().status().as_u16())),
-            _ => ("RequestNotSent", None),
-        };
-        let mut message = describe(&e);
-        let code = if caused_by::<CredentialsError>(&e) {
-            message.push_str(
-                " (hookrelay finds AWS credentials through the standard chain: \
-                 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or a container or instance role)",
-            );
-            "CredentialsError"
-        } else {
-            code
-        };
-        AwsError {
-            code: code.into(),
-            message,
-            status,
-        }
-    }
-}
-
-/// Whether an `E` is somewhere in the source chain of `e`.
-fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(e), |err| err.source()).any(|err| err.is::<E>())
-}
-
-/// The `Display` texts of an error and its sources, joined: readable, and without the
-/// `Debug` dumps of raw responses that the SDK's own context display appends. A layer
-/// whose text its parent already carries is left out.
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(err) = next {
-        let text = err.to_string();
-        if !text.is_empty() && !parts.last().is_some_and(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = err.source();
-    }
-    parts.join(": ")
-}
+pub use crate::aws::AwsError;
+use crate::aws::{Aws, Clients};
 
 /// One event for `PutPartnerEvents` or `PutEvents`.
 #[derive(Debug, Clone)]
@@ -164,7 +68,7 @@ impl Api {
 /// result entry)`. `PutPartnerEvents` and `PutEvents` differ only in their generated types,
 /// which share no trait; `$extra` adds what one of them has beyond the common fields.
 macro_rules! put_entries {
-    ($call:expr, $entry_type:ident, $entries:expr, $timeout:expr, |$builder:ident, $entry:ident| $extra:expr) => {{
+    ($call:expr, $entry_type:ident, $entries:expr, $aws:expr, |$builder:ident, $entry:ident| $extra:expr) => {{
         let entries = $entries
             .into_iter()
             .map(|$entry: Entry| {
@@ -181,7 +85,7 @@ macro_rules! put_entries {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk(e, $timeout))?;
+            .map_err(|e| $aws.error(e))?;
         let results: Vec<EntryResult> = out
             .entries()
             .iter()
@@ -193,60 +97,25 @@ macro_rules! put_entries {
 
 /// The shared EventBridge client.
 pub struct EventBridge {
-    timeout: Duration,
-    config: OnceCell<aws_config::SdkConfig>,
-    clients: Mutex<HashMap<String, Client>>,
+    clients: Clients<Client>,
 }
 
 impl EventBridge {
-    /// `timeout` bounds each HTTP attempt to AWS (the SDK retries throttling and 5xx
-    /// answers itself, a few times, with backoff).
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(aws: Arc<Aws>) -> Self {
         EventBridge {
-            timeout,
-            config: OnceCell::new(),
-            clients: Mutex::new(HashMap::new()),
+            clients: Clients::new(aws, |config, region| {
+                Client::from_conf(
+                    aws_sdk_eventbridge::config::Builder::from(config)
+                        .region(Region::new(region.to_owned()))
+                        .build(),
+                )
+            }),
         }
-    }
-
-    async fn sdk_config(&self) -> &aws_config::SdkConfig {
-        self.config
-            .get_or_init(|| async {
-                let http = aws_smithy_http_client::Builder::new()
-                    .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-                    .build_https();
-                let timeouts = TimeoutConfig::builder()
-                    .connect_timeout(self.timeout.min(MAX_CONNECT_TIMEOUT))
-                    .operation_attempt_timeout(self.timeout)
-                    .operation_timeout(self.timeout * 4)
-                    .build();
-                aws_config::defaults(BehaviorVersion::latest())
-                    .http_client(http)
-                    .timeout_config(timeouts)
-                    .load()
-                    .await
-            })
-            .await
     }
 
     /// The client for `region`.
     pub async fn client(&self, region: &str) -> Client {
-        if let Some(client) = self.lock().get(region) {
-            return client.clone();
-        }
-        let config = aws_sdk_eventbridge::config::Builder::from(self.sdk_config().await)
-            .region(Region::new(region.to_owned()))
-            .build();
-        let client = Client::from_conf(config);
-        self.lock()
-            .entry(region.to_owned())
-            .or_insert(client)
-            .clone()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Client>> {
-        // A panic while holding this lock cannot leave the map inconsistent.
-        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+        self.clients.get(region).await
     }
 
     /// `CreatePartnerEventSource`: returns the ARN AWS answered.
@@ -264,7 +133,7 @@ impl EventBridge {
             .account(account)
             .send()
             .await
-            .map_err(|e| AwsError::from_sdk(e, self.timeout))?;
+            .map_err(|e| self.clients.aws().error(e))?;
         output
             .event_source_arn()
             .map(str::to_owned)
@@ -292,7 +161,7 @@ impl EventBridge {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) => match AwsError::from_sdk(e, self.timeout) {
+            Err(e) => match self.clients.aws().error(e) {
                 e if e.code == "ResourceNotFoundException" => Ok(()),
                 e => Err(e),
             },
@@ -314,14 +183,14 @@ impl EventBridge {
                 client.put_partner_events(),
                 PutPartnerEventsRequestEntry,
                 entries,
-                self.timeout,
+                self.clients.aws(),
                 |builder, _entry| builder
             ),
             Api::PutEvents => put_entries!(
                 client.put_events(),
                 PutEventsRequestEntry,
                 entries,
-                self.timeout,
+                self.clients.aws(),
                 |builder, entry| builder.set_event_bus_name(entry.event_bus)
             ),
         };

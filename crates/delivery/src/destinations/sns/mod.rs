@@ -1,0 +1,236 @@
+//! Amazon SNS destinations (docs/destinations.md#amazon-sns): `PublishBatch`, up to 10
+//! messages a call, one lane per topic. Each message is the subscription style's JSON,
+//! with the event type and the delivery id as message attributes; FIFO topics group by
+//! the event's store and type and deduplicate by delivery id.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use aws_sdk_sns::config::Region;
+use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
+use aws_sdk_sns::Client;
+use hookrelay_core::aws::{is_account, is_region};
+use hookrelay_core::{Destination as Stored, SnsDestination};
+
+use super::aws_batch::{self, Refusal};
+use super::{Action, Destination, Failure, Lane, Message, Resolve, Sent, Shared};
+use crate::aws::Clients;
+
+/// Messages per `PublishBatch` at most.
+pub const BATCH_LIMIT: usize = 10;
+/// The most a call may carry, all messages together (and so one message).
+pub const MAX_BATCH_BYTES: usize = 262_144;
+
+/// Error codes SNS answers the same way every time.
+const PERMANENT: &[&str] = &[
+    "NotFound",
+    "NotFoundException",
+    "AuthorizationError",
+    "AuthorizationErrorException",
+    "AccessDenied",
+    "AccessDeniedException",
+    "InvalidParameter",
+    "InvalidParameterValue",
+    "InvalidSecurity",
+    "KMSAccessDenied",
+    "KMSDisabled",
+    "KMSInvalidState",
+    "KMSNotFound",
+    "KMSOptInRequired",
+    "EndpointDisabled",
+    aws_batch::UNSENDABLE,
+];
+
+/// A topic ARN's parts: region and name.
+struct TopicArn<'a> {
+    region: &'a str,
+    name: &'a str,
+}
+
+fn topic_arn(arn: &str) -> Result<TopicArn<'_>, String> {
+    let bad = || {
+        format!(
+            "topicArn must be an SNS topic ARN such as \
+             arn:aws:sns:us-east-1:123456789012:orders, got {arn:?}"
+        )
+    };
+    let parts: Vec<&str> = arn.split(':').collect();
+    let [prefix, partition, service, region, account, name] = parts[..] else {
+        return Err(bad());
+    };
+    let base = name.strip_suffix(".fifo").unwrap_or(name);
+    let name_ok = !base.is_empty()
+        && name.len() <= 256
+        && base
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if prefix != "arn"
+        || !partition.starts_with("aws")
+        || service != "sns"
+        || !is_region(region)
+        || !is_account(account)
+        || !name_ok
+    {
+        return Err(bad());
+    }
+    Ok(TopicArn { region, name })
+}
+
+/// The stored form of `destination: { sns: { topicArn } }`, or why it is not one.
+pub fn stored(arn: &str) -> Result<SnsDestination, String> {
+    topic_arn(arn)?;
+    Ok(SnsDestination {
+        topic_arn: arn.to_owned(),
+    })
+}
+
+/// An SNS subscription, ready to send to.
+pub struct SnsConfig {
+    pub topic_arn: String,
+    pub region: String,
+    pub fifo: bool,
+}
+
+/// The SNS destination kind: one SDK client per region.
+pub struct Sns {
+    clients: Clients<Client>,
+}
+
+impl Sns {
+    pub fn new(shared: &Shared) -> Self {
+        Sns {
+            clients: Clients::new(shared.aws.clone(), |config, region| {
+                Client::from_conf(
+                    aws_sdk_sns::config::Builder::from(config)
+                        .region(Region::new(region.to_owned()))
+                        .build(),
+                )
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Destination for Sns {
+    type Config = SnsConfig;
+
+    fn kind(&self) -> &'static str {
+        "sns"
+    }
+
+    async fn config(&self, at: &Resolve<'_>) -> Result<SnsConfig, String> {
+        let Stored::Sns(d) = &at.sub.destination else {
+            return Err("not an SNS destination".into());
+        };
+        let arn = topic_arn(&d.topic_arn)?;
+        Ok(SnsConfig {
+            fifo: arn.name.ends_with(".fifo"),
+            region: arn.region.to_owned(),
+            topic_arn: d.topic_arn.clone(),
+        })
+    }
+
+    fn lane(&self, config: &SnsConfig) -> Lane {
+        Lane {
+            key: format!("sns:{}", config.topic_arn),
+            endpoint: None,
+        }
+    }
+
+    fn batch_limit(&self, _config: &SnsConfig) -> usize {
+        BATCH_LIMIT
+    }
+
+    async fn send(&self, batch: &[Message<'_, SnsConfig>]) -> Sent {
+        let Some(first) = batch.first() else {
+            return aws_batch::nothing_sent(Vec::new());
+        };
+        let (topic_arn, region) = (&first.config.topic_arn, &first.config.region);
+        let client = self.clients.get(region).await;
+        let prepared = aws_batch::prepare(batch, MAX_BATCH_BYTES, |i, message, body| {
+            let delivery = message.delivery;
+            let event = &delivery.event;
+            let mut entry = PublishBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message(body)
+                .set_message_attributes(Some(attributes(message)));
+            if message.config.fifo {
+                entry = entry
+                    .message_group_id(aws_batch::group_id(&event.store, &event.event_type))
+                    .message_deduplication_id(&delivery.id);
+            }
+            entry.build().map_err(|e| e.to_string())
+        });
+        let aws = self.clients.aws();
+        let what = format!("PublishBatch to {topic_arn}");
+        aws_batch::send(&what, prepared, |entries| {
+            let call = client
+                .publish_batch()
+                .topic_arn(topic_arn)
+                .set_publish_batch_request_entries(Some(entries));
+            async move {
+                let clock = Instant::now();
+                let out = call.send().await.map_err(|e| aws.error(e))?;
+                let accepted = out
+                    .successful()
+                    .iter()
+                    .filter_map(|ok| {
+                        let body = serde_json::json!({ "MessageId": ok.message_id() });
+                        Some((ok.id()?.to_owned(), body.to_string()))
+                    })
+                    .collect();
+                let refused = out
+                    .failed()
+                    .iter()
+                    .map(|bad| Refusal {
+                        id: bad.id().to_owned(),
+                        code: bad.code().to_owned(),
+                        message: bad.message().unwrap_or_default().to_owned(),
+                    })
+                    .collect();
+                Ok((accepted, refused, clock.elapsed()))
+            }
+        })
+        .await
+    }
+
+    fn classify(&self, failure: &Failure) -> Action {
+        aws_batch::classify(PERMANENT, failure)
+    }
+}
+
+/// The event type and the delivery id, as string attributes.
+fn attributes(message: &Message<'_, SnsConfig>) -> HashMap<String, MessageAttributeValue> {
+    let mut attributes = HashMap::with_capacity(2);
+    for (name, value) in aws_batch::attributes(message.delivery) {
+        let value = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build();
+        // Only fails without a data type, which is set.
+        if let Ok(value) = value {
+            attributes.insert(name.to_owned(), value);
+        }
+    }
+    attributes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_arns_are_checked() {
+        assert!(stored("arn:aws:sns:us-east-1:123456789012:orders").is_ok());
+        assert!(stored("arn:aws:sns:us-east-1:123456789012:orders.fifo").is_ok());
+        assert!(stored("arn:aws:sqs:us-east-1:123456789012:orders").is_err());
+        assert!(stored("arn:aws:sns:mars-1:123456789012:orders").is_err());
+        assert!(stored("arn:aws:sns:us-east-1:1234:orders").is_err());
+        assert!(stored("orders").is_err());
+        assert_eq!(
+            topic_arn("arn:aws:sns:eu-west-1:123456789012:t").map(|a| a.region),
+            Ok("eu-west-1")
+        );
+    }
+}
