@@ -8,6 +8,7 @@
 //! puts every subscription on one receiver `host:port`; `--slow-host-ms` adds a slow host
 //! beside the others. Build with `--release` to measure anything meaningful.
 
+mod brokers;
 mod postgres;
 mod receiver;
 mod server;
@@ -78,17 +79,66 @@ pub struct BenchArgs {
     /// An extra argument for `hookrelay serve` (repeatable), e.g. --server-arg=--max-in-flight-per-host=64.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
     server_args: Vec<String>,
-    /// Deliver to Amazon EventBridge instead of webhooks: the subscriptions are Buy with
-    /// Prime EventBridge subscriptions (a partner event source each), and a local endpoint
-    /// speaking AWS's protocol accepts every entry and counts the calls.
-    #[arg(long)]
+    /// Where the events go (docs/destinations.md). eventbridge, sqs, sns: Buy with Prime
+    /// subscriptions to a partner event source, a queue or a topic each, and a local
+    /// endpoint speaking AWS's protocol accepts every message and counts the calls.
+    /// rabbitmq, nats: the real broker at --amqp-url / --nats-url, a subscription each to
+    /// a queue or subject of the run's own, read back by a consumer.
+    #[arg(long, value_enum, default_value_t = Kind::Webhook)]
+    destination: Kind,
+    /// The same as --destination eventbridge.
+    #[arg(long, conflicts_with = "destination")]
     eventbridge: bool,
+    /// The RabbitMQ broker of --destination rabbitmq.
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+    /// The NATS server (with JetStream) of --destination nats.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
     /// Print the figures as one JSON object.
     #[arg(long)]
     json: bool,
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Webhook,
+    Eventbridge,
+    Sqs,
+    Sns,
+    Rabbitmq,
+    Nats,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Webhook => "webhook",
+            Kind::Eventbridge => "eventbridge",
+            Kind::Sqs => "sqs",
+            Kind::Sns => "sns",
+            Kind::Rabbitmq => "rabbitmq",
+            Kind::Nats => "nats",
+        }
+    }
+
+    /// Whether the local AWS endpoint takes its messages.
+    fn aws(self) -> bool {
+        matches!(self, Kind::Eventbridge | Kind::Sqs | Kind::Sns)
+    }
+}
+
+impl BenchArgs {
+    fn kind(&self) -> Kind {
+        if self.eventbridge {
+            Kind::Eventbridge
+        } else {
+            self.destination
+        }
+    }
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -122,8 +172,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             "warning: this is a debug build; run `cargo run --release -- bench` for real figures"
         );
     }
-    if args.eventbridge && (args.failing > 0 || args.same_host || args.slow_host_ms.is_some()) {
-        bail!("--failing, --same-host and --slow-host-ms apply to webhook receivers, not to --eventbridge");
+    if args.kind() != Kind::Webhook
+        && (args.failing > 0 || args.same_host || args.slow_host_ms.is_some())
+    {
+        bail!(
+            "--failing, --same-host and --slow-host-ms apply to webhook receivers, not to --destination {}",
+            args.kind().name()
+        );
     }
     let database = match &args.database_url {
         Some(url) => Some(BenchDatabase::create(url).await?),
@@ -161,8 +216,71 @@ async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) ->
     let failing_tally = Arc::new(Tally::default());
     let slow = Arc::new(SlowTally::default());
     let aws = Arc::new(AwsTally::default());
-    let mut envs = Vec::new();
-    if args.eventbridge {
+    let envs = Vec::new();
+    let kind = args.kind();
+    let rabbit = match kind {
+        Kind::Rabbitmq => Some(brokers::RabbitQueue::start(&args.amqp_url, tally.clone()).await?),
+        _ => None,
+    };
+    let nats = match kind {
+        Kind::Nats => Some(brokers::NatsStream::start(&args.nats_url, tally.clone()).await?),
+        _ => None,
+    };
+    let target = Target {
+        queue: rabbit.as_ref().map(|q| q.name.clone()),
+        subjects: nats.as_ref().map(|n| n.prefix.clone()),
+    };
+    let result = measure_with(
+        args,
+        backend,
+        database,
+        &target,
+        Tallies {
+            tally,
+            failing_tally,
+            slow,
+            aws,
+        },
+        envs,
+    )
+    .await;
+    if let Some(queue) = rabbit {
+        queue.remove().await;
+    }
+    if let Some(stream) = nats {
+        stream.remove().await;
+    }
+    result
+}
+
+/// The run's own queue (RabbitMQ) or subject prefix (NATS).
+struct Target {
+    queue: Option<String>,
+    subjects: Option<String>,
+}
+
+struct Tallies {
+    tally: Arc<Tally>,
+    failing_tally: Arc<Tally>,
+    slow: Arc<SlowTally>,
+    aws: Arc<AwsTally>,
+}
+
+async fn measure_with(
+    args: &BenchArgs,
+    backend: &Backend,
+    database: Option<&str>,
+    target: &Target,
+    tallies: Tallies,
+    mut envs: Vec<(String, String)>,
+) -> Result<()> {
+    let Tallies {
+        tally,
+        failing_tally,
+        slow,
+        aws,
+    } = tallies;
+    if args.kind().aws() {
         let port = receiver::start_eventbridge(tally.clone(), aws.clone()).await?;
         for (k, v) in [
             ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
@@ -193,7 +311,7 @@ async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) ->
         failing: failing_tally.clone(),
         slow: slow.clone(),
     };
-    let (figures, last_arrival) = match workload(args, &servers, &receivers).await {
+    let (figures, last_arrival) = match workload(args, &servers, &receivers, target).await {
         Ok(done) => done,
         Err(e) => {
             for (i, server) in servers.iter().enumerate() {
@@ -302,9 +420,9 @@ async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) ->
         "slow_host_limit": slow_limit,
         "slow_host_latency_p50_ms": slow_port.map(|_| percentile(&slow_latencies, 0.5)),
         "slow_host_latency_p99_ms": slow_port.map(|_| percentile(&slow_latencies, 0.99)),
-        "destination": if args.eventbridge { "eventbridge" } else { "webhook" },
-        "eventbridge_calls": aws.calls.load(Ordering::Relaxed),
-        "eventbridge_entries_per_call": aws.entries.load(Ordering::Relaxed) as f64
+        "destination": args.kind().name(),
+        "aws_calls": aws.calls.load(Ordering::Relaxed),
+        "aws_entries_per_call": aws.entries.load(Ordering::Relaxed) as f64
             / aws.calls.load(Ordering::Relaxed).max(1) as f64,
     });
     if args.json {
@@ -348,11 +466,18 @@ async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) ->
         f("latency_max_ms")
     );
     println!("duplicates: {}", figures["duplicates"]);
-    if args.eventbridge {
+    let call = match args.kind() {
+        Kind::Eventbridge => Some("PutPartnerEvents"),
+        Kind::Sqs => Some("SendMessageBatch"),
+        Kind::Sns => Some("PublishBatch"),
+        _ => None,
+    };
+    if let Some(call) = call {
         println!(
-            "eventbridge: {} PutPartnerEvents calls, {:.1} entries per call",
-            figures["eventbridge_calls"],
-            f("eventbridge_entries_per_call")
+            "{:<12}{} {call} calls, {:.1} messages per call",
+            format!("{}:", args.kind().name()),
+            figures["aws_calls"],
+            f("aws_entries_per_call")
         );
     }
     if args.failing > 0 {
@@ -498,6 +623,7 @@ async fn workload(
     args: &BenchArgs,
     servers: &[ServerProcess],
     receivers: &Receivers,
+    target: &Target,
 ) -> Result<(Workload, u64)> {
     let tally = &receivers.healthy;
     let first = &servers[0];
@@ -518,11 +644,30 @@ async fn workload(
         let query = "mutation($url: String!) { createEventSubscription(input: { destination: { webhook: { url: $url, method: POST } }, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
         json!({"query": query, "variables": {"url": url}})
     };
+    let subscribe = |destination: serde_json::Value| {
+        let query = "mutation($destination: DestinationInput!) { createEventSubscription(input: { destination: $destination, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
+        json!({"query": query, "variables": {"destination": destination}})
+    };
     let mut requests = Vec::new();
     for i in 0..args.subscriptions {
-        let request = if args.eventbridge {
-            let query = "mutation($name: String!) { createEventSubscription(input: { destination: { eventBridge: { partnerEventSource: { account: \"123456789012\", name: $name }, region: \"us-east-1\" } }, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
-            json!({"query": query, "variables": {"name": format!("bench-{i}")}})
+        let request = if args.kind() == Kind::Eventbridge {
+            subscribe(
+                json!({"eventBridge": {"partnerEventSource": {"account": "123456789012", "name": format!("bench-{i}")}, "region": "us-east-1"}}),
+            )
+        } else if args.kind() == Kind::Sqs {
+            subscribe(
+                json!({"sqs": {"queueUrl": format!("https://sqs.us-east-1.amazonaws.com/123456789012/bench-{i}"), "region": "us-east-1"}}),
+            )
+        } else if args.kind() == Kind::Sns {
+            subscribe(
+                json!({"sns": {"topicArn": format!("arn:aws:sns:us-east-1:123456789012:bench-{i}")}}),
+            )
+        } else if let Some(queue) = &target.queue {
+            subscribe(
+                json!({"rabbitmq": {"url": args.amqp_url, "exchange": brokers::RABBIT_EXCHANGE, "routingKey": format!("{queue}.{i}")}}),
+            )
+        } else if let Some(prefix) = &target.subjects {
+            subscribe(json!({"nats": {"url": args.nats_url, "subject": format!("{prefix}.{i}")}}))
         } else if let Some(port) = shared_port {
             webhook(format!("http://127.0.0.1:{port}/hook/{i}"))
         } else {

@@ -56,7 +56,7 @@ fn sent_at(body: &[u8]) -> Option<u64> {
 }
 
 impl Tally {
-    fn arrived(&self, id: Option<String>, body: &[u8]) {
+    pub fn arrived(&self, id: Option<String>, body: &[u8]) {
         let now = now_micros();
         let fresh = match id {
             Some(id) => self
@@ -133,21 +133,95 @@ where
 /// counting each entry's `Detail` as a delivery (the Buy with Prime `idempotencyKey` is
 /// the delivery id). Returns its port.
 pub async fn start_eventbridge(tally: Arc<Tally>, aws: Arc<AwsTally>) -> Result<u16> {
-    serve("the EventBridge endpoint", move |parts, body| {
+    serve("the AWS endpoint", move |parts, body| {
         let target = parts
             .headers
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        let answer = eventbridge_answer(target, &body, &tally, &aws);
+        let (answer, content_type) = if target.starts_with("AmazonSQS.") {
+            (
+                sqs_answer(target, &body, &tally, &aws),
+                "application/x-amz-json-1.0",
+            )
+        } else if target.is_empty() {
+            // SNS speaks the query protocol: a form in, XML out.
+            (sns_answer(&body, &tally, &aws), "text/xml")
+        } else {
+            (
+                eventbridge_answer(target, &body, &tally, &aws),
+                "application/x-amz-json-1.1",
+            )
+        };
         let mut response = Response::new(Full::new(Bytes::from(answer)));
         response.headers_mut().insert(
             hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("application/x-amz-json-1.1"),
+            hyper::header::HeaderValue::from_static(content_type),
         );
         std::future::ready(response)
     })
     .await
+}
+
+/// The message's delivery, from the body every style carries (`idempotencyKey` in Buy
+/// with Prime style).
+fn idempotency_key(body: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|d| d["idempotencyKey"].as_str().map(str::to_owned))
+}
+
+/// `SendMessageBatch` takes every message.
+fn sqs_answer(target: &str, body: &[u8], tally: &Tally, aws: &AwsTally) -> String {
+    if target != "AmazonSQS.SendMessageBatch" {
+        return "{}".to_owned();
+    }
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let entries = request["Entries"].as_array().cloned().unwrap_or_default();
+    aws.calls.fetch_add(1, Ordering::Relaxed);
+    aws.entries
+        .fetch_add(entries.len() as u64, Ordering::Relaxed);
+    let mut ok = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let message = entry["MessageBody"].as_str().unwrap_or_default();
+        tally.arrived(idempotency_key(message), message.as_bytes());
+        ok.push(serde_json::json!({
+            "Id": entry["Id"],
+            "MessageId": format!("bench-{}", aws.entries.load(Ordering::Relaxed)),
+            "MD5OfMessageBody": "",
+        }));
+    }
+    serde_json::json!({ "Successful": ok, "Failed": [] }).to_string()
+}
+
+/// `PublishBatch` takes every message.
+fn sns_answer(body: &[u8], tally: &Tally, aws: &AwsTally) -> String {
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(body).into_owned().collect();
+    if form.get("Action").map(String::as_str) != Some("PublishBatch") {
+        return "<Response/>".to_owned();
+    }
+    aws.calls.fetch_add(1, Ordering::Relaxed);
+    let mut members = String::new();
+    for n in 1.. {
+        let prefix = format!("PublishBatchRequestEntries.member.{n}");
+        let (Some(id), Some(message)) = (
+            form.get(&format!("{prefix}.Id")),
+            form.get(&format!("{prefix}.Message")),
+        ) else {
+            break;
+        };
+        aws.entries.fetch_add(1, Ordering::Relaxed);
+        tally.arrived(idempotency_key(message), message.as_bytes());
+        members.push_str(&format!(
+            "<member><Id>{id}</Id><MessageId>bench-{n}</MessageId></member>"
+        ));
+    }
+    format!(
+        "<PublishBatchResponse xmlns=\"http://sns.amazonaws.com/doc/2010-03-31/\">\
+         <PublishBatchResult><Successful>{members}</Successful><Failed/></PublishBatchResult>\
+         <ResponseMetadata><RequestId>bench</RequestId></ResponseMetadata></PublishBatchResponse>"
+    )
 }
 
 fn eventbridge_answer(target: &str, body: &[u8], tally: &Tally, aws: &AwsTally) -> String {
@@ -168,10 +242,7 @@ fn eventbridge_answer(target: &str, body: &[u8], tally: &Tally, aws: &AwsTally) 
             let mut results = Vec::with_capacity(entries.len());
             for (i, entry) in entries.iter().enumerate() {
                 let detail = entry["Detail"].as_str().unwrap_or_default();
-                let id = serde_json::from_str::<serde_json::Value>(detail)
-                    .ok()
-                    .and_then(|d| d["idempotencyKey"].as_str().map(str::to_owned));
-                tally.arrived(id, detail.as_bytes());
+                tally.arrived(idempotency_key(detail), detail.as_bytes());
                 results.push(serde_json::json!({ "EventId": format!("bench-{i}") }));
             }
             serde_json::json!({ "FailedEntryCount": 0, "Entries": results }).to_string()

@@ -1,0 +1,157 @@
+//! `hookrelay bench --destination rabbitmq|nats`: the real local broker, with a consumer
+//! that counts what arrives (by the `webhook-id` header) into the same tally as the
+//! receivers. Each run gets a queue or stream of its own, removed at the end.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+
+use super::receiver::Tally;
+
+/// The `webhook-id` header of an AMQP message.
+fn amqp_webhook_id(properties: &lapin::BasicProperties) -> Option<String> {
+    let headers = properties.headers().as_ref()?;
+    match headers.inner().get("webhook-id")? {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+/// The exchange the bench's subscriptions publish to, with routing keys `{queue}.{n}`.
+pub const RABBIT_EXCHANGE: &str = "amq.topic";
+
+/// A queue of the run's own on the broker at `url`, bound to [`RABBIT_EXCHANGE`] for the
+/// routing keys `{name}.#`, consumed into `tally` until dropped.
+pub struct RabbitQueue {
+    pub name: String,
+    channel: lapin::Channel,
+    _connection: lapin::Connection,
+}
+
+impl RabbitQueue {
+    pub async fn start(url: &str, tally: Arc<Tally>) -> Result<RabbitQueue> {
+        let connection = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+            .await
+            .with_context(|| format!("connecting to RabbitMQ at {}", redact(url)))?;
+        let channel = connection.create_channel().await?;
+        let name = format!("hookrelay-bench-{}", std::process::id());
+        channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .context("declaring the bench queue")?;
+        channel
+            .queue_bind(
+                name.as_str().into(),
+                RABBIT_EXCHANGE.into(),
+                format!("{name}.#").as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .context("binding the bench queue")?;
+        let mut consumer = channel
+            .basic_consume(
+                name.as_str().into(),
+                "hookrelay-bench".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .context("consuming the bench queue")?;
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                tally.arrived(amqp_webhook_id(&delivery.properties), &delivery.data);
+            }
+        });
+        Ok(RabbitQueue {
+            name,
+            channel,
+            _connection: connection,
+        })
+    }
+
+    pub async fn remove(self) {
+        let _ = self
+            .channel
+            .queue_delete(self.name.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+}
+
+/// A stream of the run's own on the NATS server at `url` (subjects `{prefix}.>`), whose
+/// messages are counted into `tally` as they are published.
+pub struct NatsStream {
+    pub prefix: String,
+    stream: String,
+    jetstream: async_nats::jetstream::Context,
+}
+
+impl NatsStream {
+    pub async fn start(url: &str, tally: Arc<Tally>) -> Result<NatsStream> {
+        let client = async_nats::connect(url)
+            .await
+            .with_context(|| format!("connecting to NATS at {}", redact(url)))?;
+        let id = std::process::id();
+        let prefix = format!("hookrelay.bench.{id}");
+        let stream = format!("HOOKRELAY_BENCH_{id}");
+        let jetstream = async_nats::jetstream::new(client.clone());
+        jetstream
+            .get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: stream.clone(),
+                subjects: vec![format!("{prefix}.>")],
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the bench stream: {e}"))?;
+        let mut subscriber = client
+            .subscribe(format!("{prefix}.>"))
+            .await
+            .map_err(|e| anyhow::anyhow!("subscribing to the bench subjects: {e}"))?;
+        tokio::spawn(async move {
+            while let Some(message) = subscriber.next().await {
+                let id = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("webhook-id"))
+                    .map(|v| v.as_str().to_owned());
+                tally.arrived(id, &message.payload);
+            }
+        });
+        Ok(NatsStream {
+            prefix,
+            stream,
+            jetstream,
+        })
+    }
+
+    pub async fn remove(self) {
+        let _ = self.jetstream.delete_stream(&self.stream).await;
+    }
+}
+
+/// `url` without its password.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
