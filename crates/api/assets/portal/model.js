@@ -16,6 +16,10 @@ export const SUBSCRIPTION_FIELDS = `
           __typename
           ... on WebhookData { url method authProfileId headers { key value } }
           ... on EventBridgeData { arn region partnerEventSourceName }
+          ... on SqsData { queueUrl region }
+          ... on SnsData { topicArn }
+          ... on RabbitMqData { url exchange routingKey }
+          ... on NatsData { url subject }
         }
       }`;
 
@@ -39,17 +43,34 @@ export function fromWebhook(w) {
   };
 }
 
+/**
+ * Where a Buy with Prime destination goes, by its GraphQL type: the portal's kind, the
+ * address shown, and the ARN and region where it has them (docs/destinations.md).
+ */
+function destinationOf(d) {
+  switch (d.__typename) {
+    case 'WebhookData': return { kind: 'https', destination: d.url };
+    case 'EventBridgeData': return { kind: 'eventbridge', destination: d.partnerEventSourceName || d.arn, arn: d.arn, region: d.region };
+    case 'SqsData': return { kind: 'sqs', destination: d.queueUrl, region: d.region };
+    case 'SnsData': return { kind: 'sns', destination: d.topicArn, arn: d.topicArn };
+    case 'RabbitMqData': return { kind: 'rabbitmq', destination: `${d.url} · exchange ${d.exchange || '(default)'} · routing key ${d.routingKey || '(none)'}` };
+    case 'NatsData': return { kind: 'nats', destination: `${d.url} · subject ${d.subject}` };
+    default: return { kind: 'other', destination: d.__typename };
+  }
+}
+
 /** A Buy with Prime event subscription as the portal's subscription. */
 export function fromEventSubscription(s) {
   const d = s.eventSubscriptionDetails.destination;
   const https = d.__typename === 'WebhookData';
+  const where = destinationOf(d);
   return {
     id: s.subscriptionId,
     style: 'buywithprime',
-    kind: https ? 'https' : 'eventbridge',
-    destination: https ? d.url : (d.partnerEventSourceName || d.arn),
-    arn: https ? null : d.arn,
-    region: https ? null : d.region,
+    kind: where.kind,
+    destination: where.destination,
+    arn: where.arn || null,
+    region: where.region || null,
     method: https ? d.method : null,
     eventTypes: s.eventSubscriptionDetails.eventTypes,
     status: s.status,
@@ -256,5 +277,6 @@ export async function capabilities(store) {
 
 export function styleName(sub) {
   if (sub.style === 'bigcommerce') return sub.kind === 'https' ? 'BigCommerce webhook' : 'BigCommerce EventBridge webhook';
-  return sub.kind === 'https' ? 'Buy with Prime webhook' : 'Buy with Prime EventBridge';
+  const kinds = { https: 'webhook', eventbridge: 'EventBridge', sqs: 'Amazon SQS', sns: 'Amazon SNS', rabbitmq: 'RabbitMQ', nats: 'NATS JetStream' };
+  return `Buy with Prime ${kinds[sub.kind] || 'destination'}`;
 }
