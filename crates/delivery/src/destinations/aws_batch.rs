@@ -23,6 +23,80 @@ const THROTTLING: &[&str] = &[
     "KMSThrottling",
 ];
 
+/// The body of a batch kind's `send`: SQS's and SNS's generated types share no trait, so
+/// this is written once as a macro over their names. Each message becomes an `$entry`
+/// (its body set with `$body`, the attributes of [`attributes`] as `$attribute`s, and on
+/// FIFO targets the group and deduplication ids), the calls are made with `$call`, and
+/// each answer is read back by entry id (`$ok_id`: the id of an accepted entry).
+macro_rules! send_batch {
+    (
+        batch: $batch:expr,
+        max_bytes: $max:expr,
+        aws: $aws:expr,
+        what: $what:expr,
+        entry: $entry:ident . $body:ident,
+        attribute: $attribute:ident,
+        call: |$entries:ident| $call:expr,
+        accepted: |$ok:ident| $ok_id:expr $(,)?
+    ) => {{
+        use $crate::destinations::aws_batch;
+        let prepared = aws_batch::prepare($batch, $max, |i, message, text| {
+            let delivery = message.delivery;
+            let attributes = aws_batch::attributes(delivery)
+                .into_iter()
+                .filter_map(|(name, value)| {
+                    // Only fails without a data type, which is set.
+                    let value = $attribute::builder()
+                        .data_type("String")
+                        .string_value(value)
+                        .build()
+                        .ok()?;
+                    Some((name.to_owned(), value))
+                })
+                .collect();
+            let mut entry = $entry::builder()
+                .id(i.to_string())
+                .$body(text)
+                .set_message_attributes(Some(attributes));
+            if message.config.fifo {
+                let event = &delivery.event;
+                entry = entry
+                    .message_group_id(aws_batch::group_id(&event.store, &event.event_type))
+                    .message_deduplication_id(&delivery.id);
+            }
+            entry.build().map_err(|e| e.to_string())
+        });
+        let aws = $aws;
+        aws_batch::send($what, prepared, |$entries| {
+            let call = $call;
+            async move {
+                let clock = std::time::Instant::now();
+                let out = call.send().await.map_err(|e| aws.error(e))?;
+                let accepted = out
+                    .successful()
+                    .iter()
+                    .filter_map(|$ok| {
+                        let body = serde_json::json!({ "MessageId": $ok.message_id() });
+                        Some(($ok_id?.to_owned(), body.to_string()))
+                    })
+                    .collect();
+                let refused = out
+                    .failed()
+                    .iter()
+                    .map(|bad| aws_batch::Refusal {
+                        id: bad.id().to_owned(),
+                        code: bad.code().to_owned(),
+                        message: bad.message().unwrap_or_default().to_owned(),
+                    })
+                    .collect();
+                Ok((accepted, refused, clock.elapsed()))
+            }
+        })
+        .await
+    }};
+}
+pub(crate) use send_batch;
+
 /// A message AWS refused, as its answer names it.
 pub struct Refusal {
     pub id: String,

@@ -119,8 +119,55 @@ fn bench_reports_eventbridge_batches() {
     assert_eq!(figures["deliveries"], 1200, "{figures}");
     assert_eq!(figures["duplicates"], 0, "{figures}");
     // 1200 entries, at most 20 a call: batching shows as several entries per call.
-    let per_call = figures["eventbridge_entries_per_call"].as_f64().unwrap();
+    let per_call = figures["aws_entries_per_call"].as_f64().unwrap();
     assert!((2.0..=20.0).contains(&per_call), "{figures}");
+}
+
+/// `--destination`: the other kinds, each through what it talks to: the local endpoint
+/// speaking SQS's and SNS's protocols, and the real RabbitMQ and NATS brokers
+/// (`HOOKRELAY_TEST_AMQP_URL`, `HOOKRELAY_TEST_NATS_URL`). Every delivery is counted once.
+#[test]
+fn bench_reports_every_destination_kind() {
+    let amqp = std::env::var("HOOKRELAY_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let nats =
+        std::env::var("HOOKRELAY_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    for (kind, per_call_at_most) in [
+        ("sqs", 10.0),
+        ("sns", 10.0),
+        ("rabbitmq", 0.0),
+        ("nats", 0.0),
+    ] {
+        let figures = bench(&[
+            "--destination",
+            kind,
+            "--amqp-url",
+            &amqp,
+            "--nats-url",
+            &nats,
+            "--subscriptions",
+            "2",
+            "--events",
+            "200",
+            "--publishers",
+            "8",
+        ]);
+        assert_eq!(figures["destination"], kind, "{figures}");
+        assert_eq!(figures["deliveries"], 400, "{kind}: {figures}");
+        assert_eq!(figures["lost"], 0, "{kind}: {figures}");
+        assert_eq!(figures["duplicates"], 0, "{kind}: {figures}");
+        assert!(
+            figures["deliveries_per_second"].as_f64().unwrap() > 0.0,
+            "{kind}: {figures}"
+        );
+        if per_call_at_most > 0.0 {
+            let per_call = figures["aws_entries_per_call"].as_f64().unwrap();
+            assert!(
+                (1.5..=per_call_at_most).contains(&per_call),
+                "{kind}: {figures}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -259,6 +259,19 @@ async fn throttling_and_server_errors_are_retried() {
     );
 }
 
+/// Waits until a delivery of `webhook` is FAILED.
+async fn until_one_failed(server: &Server, app: &Token, webhook: &str) {
+    eventually(
+        "the refused delivery to fail",
+        Duration::from_secs(20),
+        || async {
+            let log = deliveries(server, app, webhook).await;
+            log.iter().any(|d| d["status"] == "FAILED").then_some(())
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn an_entry_refused_every_time_fails_and_deactivates_after_the_last_retry() {
     let aws = Receiver::start(scripted(
@@ -269,15 +282,7 @@ async fn an_entry_refused_every_time_fails_and_deactivates_after_the_last_retry(
     let (server, app, webhook) = setup(&aws, "1,1").await;
     publish(&server, [12, 13]).await;
 
-    eventually(
-        "the refused delivery to fail",
-        Duration::from_secs(20),
-        || async {
-            let log = deliveries(&server, &app, &webhook).await;
-            log.iter().any(|d| d["status"] == "FAILED").then_some(())
-        },
-    )
-    .await;
+    until_one_failed(&server, &app, &webhook).await;
     let log = deliveries(&server, &app, &webhook).await;
     let failed = log.iter().find(|d| d["status"] == "FAILED").unwrap();
     assert_eq!(failed["attemptCount"], 3, "the first try and two retries");
@@ -302,15 +307,7 @@ async fn an_entry_refused_for_good_fails_at_once_and_deactivates_nothing() {
     let (server, app, webhook) = setup(&aws, "1,1").await;
     publish(&server, [12, 13]).await;
 
-    eventually(
-        "the refused delivery to fail",
-        Duration::from_secs(20),
-        || async {
-            let log = deliveries(&server, &app, &webhook).await;
-            log.iter().any(|d| d["status"] == "FAILED").then_some(())
-        },
-    )
-    .await;
+    until_one_failed(&server, &app, &webhook).await;
     // Longer than the whole retry schedule: nothing more is sent.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let log = deliveries(&server, &app, &webhook).await;

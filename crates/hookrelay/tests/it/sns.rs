@@ -13,10 +13,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::common::aws::{self, Customer};
-use crate::common::hooks::{deliveries, metrics, series};
+use crate::common::hooks::deliveries;
 use crate::common::receiver::eventually;
 use crate::common::*;
-use crate::sqs::{all_succeeded, check_message, logged_message_id, publish_batch, unique};
+use crate::sqs::{
+    all_succeeded, check_message, logged_message_id, nothing_more_and_batched, publish_batch,
+    unique,
+};
 use serde_json::json;
 
 fn sns_destination(topic_arn: &str) -> String {
@@ -64,29 +67,7 @@ async fn events_reach_a_queue_subscribed_to_the_topic_with_their_attributes() {
     assert_eq!(seen, events.iter().cloned().collect());
     let message_ids: BTreeSet<String> = log.values().map(logged_message_id).collect();
     assert_eq!(message_ids.len(), total, "one SNS message id each: {log:?}");
-    assert!(
-        customer
-            .receive_messages_for(&queue, Duration::from_secs(1))
-            .await
-            .is_empty(),
-        "one message per event"
-    );
-
-    let text = metrics(&server).await;
-    let calls = series(
-        &text,
-        r#"hookrelay_destination_requests_total{kind="sns",result="succeeded"}"#,
-    );
-    let accepted = series(
-        &text,
-        r#"hookrelay_destination_messages_total{kind="sns",result="accepted"}"#,
-    );
-    assert_eq!(accepted, total as f64, "{text}");
-    assert!(
-        calls >= 2.0 && calls < total as f64,
-        "{total} messages took {calls} PublishBatch calls"
-    );
-    println!("{total} messages → {calls} PublishBatch calls");
+    nothing_more_and_batched(&server, &customer, &queue, "sns", total, 2.0).await;
 }
 
 /// A topic that does not exist: SNS answers `NotFound`; the delivery fails at its first

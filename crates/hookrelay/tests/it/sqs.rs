@@ -241,30 +241,42 @@ async fn events_reach_a_standard_queue_with_their_attributes_in_batches() {
         assert_eq!(m.system("MessageGroupId"), None, "{m:?}");
     }
     assert_eq!(seen, events.iter().cloned().collect());
+    // 25 messages, in `SendMessageBatch` calls of at most 10: fewer calls than messages.
+    nothing_more_and_batched(&server, &customer, &queue, "sqs", total, 3.0).await;
+}
+
+/// Nothing else arrives on `queue`, and the `total` messages of kind `kind` went out in
+/// at least `least_calls` calls but fewer than one per message (`/metrics`).
+pub(crate) async fn nothing_more_and_batched(
+    server: &Server,
+    customer: &Customer,
+    queue: &aws::Queue,
+    kind: &str,
+    total: usize,
+    least_calls: f64,
+) {
     assert!(
         customer
-            .receive_messages_for(&queue, Duration::from_secs(1))
+            .receive_messages_for(queue, Duration::from_secs(1))
             .await
             .is_empty(),
         "one message per event"
     );
-
-    // 25 messages, in `SendMessageBatch` calls of at most 10: fewer calls than messages.
-    let text = metrics(&server).await;
+    let text = metrics(server).await;
     let calls = series(
         &text,
-        r#"hookrelay_destination_requests_total{kind="sqs",result="succeeded"}"#,
+        &format!(r#"hookrelay_destination_requests_total{{kind="{kind}",result="succeeded"}}"#),
     );
     let accepted = series(
         &text,
-        r#"hookrelay_destination_messages_total{kind="sqs",result="accepted"}"#,
+        &format!(r#"hookrelay_destination_messages_total{{kind="{kind}",result="accepted"}}"#),
     );
     assert_eq!(accepted, total as f64, "{text}");
     assert!(
-        calls >= 3.0 && calls < total as f64,
-        "{total} messages took {calls} SendMessageBatch calls"
+        calls >= least_calls && calls < total as f64,
+        "{total} {kind} messages took {calls} calls"
     );
-    println!("{total} messages → {calls} SendMessageBatch calls");
+    println!("{total} {kind} messages → {calls} calls");
 }
 
 /// A FIFO queue: each message's group is `{store}:{eventType}` and its deduplication id

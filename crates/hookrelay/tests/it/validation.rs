@@ -131,7 +131,23 @@ async fn event_types_and_shapes_are_checked() {
         ),
         (
             r#"mutation { createEventSubscription(input: { destination: { }, eventType: "ORDER_CONFIRMED" }) { subscriptionId } }"#,
-            "/createEventSubscription/input/destination must have webhook or eventBridge",
+            "/createEventSubscription/input/destination must have one of webhook, eventBridge, sqs, sns, rabbitmq or nats",
+        ),
+        (
+            r#"mutation { createEventSubscription(input: { destination: { webhook: { url: "http://127.0.0.1:9/" }, nats: { url: "nats://127.0.0.1:4222", subject: "a" } }, eventType: "ORDER_CONFIRMED" }) { subscriptionId } }"#,
+            "/createEventSubscription/input/destination must have only one of webhook, eventBridge, sqs, sns, rabbitmq or nats, not webhook and nats",
+        ),
+        (
+            r#"mutation { createEventSubscription(input: { destination: { rabbitmq: { url: "http://127.0.0.1:5672/", exchange: "x", routingKey: "k" } }, eventType: "ORDER_CONFIRMED" }) { subscriptionId } }"#,
+            "/createEventSubscription/input/destination/rabbitmq/url must be a URL with the scheme amqp:// or amqps://",
+        ),
+        (
+            r#"mutation { createEventSubscription(input: { destination: { rabbitmq: { url: "amqp://127.0.0.1/", exchange: "no spaces", routingKey: "k" } }, eventType: "ORDER_CONFIRMED" }) { subscriptionId } }"#,
+            "/createEventSubscription/input/destination/rabbitmq/exchange must be at most 255 letters, digits, '-', '_', '.' or ':', got \"no spaces\"",
+        ),
+        (
+            r#"mutation { createEventSubscription(input: { destination: { nats: { url: "nats://127.0.0.1:4222", subject: "orders.*" } }, eventType: "ORDER_CONFIRMED" }) { subscriptionId } }"#,
+            "/createEventSubscription/input/destination/nats/subject must be dot-separated tokens without spaces or wildcards (orders.created), at most 255 bytes, got \"orders.*\"",
         ),
         (
             r#"mutation { createEventSubscription(input: { destination: { webhook: { url: "http://127.0.0.1:9/", method: POST, httpMethod: PUT } }, eventType: "ORDER_CONFIRMED" }) { subscriptionId } }"#,

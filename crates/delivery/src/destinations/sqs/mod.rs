@@ -3,9 +3,6 @@
 //! with the event type and the delivery id as message attributes; FIFO queues group by
 //! the event's store and type and deduplicate by delivery id.
 
-use std::collections::HashMap;
-use std::time::Instant;
-
 use async_trait::async_trait;
 use aws_sdk_sqs::config::Region;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
@@ -13,7 +10,7 @@ use aws_sdk_sqs::Client;
 use hookrelay_core::aws::{is_account, is_region};
 use hookrelay_core::{Destination as Stored, SqsDestination};
 
-use super::aws_batch::{self, Refusal};
+use super::aws_batch;
 use super::{Action, Destination, Failure, Lane, Message, Resolve, Sent, Shared};
 use crate::aws::Clients;
 
@@ -149,74 +146,24 @@ impl Destination for Sqs {
         };
         let (queue_url, region) = (&first.config.queue_url, &first.config.region);
         let client = self.clients.get(region).await;
-        let prepared = aws_batch::prepare(batch, MAX_BATCH_BYTES, |i, message, body| {
-            let delivery = message.delivery;
-            let event = &delivery.event;
-            let mut entry = SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(body)
-                .set_message_attributes(Some(attributes(message)));
-            if message.config.fifo {
-                entry = entry
-                    .message_group_id(aws_batch::group_id(&event.store, &event.event_type))
-                    .message_deduplication_id(&delivery.id);
-            }
-            entry.build().map_err(|e| e.to_string())
-        });
-        let aws = self.clients.aws();
-        let what = format!("SendMessageBatch to {queue_url}");
-        aws_batch::send(&what, prepared, |entries| {
-            let call = client
+        aws_batch::send_batch! {
+            batch: batch,
+            max_bytes: MAX_BATCH_BYTES,
+            aws: self.clients.aws(),
+            what: &format!("SendMessageBatch to {queue_url}"),
+            entry: SendMessageBatchRequestEntry.message_body,
+            attribute: MessageAttributeValue,
+            call: |entries| client
                 .send_message_batch()
                 .queue_url(queue_url)
-                .set_entries(Some(entries));
-            async move {
-                let clock = Instant::now();
-                let out = call.send().await.map_err(|e| aws.error(e))?;
-                let accepted = out
-                    .successful()
-                    .iter()
-                    .map(|ok| {
-                        let body = serde_json::json!({ "MessageId": ok.message_id() });
-                        (ok.id().to_owned(), body.to_string())
-                    })
-                    .collect();
-                let refused = out
-                    .failed()
-                    .iter()
-                    .map(|bad| Refusal {
-                        id: bad.id().to_owned(),
-                        code: bad.code().to_owned(),
-                        message: bad.message().unwrap_or_default().to_owned(),
-                    })
-                    .collect();
-                Ok((accepted, refused, clock.elapsed()))
-            }
-        })
-        .await
+                .set_entries(Some(entries)),
+            accepted: |ok| Some(ok.id()),
+        }
     }
 
     fn classify(&self, failure: &Failure) -> Action {
         aws_batch::classify(PERMANENT, failure)
     }
-}
-
-/// The event type and the delivery id, as string attributes.
-fn attributes(message: &Message<'_, SqsConfig>) -> HashMap<String, MessageAttributeValue> {
-    let string = |value: &str| {
-        MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(value)
-            .build()
-    };
-    let mut attributes = HashMap::with_capacity(2);
-    for (name, value) in aws_batch::attributes(message.delivery) {
-        // Only fails without a data type, which is set.
-        if let Ok(value) = string(value) {
-            attributes.insert(name.to_owned(), value);
-        }
-    }
-    attributes
 }
 
 #[cfg(test)]
