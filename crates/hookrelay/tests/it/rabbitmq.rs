@@ -11,7 +11,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,11 +20,12 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::common::hooks::{deliveries, delivery_with_status, metrics, WAIT};
+use crate::common::brokers::{self, refused_subscription, subscription_status, PublishStream};
+use crate::common::hooks::{deliveries, delivery_with_status, metrics_with, WAIT};
 use crate::common::receiver::eventually;
-use crate::common::{classification, message, Options, Server, Token};
+use crate::common::{Options, Server, Token};
 
 const EVENT_TYPE: &str = "ORDER_CONFIRMED";
 const ROUTING_KEY: &str = "orders.confirmed";
@@ -269,111 +269,85 @@ impl Customer {
     }
 }
 
-/// A Buy with Prime subscription to `EVENT_TYPE` at `exchange`; returns its id.
-async fn subscribe(
-    server: &Server,
-    client: &Token,
-    url: &str,
-    exchange: &str,
-    key: &str,
-) -> String {
-    let data = server.gql_ok(client, &create(url, exchange, key)).await;
-    data["createEventSubscription"]["subscriptionId"]
-        .as_str()
-        .expect("subscriptionId")
-        .to_owned()
+fn destination(url: &str, exchange: &str, key: &str) -> String {
+    format!(r#"{{ rabbitmq: {{ url: "{url}", exchange: "{exchange}", routingKey: "{key}" }} }}"#)
 }
 
-fn create(url: &str, exchange: &str, key: &str) -> String {
-    format!(
-        r#"mutation {{ createEventSubscription(input: {{ eventType: "{EVENT_TYPE}",
-            destination: {{ rabbitmq: {{ url: "{url}", exchange: "{exchange}", routingKey: "{key}" }} }} }})
-            {{ subscriptionId }} }}"#
-    )
+/// What each test here starts with: the broker held (exclusively by the test that
+/// restarts it), a server with `options`, a store of its own with a client and a
+/// publisher, and a customer whose queue is bound with `binding`.
+struct Setup {
+    server: Server,
+    store: String,
+    client: Token,
+    publisher: Token,
+    customer: Customer,
+    /// Last, so that it is let go after all else.
+    _broker: File,
 }
 
-/// Publishes `n` events in one batch request; returns their ids.
-async fn publish_batch(server: &Server, publisher: &Token, store: &str, n: usize) -> Vec<String> {
-    let events: Vec<Value> = (0..n)
-        .map(|i| json!({"store": store, "type": EVENT_TYPE, "data": {"n": i}}))
-        .collect();
-    let (status, body) = server
-        .post_json("/v1/events/batch", publisher, &json!({ "events": events }))
-        .await;
-    assert_eq!(status, 202, "{body}");
-    body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["eventId"].as_str().expect("eventId").to_owned())
-        .collect()
-}
-
-/// Publishes one event at a time from `tasks` tasks until `stop` (or `limit` events, or
-/// the server stops answering); returns the ids of those accepted.
-fn publish_stream(
-    server: &Server,
-    publisher: &Token,
-    store: &str,
-    tasks: usize,
-    limit: usize,
-    pause: Duration,
-    stop: Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<Vec<String>>> {
-    (0..tasks)
-        .map(|t| {
-            let (stop, base, token) = (stop.clone(), server.base.clone(), publisher.token.clone());
-            let store = store.to_owned();
-            tokio::spawn(async move {
-                let http = reqwest::Client::new();
-                let mut accepted = Vec::new();
-                for i in (t..limit).step_by(tasks) {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let sent = http
-                        .post(format!("{base}/v1/events"))
-                        .bearer_auth(&token)
-                        .json(&json!({"store": store, "type": EVENT_TYPE, "data": {"n": i}}))
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(r) if r.status() == 202 => {
-                            let body: Value = r.json().await.expect("json");
-                            accepted.push(body["eventId"].as_str().expect("eventId").to_owned());
-                        }
-                        // The server died under us: this one was not accepted.
-                        _ => break,
-                    }
-                    if !pause.is_zero() {
-                        tokio::time::sleep(pause).await;
-                    }
-                }
-                accepted
-            })
-        })
-        .collect()
-}
-
-async fn joined(tasks: Vec<tokio::task::JoinHandle<Vec<String>>>) -> Vec<String> {
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("publisher task"));
-    }
-    all
-}
-
-async fn subscription_status(server: &Server, client: &Token, id: &str) -> String {
-    let data = server
-        .gql_ok(
+impl Setup {
+    async fn start(exclusive: bool, options: Options, binding: Option<&str>) -> Setup {
+        let broker = hold_broker(exclusive);
+        let server = Server::start_with(options).await;
+        let store = unique_store();
+        let client = server.client(&store);
+        let publisher = server.token("publisher", None);
+        let customer = Customer::new(binding).await;
+        Setup {
+            server,
+            store,
             client,
-            &format!(r#"{{ eventSubscription(subscriptionId: "{id}") {{ status }} }}"#),
+            publisher,
+            customer,
+            _broker: broker,
+        }
+    }
+
+    /// A subscription to `EVENT_TYPE` at `exchange` of the broker at `url`, with
+    /// `ROUTING_KEY`; returns its id.
+    async fn subscribe_at(&self, url: &str, exchange: &str) -> String {
+        let destination = destination(url, exchange, ROUTING_KEY);
+        brokers::subscribe(&self.server, &self.client, EVENT_TYPE, &destination).await
+    }
+
+    /// A subscription to the customer's exchange on the test broker.
+    async fn subscribe(&self) -> String {
+        self.subscribe_at(&amqp_url(), &self.customer.exchange)
+            .await
+    }
+
+    /// Publishes `n` events in one batch request; returns their ids.
+    async fn publish(&self, n: usize) -> Vec<String> {
+        let (server, publisher) = (&self.server, &self.publisher);
+        brokers::publish_batch(server, publisher, &self.store, EVENT_TYPE, 0..n).await
+    }
+
+    /// Publishes one event at a time from `tasks` tasks (pausing `pause` after each) until
+    /// stopped, `limit` events, or the server stops answering.
+    fn publish_stream(&self, tasks: usize, limit: usize, pause: Duration) -> PublishStream {
+        let (server, publisher) = (&self.server, &self.publisher);
+        PublishStream::start(
+            server,
+            publisher,
+            &self.store,
+            EVENT_TYPE,
+            tasks,
+            limit,
+            pause,
         )
-        .await;
-    data["eventSubscription"]["status"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    }
+
+    /// Waits until a delivery of `sub` was attempted; returns it.
+    async fn attempted(&self, sub: &str) -> Value {
+        eventually("a refused attempt", WAIT, || async {
+            deliveries(&self.server, &self.client, sub)
+                .await
+                .into_iter()
+                .find(|d| d["attemptCount"].as_i64().unwrap_or(0) >= 1)
+        })
+        .await
+    }
 }
 
 /// Messages carry the Buy with Prime body webhooks receive, the `webhook-id` and
@@ -381,23 +355,12 @@ async fn subscription_status(server: &Server, client: &Token, id: &str) -> Strin
 /// broker's confirm; the URL shown and the lane in the metrics have no password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_carry_the_body_and_headers_and_are_confirmed() {
-    let _broker = hold_broker(false);
-    let server = Server::start().await;
-    let store = unique_store();
-    let client = server.client(&store);
-    let publisher = server.token("publisher", None);
-    let customer = Customer::new(Some(ROUTING_KEY)).await;
-    let sub = subscribe(
-        &server,
-        &client,
-        &amqp_url(),
-        &customer.exchange,
-        ROUTING_KEY,
-    )
-    .await;
+    let t = Setup::start(false, Options::default(), Some(ROUTING_KEY)).await;
+    let (server, client, customer) = (&t.server, &t.client, &t.customer);
+    let sub = t.subscribe().await;
 
     let n = 25;
-    let events = publish_batch(&server, &publisher, &store, n).await;
+    let events = t.publish(n).await;
     let wanted: HashSet<String> = events.iter().cloned().collect();
     let got = customer.wait_for_events(&wanted, WAIT).await;
     // Nothing more comes.
@@ -434,7 +397,7 @@ async fn messages_carry_the_body_and_headers_and_are_confirmed() {
     }
     assert_eq!(ns, (0..n as i64).collect::<HashSet<_>>());
 
-    let log = deliveries(&server, &client, &sub).await;
+    let log = deliveries(server, client, &sub).await;
     assert_eq!(log.len(), n, "{log:?}");
     let ids: HashSet<&str> = got_all.iter().map(Got::webhook_id).collect();
     for d in &log {
@@ -450,7 +413,7 @@ async fn messages_carry_the_body_and_headers_and_are_confirmed() {
     // The password is masked where the subscription is shown.
     let shown = server
         .gql_ok(
-            &client,
+            client,
             &format!(
                 r#"{{ eventSubscription(subscriptionId: "{sub}") {{ eventSubscriptionDetails {{
                     destination {{ ... on RabbitMqData {{ url exchange routingKey }} }} }} }} }}"#
@@ -473,11 +436,7 @@ async fn messages_carry_the_body_and_headers_and_are_confirmed() {
         url.port().unwrap_or(5672),
         customer.exchange
     );
-    let text = eventually("the lane in /metrics", WAIT, || async {
-        let text = metrics(&server).await;
-        text.contains(&lane).then_some(text)
-    })
-    .await;
+    let text = metrics_with(server, &lane).await;
     for line in text.lines().filter(|l| l.contains("rabbitmq:")) {
         assert!(!line.contains('@'), "credentials in a lane: {line}");
     }
@@ -497,7 +456,6 @@ async fn messages_carry_the_body_and_headers_and_are_confirmed() {
 async fn kill_9_mid_publish_loses_nothing_and_duplicates_only_what_was_in_flight() {
     const IN_FLIGHT: usize = 4;
     const BATCH: usize = 100;
-    let _broker = hold_broker(false);
     let mut options = Options::default();
     options.args.extend([
         "--lease-timeout".into(),
@@ -505,31 +463,12 @@ async fn kill_9_mid_publish_loses_nothing_and_duplicates_only_what_was_in_flight
         "--max-in-flight-per-host".into(),
         IN_FLIGHT.to_string(),
     ]);
-    let server = Server::start_with(options.clone()).await;
-    let store = unique_store();
-    let client = server.client(&store);
-    let publisher = server.token("publisher", None);
-    let customer = Customer::new(Some(ROUTING_KEY)).await;
-    subscribe(
-        &server,
-        &client,
-        &amqp_url(),
-        &customer.exchange,
-        ROUTING_KEY,
-    )
-    .await;
+    let t = Setup::start(false, options.clone(), Some(ROUTING_KEY)).await;
+    let customer = &t.customer;
+    t.subscribe().await;
 
     // Publish up to 2000 events from 8 tasks until the kill.
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks = publish_stream(
-        &server,
-        &publisher,
-        &store,
-        8,
-        2000,
-        Duration::ZERO,
-        stop.clone(),
-    );
+    let publishing = t.publish_stream(8, 2000, Duration::ZERO);
     eventually(
         "1000 messages in the queue",
         Duration::from_secs(30),
@@ -537,10 +476,9 @@ async fn kill_9_mid_publish_loses_nothing_and_duplicates_only_what_was_in_flight
     )
     .await;
     let before_kill = customer.count();
-    let dir = server.kill9();
+    let dir = t.server.kill9();
     let killed_at = Instant::now();
-    stop.store(true, Ordering::Relaxed);
-    let accepted = joined(tasks).await;
+    let accepted = publishing.stop().await;
     println!(
         "killed with {before_kill} messages in the queue, {} events accepted",
         accepted.len()
@@ -618,12 +556,8 @@ async fn kill_9_mid_publish_loses_nothing_and_duplicates_only_what_was_in_flight
 /// credentials (403 at login), a virtual host that does not exist (530).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_refusals_fail_the_delivery_at_once() {
-    let _broker = hold_broker(false);
-    let server = Server::start().await;
-    let store = unique_store();
-    let client = server.client(&store);
-    let publisher = server.token("publisher", None);
-    let customer = Customer::new(Some(ROUTING_KEY)).await;
+    let t = Setup::start(false, Options::default(), Some(ROUTING_KEY)).await;
+    let (server, client, customer) = (&t.server, &t.client, &t.customer);
 
     let base = url::Url::parse(&amqp_url()).expect("test URL");
     let missing = unique("hr-missing");
@@ -652,15 +586,12 @@ async fn permanent_refusals_fail_the_delivery_at_once() {
     ];
     let mut subs = Vec::new();
     for (url, exchange, says) in &cases {
-        subs.push((
-            subscribe(&server, &client, url, exchange, ROUTING_KEY).await,
-            says,
-        ));
+        subs.push((t.subscribe_at(url, exchange).await, says));
     }
-    publish_batch(&server, &publisher, &store, 1).await;
+    t.publish(1).await;
 
     for (sub, says) in &subs {
-        let failed = delivery_with_status(&server, &client, sub, "FAILED").await;
+        let failed = delivery_with_status(server, client, sub, "FAILED").await;
         assert_eq!(
             failed["attemptCount"], 1,
             "given up after one attempt: {failed}"
@@ -670,7 +601,7 @@ async fn permanent_refusals_fail_the_delivery_at_once() {
         let error = attempts[0]["error"].as_str().expect("error");
         assert!(error.starts_with(says.as_str()), "{error}");
         assert!(failed["nextAttemptAt"].is_null(), "not retried: {failed}");
-        assert_eq!(subscription_status(&server, &client, sub).await, "ACTIVE");
+        assert_eq!(subscription_status(server, client, sub).await, "ACTIVE");
     }
     // None of them reached the queue of the exchange that exists.
     assert_eq!(customer.count(), 0, "{:?}", customer.got());
@@ -680,33 +611,16 @@ async fn permanent_refusals_fail_the_delivery_at_once() {
 /// `unroutable` and retried on schedule, and delivered once a queue is bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unroutable_messages_are_retried_until_a_queue_is_bound() {
-    let _broker = hold_broker(false);
     let mut options = Options::default();
     options
         .args
         .extend(["--retry-schedule".into(), "1,1,1,1,1,1,1,1,1,1".into()]);
-    let server = Server::start_with(options).await;
-    let store = unique_store();
-    let client = server.client(&store);
-    let publisher = server.token("publisher", None);
-    let customer = Customer::new(None).await;
-    let sub = subscribe(
-        &server,
-        &client,
-        &amqp_url(),
-        &customer.exchange,
-        ROUTING_KEY,
-    )
-    .await;
-    let events = publish_batch(&server, &publisher, &store, 1).await;
+    let t = Setup::start(false, options, None).await;
+    let customer = &t.customer;
+    let sub = t.subscribe().await;
+    let events = t.publish(1).await;
 
-    let refused = eventually("a refused attempt", WAIT, || async {
-        deliveries(&server, &client, &sub)
-            .await
-            .into_iter()
-            .find(|d| d["attemptCount"].as_i64().unwrap_or(0) >= 1)
-    })
-    .await;
+    let refused = t.attempted(&sub).await;
     assert_eq!(refused["status"], "PENDING", "retried: {refused}");
     let error = refused["attempts"][0]["error"].as_str().expect("error");
     assert!(
@@ -720,7 +634,7 @@ async fn unroutable_messages_are_retried_until_a_queue_is_bound() {
     customer.bind(ROUTING_KEY).await;
     let wanted: HashSet<String> = events.into_iter().collect();
     customer.wait_for_events(&wanted, WAIT).await;
-    let done = delivery_with_status(&server, &client, &sub, "SUCCEEDED").await;
+    let done = delivery_with_status(&t.server, &t.client, &sub, "SUCCEEDED").await;
     assert!(done["attemptCount"].as_i64().unwrap_or(0) >= 2, "{done}");
 }
 
@@ -734,7 +648,6 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
         println!("skipped: {ctl} (HOOKRELAY_TEST_RABBITMQCTL) is not there to restart the broker");
         return;
     }
-    let _broker = hold_broker(true);
     let mut options = Options::default();
     options.args.extend([
         "--retry-schedule".into(),
@@ -743,44 +656,23 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
         "--breaker-pause".into(),
         "2s".into(),
     ]);
-    let server = Server::start_with(options).await;
-    let store = unique_store();
-    let client = server.client(&store);
-    let publisher = server.token("publisher", None);
-    let mut customer = Customer::new(Some(ROUTING_KEY)).await;
-    let sub = subscribe(
-        &server,
-        &client,
-        &amqp_url(),
-        &customer.exchange,
-        ROUTING_KEY,
-    )
-    .await;
+    let mut t = Setup::start(true, options, Some(ROUTING_KEY)).await;
+    let sub = t.subscribe().await;
 
     // About 100 events a second, from before the stop until 2 s after the broker is back.
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks = publish_stream(
-        &server,
-        &publisher,
-        &store,
-        2,
-        usize::MAX,
-        Duration::from_millis(20),
-        stop.clone(),
-    );
+    let publishing = t.publish_stream(2, usize::MAX, Duration::from_millis(20));
     eventually("50 messages before the restart", WAIT, || async {
-        (customer.count() >= 50).then_some(())
+        (t.customer.count() >= 50).then_some(())
     })
     .await;
-    let before_stop = customer.count();
+    let before_stop = t.customer.count();
     {
         let broker = Stopped::stop(&ctl);
         tokio::time::sleep(Duration::from_secs(3)).await;
         broker.start();
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let accepted = joined(tasks).await;
+    let accepted = publishing.stop().await;
     assert!(
         accepted.len() >= before_stop + 100,
         "only {} events accepted, {before_stop} of them before the stop",
@@ -788,9 +680,10 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     );
 
     // The consumer's connection went with the broker: consume again.
-    customer.reconnect().await;
+    t.customer.reconnect().await;
     let wanted: HashSet<String> = accepted.iter().cloned().collect();
-    let got = customer
+    let got = t
+        .customer
         .wait_for_events(&wanted, Duration::from_secs(30))
         .await;
     let ids: HashSet<&str> = got.iter().map(Got::webhook_id).collect();
@@ -801,12 +694,15 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
         got.len() - ids.len()
     );
     // The outage was seen: some attempts failed and were retried.
-    let logs = server.logs.lock().unwrap().join("\n");
+    let logs = t.server.logs.lock().unwrap().join("\n");
     assert!(
         logs.contains("attempt failed; will retry"),
         "no delivery failed during the broker's restart; the test proves nothing"
     );
-    assert_eq!(subscription_status(&server, &client, &sub).await, "ACTIVE");
+    assert_eq!(
+        subscription_status(&t.server, &t.client, &sub).await,
+        "ACTIVE"
+    );
 }
 
 /// The broker's application, stopped; started again on drop, whatever happens.
@@ -858,29 +754,23 @@ impl Drop for Stopped {
 /// address connected to is checked: nothing reaches the broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_is_refused_at_creation_and_at_delivery() {
-    let _broker = hold_broker(false);
-    let server = Server::start_with(Options {
+    let options = Options {
         args: vec!["--allow-http".into()],
         envs: Vec::new(),
-    })
-    .await;
-    let store = unique_store();
-    let client = server.client(&store);
-    let publisher = server.token("publisher", None);
-    let customer = Customer::new(Some(ROUTING_KEY)).await;
+    };
+    let t = Setup::start(false, options, Some(ROUTING_KEY)).await;
+    let exchange = &t.customer.exchange;
 
     for url in [
         "amqp://guest:guest@127.0.0.1:5672/%2f",
         "amqp://guest:guest@[::1]:5672/%2f",
         "amqp://guest:guest@localhost:5672/%2f",
     ] {
-        let body = server
-            .gql(&client, &create(url, &customer.exchange, ROUTING_KEY))
-            .await;
-        assert_eq!(classification(&body), "ValidationError", "{url}: {body}");
+        let destination = destination(url, exchange, ROUTING_KEY);
+        let refused = refused_subscription(&t.server, &t.client, EVENT_TYPE, &destination).await;
         assert!(
-            message(&body).contains("/createEventSubscription/input/destination/rabbitmq/url"),
-            "{url}: {body}"
+            refused.contains("/createEventSubscription/input/destination/rabbitmq/url"),
+            "{url}: {refused}"
         );
     }
 
@@ -889,22 +779,16 @@ async fn loopback_is_refused_at_creation_and_at_delivery() {
         return;
     };
     let url = format!("amqp://guest:guest@{name}:5672/%2f");
-    let sub = subscribe(&server, &client, &url, &customer.exchange, ROUTING_KEY).await;
-    publish_batch(&server, &publisher, &store, 1).await;
-    let refused = eventually("a refused attempt", WAIT, || async {
-        deliveries(&server, &client, &sub)
-            .await
-            .into_iter()
-            .find(|d| d["attemptCount"].as_i64().unwrap_or(0) >= 1)
-    })
-    .await;
+    let sub = t.subscribe_at(&url, exchange).await;
+    t.publish(1).await;
+    let refused = t.attempted(&sub).await;
     let error = refused["attempts"][0]["error"].as_str().expect("error");
     assert!(
         error.starts_with("forbidden address 127.") && error.ends_with("(loopback)"),
         "{name}: {error}"
     );
     assert_eq!(refused["status"], "PENDING", "retried normally: {refused}");
-    assert_eq!(customer.count(), 0, "a message reached the broker");
+    assert_eq!(t.customer.count(), 0, "a message reached the broker");
 }
 
 /// A name of `/etc/hosts` for a 127.0.0.0/8 address, other than `localhost` and its

@@ -15,13 +15,11 @@
 //! `AWS.SimpleQueueService.NonExistentQueue` (AWS's `QueueDoesNotExist`).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::aws::{self, Customer, SqsMessage};
-use crate::common::hooks::{deliveries, metrics, series};
-use crate::common::receiver::eventually;
+use crate::common::brokers::{self, subscription_status, PublishStream};
+use crate::common::hooks::{deliveries, delivery_with_status, metrics, series};
 use crate::common::*;
 use serde_json::{json, Value};
 
@@ -34,28 +32,110 @@ fn sqs_destination(queue_url: &str, region: &str) -> String {
     format!(r#"{{ sqs: {{ queueUrl: "{queue_url}", region: "{region}" }} }}"#)
 }
 
-/// Publishes `n` events of `event_type` in one batch request, `data.n` = 0..n; returns
-/// their ids in order.
-pub(crate) async fn publish_batch(
-    server: &Server,
-    store: &str,
-    event_type: &str,
-    n: usize,
-) -> Vec<String> {
-    let publisher = server.token("publisher", None);
-    let events: Vec<Value> = (0..n)
-        .map(|i| json!({"store": store, "type": event_type, "data": {"n": i}}))
-        .collect();
-    let (status, body) = server
-        .post_json("/v1/events/batch", &publisher, &json!({ "events": events }))
+/// What each test here starts with: a server on the emulator (with `args`), a client of
+/// `store` and a publisher, and the customer in the emulator's default account, where
+/// hookrelay's credentials make the queues.
+pub(crate) struct AwsTest {
+    pub endpoint: String,
+    pub server: Server,
+    pub store: String,
+    pub app: Token,
+    pub publisher: Token,
+    pub customer: Customer,
+}
+
+impl AwsTest {
+    pub(crate) async fn start(store: &str, args: &[&str]) -> AwsTest {
+        let endpoint = aws::endpoint();
+        let server = Server::start_with(aws::server_options(&endpoint, args)).await;
+        let app = server.client(store);
+        let publisher = server.token("publisher", None);
+        let customer = Customer::default_account(&endpoint).await;
+        AwsTest {
+            endpoint,
+            server,
+            store: store.to_owned(),
+            app,
+            publisher,
+            customer,
+        }
+    }
+
+    /// A subscription of the store to `event_type` at `destination`; returns its id.
+    pub(crate) async fn subscribe(&self, event_type: &str, destination: &str) -> String {
+        brokers::subscribe(&self.server, &self.app, event_type, destination).await
+    }
+
+    /// Publishes `n` events of `event_type` in one batch request, `data.n` = 0..n; returns
+    /// their ids in order.
+    pub(crate) async fn publish(&self, event_type: &str, n: usize) -> Vec<String> {
+        brokers::publish_batch(&self.server, &self.publisher, &self.store, event_type, 0..n).await
+    }
+
+    /// Publishes `total` events of `event_type`, waits until `subscription` delivered
+    /// them all, and reads `queue`: one message per event, each checked by
+    /// [`check_message`]. Returns the messages and the log.
+    pub(crate) async fn deliver_each_once(
+        &self,
+        queue: &aws::Queue,
+        subscription: &str,
+        event_type: &str,
+        total: usize,
+    ) -> (Vec<SqsMessage>, BTreeMap<String, Value>) {
+        let events = self.publish(event_type, total).await;
+        let log = all_succeeded(
+            &self.server,
+            &self.app,
+            subscription,
+            total,
+            Duration::from_secs(20),
+        )
         .await;
-    assert_eq!(status, 202, "{body}");
-    body["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["eventId"].as_str().expect("eventId").to_owned())
-        .collect()
+        let messages = self.customer.receive_messages(queue, total).await;
+        assert_eq!(messages.len(), total, "{messages:?}");
+        let mut seen = BTreeSet::new();
+        for m in &messages {
+            let event_id = check_message(m, subscription, event_type, &events, &log);
+            assert!(seen.insert(event_id.clone()), "{event_id} arrived twice");
+        }
+        assert_eq!(seen, events.iter().cloned().collect());
+        (messages, log)
+    }
+
+    /// Publishes an event for `subscription` (with a 1 s retry schedule) and waits until
+    /// its delivery failed: at its first attempt, not retried, the subscription still
+    /// active. Returns the delivery.
+    pub(crate) async fn fails_at_once(&self, subscription: &str) -> Value {
+        self.publish("ORDER_CONFIRMED", 1).await;
+        let (server, app) = (&self.server, &self.app);
+        let failed = delivery_with_status(server, app, subscription, "FAILED").await;
+        // Had it been retried, the 1 s schedule would have made more attempts by now.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let log = deliveries(server, app, subscription).await;
+        assert_eq!(log.len(), 1);
+        let delivery = &log[0];
+        assert_eq!(delivery["id"], failed["id"]);
+        assert_eq!(delivery["status"], "FAILED", "{delivery}");
+        assert_eq!(delivery["attemptCount"], 1, "not retried: {delivery}");
+        assert_eq!(
+            subscription_status(server, app, subscription).await,
+            "ACTIVE"
+        );
+        delivery.clone()
+    }
+}
+
+/// A FIFO message's group is `{store}:{event_type}` and its deduplication id the
+/// delivery id (= `webhook-id`), as SQS's system attributes tell; returns the group.
+pub(crate) fn check_fifo_ids<'m>(m: &'m SqsMessage, store: &str, event_type: &str) -> &'m str {
+    let group = m.system("MessageGroupId").expect("MessageGroupId");
+    assert_eq!(group, format!("{store}:{event_type}"), "{m:?}");
+    assert_eq!(
+        m.system("MessageDeduplicationId"),
+        m.attribute("webhook-id"),
+        "the deduplication id is the delivery id: {m:?}"
+    );
+    group
 }
 
 /// Every delivery of `subscription` (up to 1000), by id.
@@ -199,21 +279,13 @@ pub(crate) fn logged_message_id(delivery: &Value) -> String {
 /// delivery; the log shows the message id SQS answered; the messages went in batches.
 #[tokio::test]
 async fn events_reach_a_standard_queue_with_their_attributes_in_batches() {
-    let endpoint = aws::endpoint();
-    let server = Server::start_with(aws::server_options(&endpoint, &[])).await;
-    let store = "sqsshop";
-    let app = server.client(store);
-    let customer = Customer::default_account(&endpoint).await;
-    let queue = customer.queue(&unique("orders")).await;
+    let t = AwsTest::start("sqsshop", &[]).await;
+    let queue = t.customer.queue(&unique("orders")).await;
 
-    let subscription = aws::subscribe(
-        &server,
-        &app,
-        "ORDER_CONFIRMED",
-        &sqs_destination(&queue.url, "us-east-1"),
-    )
-    .await;
-    let shown = aws::event_subscription(&server, &app, &subscription).await;
+    let subscription = t
+        .subscribe("ORDER_CONFIRMED", &sqs_destination(&queue.url, "us-east-1"))
+        .await;
+    let shown = aws::event_subscription(&t.server, &t.app, &subscription).await;
     assert_eq!(shown["status"], "ACTIVE", "{shown}");
     let details = &shown["eventSubscriptionDetails"];
     assert_eq!(details["eventType"], "ORDER_CONFIRMED");
@@ -223,46 +295,39 @@ async fn events_reach_a_standard_queue_with_their_attributes_in_batches() {
     );
 
     let total = 25;
-    let events = publish_batch(&server, store, "ORDER_CONFIRMED", total).await;
     // An event of another type goes nowhere.
-    publish_batch(&server, store, "ITEM_CANCELLED", 1).await;
-
-    let log = all_succeeded(&server, &app, &subscription, total, Duration::from_secs(20)).await;
-    let messages = customer.receive_messages(&queue, total).await;
-    assert_eq!(messages.len(), total, "{messages:?}");
-    let mut seen = BTreeSet::new();
+    t.publish("ITEM_CANCELLED", 1).await;
+    let (messages, log) = t
+        .deliver_each_once(&queue, &subscription, "ORDER_CONFIRMED", total)
+        .await;
     for m in &messages {
-        let event_id = check_message(m, &subscription, "ORDER_CONFIRMED", &events, &log);
-        assert!(seen.insert(event_id.clone()), "{event_id} arrived twice");
         // The log keeps the id SQS gave the message.
         let delivery = &log[m.attribute("webhook-id").unwrap()];
         assert_eq!(logged_message_id(delivery), m.message_id, "{delivery}");
         // A standard queue has no groups.
         assert_eq!(m.system("MessageGroupId"), None, "{m:?}");
     }
-    assert_eq!(seen, events.iter().cloned().collect());
     // 25 messages, in `SendMessageBatch` calls of at most 10: fewer calls than messages.
-    nothing_more_and_batched(&server, &customer, &queue, "sqs", total, 3.0).await;
+    nothing_more_and_batched(&t, &queue, "sqs", total, 3.0).await;
 }
 
 /// Nothing else arrives on `queue`, and the `total` messages of kind `kind` went out in
 /// at least `least_calls` calls but fewer than one per message (`/metrics`).
 pub(crate) async fn nothing_more_and_batched(
-    server: &Server,
-    customer: &Customer,
+    t: &AwsTest,
     queue: &aws::Queue,
     kind: &str,
     total: usize,
     least_calls: f64,
 ) {
     assert!(
-        customer
+        t.customer
             .receive_messages_for(queue, Duration::from_secs(1))
             .await
             .is_empty(),
         "one message per event"
     );
-    let text = metrics(server).await;
+    let text = metrics(&t.server).await;
     let calls = series(
         &text,
         &format!(r#"hookrelay_destination_requests_total{{kind="{kind}",result="succeeded"}}"#),
@@ -279,39 +344,41 @@ pub(crate) async fn nothing_more_and_batched(
     println!("{total} {kind} messages → {calls} calls");
 }
 
+/// A test on the emulator (see [`AwsTest::start`]), a new FIFO queue named after
+/// `prefix`, and a subscription of `ORDER_CONFIRMED` to it.
+async fn fifo_subscription(
+    store: &str,
+    prefix: &str,
+    args: &[&str],
+) -> (AwsTest, aws::Queue, String) {
+    let t = AwsTest::start(store, args).await;
+    let queue = t
+        .customer
+        .fifo_queue(&format!("{}.fifo", unique(prefix)))
+        .await;
+    let subscription = t
+        .subscribe("ORDER_CONFIRMED", &sqs_destination(&queue.url, "us-east-1"))
+        .await;
+    (t, queue, subscription)
+}
+
 /// A FIFO queue: each message's group is `{store}:{eventType}` and its deduplication id
 /// the delivery id (= `webhook-id`), as SQS's system attributes tell.
 #[tokio::test]
 async fn a_fifo_queue_gets_group_and_deduplication_ids() {
-    let endpoint = aws::endpoint();
-    let server = Server::start_with(aws::server_options(&endpoint, &[])).await;
     let store = "fifoshop";
-    let app = server.client(store);
-    let customer = Customer::default_account(&endpoint).await;
-    let queue = customer
-        .fifo_queue(&format!("{}.fifo", unique("orders")))
+    let (t, queue, subscription) = fifo_subscription(store, "orders", &[]).await;
+    let other = t
+        .subscribe("ITEM_CANCELLED", &sqs_destination(&queue.url, "us-east-1"))
         .await;
-    let subscription = aws::subscribe(
-        &server,
-        &app,
-        "ORDER_CONFIRMED",
-        &sqs_destination(&queue.url, "us-east-1"),
-    )
-    .await;
-    let other = aws::subscribe(
-        &server,
-        &app,
-        "ITEM_CANCELLED",
-        &sqs_destination(&queue.url, "us-east-1"),
-    )
-    .await;
 
-    let confirmed = publish_batch(&server, store, "ORDER_CONFIRMED", 12).await;
-    let cancelled = publish_batch(&server, store, "ITEM_CANCELLED", 3).await;
-    let mut log = all_succeeded(&server, &app, &subscription, 12, Duration::from_secs(20)).await;
-    log.extend(all_succeeded(&server, &app, &other, 3, Duration::from_secs(20)).await);
+    let confirmed = t.publish("ORDER_CONFIRMED", 12).await;
+    let cancelled = t.publish("ITEM_CANCELLED", 3).await;
+    let (server, app) = (&t.server, &t.app);
+    let mut log = all_succeeded(server, app, &subscription, 12, Duration::from_secs(20)).await;
+    log.extend(all_succeeded(server, app, &other, 3, Duration::from_secs(20)).await);
 
-    let messages = customer.receive_messages(&queue, 15).await;
+    let messages = t.customer.receive_messages(&queue, 15).await;
     assert_eq!(messages.len(), 15, "{messages:?}");
     let mut groups = BTreeMap::<String, usize>::new();
     for m in &messages {
@@ -319,17 +386,11 @@ async fn a_fifo_queue_gets_group_and_deduplication_ids() {
         let (sub, events) = match event_type.as_str() {
             "ORDER_CONFIRMED" => (&subscription, &confirmed),
             "ITEM_CANCELLED" => (&other, &cancelled),
-            t => panic!("unexpected event type {t}"),
+            unexpected => panic!("unexpected event type {unexpected}"),
         };
         check_message(m, sub, &event_type, events, &log);
-        let group = m.system("MessageGroupId").expect("MessageGroupId");
-        assert_eq!(group, format!("{store}:{event_type}"), "{m:?}");
+        let group = check_fifo_ids(m, store, &event_type);
         *groups.entry(group.to_owned()).or_default() += 1;
-        assert_eq!(
-            m.system("MessageDeduplicationId"),
-            m.attribute("webhook-id"),
-            "the deduplication id is the delivery id: {m:?}"
-        );
         assert!(m.system("SequenceNumber").is_some(), "{m:?}");
     }
     assert_eq!(
@@ -341,107 +402,50 @@ async fn a_fifo_queue_gets_group_and_deduplication_ids() {
     );
 }
 
-/// Publishes events from 8 tasks until `stop` (at most `per_task` each), counting those
-/// answered 202 in `published`; returns their ids.
-fn publishers(
-    server: &Server,
-    store: &str,
-    per_task: usize,
-    stop: &Arc<AtomicBool>,
-    published: &Arc<AtomicUsize>,
-) -> Vec<tokio::task::JoinHandle<Vec<String>>> {
-    let publisher = server.token("publisher", None);
-    (0..8)
-        .map(|t| {
-            let (stop, published, base, token, store) = (
-                stop.clone(),
-                published.clone(),
-                server.base.clone(),
-                publisher.token.clone(),
-                store.to_owned(),
-            );
-            tokio::spawn(async move {
-                let http = reqwest::Client::new();
-                let mut accepted = Vec::new();
-                for i in 0..per_task {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let sent = http
-                        .post(format!("{base}/v1/events"))
-                        .bearer_auth(&token)
-                        .json(&json!({"store": store, "type": "ORDER_CONFIRMED",
-                                      "data": {"task": t, "i": i}}))
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(r) if r.status() == 202 => {
-                            let body: Value = r.json().await.expect("JSON");
-                            accepted.push(body["eventId"].as_str().expect("eventId").to_owned());
-                            published.fetch_add(1, Ordering::Relaxed);
-                        }
-                        // The server died under us: this one was not accepted.
-                        _ => break,
-                    }
-                }
-                accepted
-            })
-        })
-        .collect()
-}
-
 /// Exactly once across `kill -9`: deliveries sent to SQS but not yet recorded when the
 /// server dies are sent again after the restart, with the same `MessageDeduplicationId`
 /// (the delivery id), and the FIFO queue drops the second copy. Every accepted event is
 /// in the queue exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_delivery_to_a_fifo_queue_delivers_each_event_exactly_once() {
-    let endpoint = aws::endpoint();
-    let options = || {
-        aws::server_options(
-            &endpoint,
-            // A short lease, so that the restart takes the dead node's deliveries back soon.
-            &["--lease-timeout", "1s"],
-        )
-    };
-    let server = Server::start_with(options()).await;
-    let store = "crashshop";
-    let app = server.client(store);
-    let customer = Customer::default_account(&endpoint).await;
-    let queue = customer
-        .fifo_queue(&format!("{}.fifo", unique("crash")))
-        .await;
-    let subscription = aws::subscribe(
-        &server,
-        &app,
-        "ORDER_CONFIRMED",
-        &sqs_destination(&queue.url, "us-east-1"),
-    )
-    .await;
+    // A short lease, so that the restart takes the dead node's deliveries back soon.
+    let args = ["--lease-timeout", "1s"];
+    let (t, queue, subscription) = fifo_subscription("crashshop", "crash", &args).await;
+    let AwsTest {
+        endpoint,
+        server,
+        store,
+        app,
+        publisher,
+        customer,
+    } = t;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let published = Arc::new(AtomicUsize::new(0));
+    // 200 events, one request each, from 8 tasks.
     let total = 200;
-    let tasks = publishers(&server, store, total / 8, &stop, &published);
+    let publishing = PublishStream::start(
+        &server,
+        &publisher,
+        &store,
+        "ORDER_CONFIRMED",
+        8,
+        total,
+        Duration::ZERO,
+    );
     // Kill once some messages are in the queue and far more events were published.
     // Nothing is read from the queue until the end: moto deduplicates only against the
     // messages it still holds.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while customer.queue_depth(&queue).await < 20 || published.load(Ordering::Relaxed) < total / 2 {
+    while customer.queue_depth(&queue).await < 20 || publishing.accepted() < total / 2 {
         assert!(Instant::now() < deadline, "nothing reached the queue");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let dir = server.kill9();
-    stop.store(true, Ordering::Relaxed);
-    let mut accepted = Vec::new();
-    for t in tasks {
-        accepted.extend(t.await.expect("publisher"));
-    }
+    let accepted = publishing.stop().await;
     // A call the dead server had in flight may still land.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let at_kill = customer.queue_depth(&queue).await;
 
-    let server = Server::start_in(dir, options());
+    let server = Server::start_in(dir, aws::server_options(&endpoint, &args));
     // Every accepted event, and those the server stored but died before answering 202.
     let accepted_set: HashSet<&str> = accepted.iter().map(String::as_str).collect();
     let log = succeeded_when(
@@ -525,40 +529,16 @@ async fn kill_9_mid_delivery_to_a_fifo_queue_delivers_each_event_exactly_once() 
 /// code, is not retried, and the subscription stays active.
 #[tokio::test]
 async fn a_queue_that_does_not_exist_fails_the_delivery_at_once() {
-    let endpoint = aws::endpoint();
-    let server =
-        Server::start_with(aws::server_options(&endpoint, &["--retry-schedule", "1,1"])).await;
-    let store = "missingshop";
-    let app = server.client(store);
-    let customer = Customer::default_account(&endpoint).await;
+    let t = AwsTest::start("missingshop", &["--retry-schedule", "1,1"]).await;
     // A real queue gives the URL's form; the missing one differs in its name only.
-    let real = customer.queue(&unique("present")).await;
+    let real = t.customer.queue(&unique("present")).await;
     let name = unique("missing");
     let url = format!("{}/{name}", real.url.rsplit_once('/').unwrap().0);
-    let subscription = aws::subscribe(
-        &server,
-        &app,
-        "ORDER_CONFIRMED",
-        &sqs_destination(&url, "us-east-1"),
-    )
-    .await;
-    publish_batch(&server, store, "ORDER_CONFIRMED", 1).await;
+    let subscription = t
+        .subscribe("ORDER_CONFIRMED", &sqs_destination(&url, "us-east-1"))
+        .await;
 
-    let failed = eventually("a FAILED delivery", Duration::from_secs(20), || async {
-        deliveries(&server, &app, &subscription)
-            .await
-            .into_iter()
-            .find(|d| d["status"] == "FAILED")
-    })
-    .await;
-    // Had it been retried, the 1 s schedule would have made more attempts by now.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let log = deliveries(&server, &app, &subscription).await;
-    assert_eq!(log.len(), 1);
-    let delivery = &log[0];
-    assert_eq!(delivery["id"], failed["id"]);
-    assert_eq!(delivery["status"], "FAILED", "{delivery}");
-    assert_eq!(delivery["attemptCount"], 1, "not retried: {delivery}");
+    let delivery = t.fails_at_once(&subscription).await;
     assert!(delivery["nextAttemptAt"].is_null(), "{delivery}");
     let attempt = &delivery["attempts"][0];
     let error = attempt["error"].as_str().expect("error");
@@ -575,10 +555,14 @@ async fn a_queue_that_does_not_exist_fails_the_delivery_at_once() {
     );
     assert_eq!(attempt["statusCode"], 400, "{delivery}");
 
-    let shown = aws::event_subscription(&server, &app, &subscription).await;
-    assert_eq!(shown["status"], "ACTIVE", "{shown}");
     // Nothing was made at AWS by the attempt.
-    let listed = customer.sqs.get_queue_url().queue_name(&name).send().await;
+    let listed = t
+        .customer
+        .sqs
+        .get_queue_url()
+        .queue_name(&name)
+        .send()
+        .await;
     assert!(listed.is_err(), "the queue appeared: {listed:?}");
 }
 
@@ -586,9 +570,7 @@ async fn a_queue_that_does_not_exist_fails_the_delivery_at_once() {
 /// and nothing is stored.
 #[tokio::test]
 async fn bad_sqs_destinations_are_refused_with_the_field_path() {
-    let endpoint = aws::endpoint();
-    let server = Server::start_with(aws::server_options(&endpoint, &[])).await;
-    let app = server.client("badshop");
+    let AwsTest { server, app, .. } = AwsTest::start("badshop", &[]).await;
     let list = "{ eventSubscriptions { edges { node { subscriptionId } } } }";
     let before = server.gql_ok(&app, list).await;
     assert_eq!(before["eventSubscriptions"]["edges"], json!([]));
@@ -641,24 +623,11 @@ async fn bad_sqs_destinations_are_refused_with_the_field_path() {
             format!("{path} must have only one of"),
         ),
     ] {
-        let body = server
-            .gql(
-                &app,
-                &format!(
-                    r#"mutation {{ createEventSubscription(input: {{ eventType: "ORDER_CONFIRMED",
-                        destination: {destination} }}) {{ subscriptionId }} }}"#
-                ),
-            )
-            .await;
-        assert_eq!(
-            classification(&body),
-            "ValidationError",
-            "{destination}: {body}"
-        );
+        let refused =
+            brokers::refused_subscription(&server, &app, "ORDER_CONFIRMED", &destination).await;
         assert!(
-            message(&body).contains(&says),
-            "{destination}: {} should say {says}",
-            message(&body)
+            refused.contains(&says),
+            "{destination}: {refused} should say {says}"
         );
     }
     let after = server.gql_ok(&app, list).await;

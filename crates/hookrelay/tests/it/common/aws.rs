@@ -304,53 +304,12 @@ impl Customer {
 
     /// Reads messages until `n` arrived or 30 s passed; returns their bodies as JSON.
     pub async fn receive(&self, queue: &Queue, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut got = Vec::new();
-        while got.len() < n && Instant::now() < deadline {
-            got.extend(self.receive_once(queue).await);
-        }
-        got
+        bodies(self.receive_messages(queue, n).await)
     }
 
     /// Whatever arrives in the next `wait`.
     pub async fn receive_for(&self, queue: &Queue, wait: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + wait;
-        let mut got = Vec::new();
-        while Instant::now() < deadline {
-            got.extend(self.receive_once(queue).await);
-        }
-        got
-    }
-
-    async fn receive_once(&self, queue: &Queue) -> Vec<Value> {
-        let out = self
-            .sqs
-            .receive_message()
-            .queue_url(&queue.url)
-            .max_number_of_messages(10)
-            // No long polling: moto's spins without sleeping and starves its other threads.
-            .wait_time_seconds(0)
-            .send()
-            .await
-            .expect("ReceiveMessage");
-        let mut bodies = Vec::new();
-        for message in out.messages() {
-            let body = message.body().expect("message body");
-            bodies.push(serde_json::from_str(body).expect("message body is JSON"));
-            if let Some(handle) = message.receipt_handle() {
-                self.sqs
-                    .delete_message()
-                    .queue_url(&queue.url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await
-                    .expect("DeleteMessage");
-            }
-        }
-        if bodies.is_empty() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        bodies
+        bodies(self.receive_messages_for(queue, wait).await)
     }
 
     /// The state of the partner event source `name` as this customer sees it.
@@ -364,6 +323,11 @@ impl Customer {
             .ok()?;
         out.state().map(|s| s.as_str().to_owned())
     }
+}
+
+/// The bodies of `messages`.
+fn bodies(messages: Vec<SqsMessage>) -> Vec<Value> {
+    messages.into_iter().map(|m| m.body).collect()
 }
 
 /// A message as a queue gave it: its body as JSON, its string message attributes and
@@ -392,19 +356,25 @@ impl Customer {
     /// Reads messages, with every message and system attribute, deleting them, until `n`
     /// arrived or 30 s passed.
     pub async fn receive_messages(&self, queue: &Queue, n: usize) -> Vec<SqsMessage> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut got = Vec::new();
-        while got.len() < n && Instant::now() < deadline {
-            got.extend(self.receive_messages_once(queue).await);
-        }
-        got
+        self.receive_messages_until(queue, n, Duration::from_secs(30))
+            .await
     }
 
     /// Whatever arrives in the next `wait`, with its attributes (deleted as read).
     pub async fn receive_messages_for(&self, queue: &Queue, wait: Duration) -> Vec<SqsMessage> {
+        self.receive_messages_until(queue, usize::MAX, wait).await
+    }
+
+    /// Reads messages until `n` arrived or `wait` passed.
+    async fn receive_messages_until(
+        &self,
+        queue: &Queue,
+        n: usize,
+        wait: Duration,
+    ) -> Vec<SqsMessage> {
         let deadline = Instant::now() + wait;
         let mut got = Vec::new();
-        while Instant::now() < deadline {
+        while got.len() < n && Instant::now() < deadline {
             got.extend(self.receive_messages_once(queue).await);
         }
         got
@@ -416,6 +386,7 @@ impl Customer {
             .receive_message()
             .queue_url(&queue.url)
             .max_number_of_messages(10)
+            // No long polling: moto's spins without sleeping and starves its other threads.
             .wait_time_seconds(0)
             .message_attribute_names("All")
             .message_system_attribute_names(MessageSystemAttributeName::All)
@@ -525,30 +496,6 @@ impl Customer {
             .await
             .expect("Subscribe");
     }
-}
-
-/// `createEventSubscription` of `event_type` to `destination` (the GraphQL literal of a
-/// `DestinationInput`, e.g. `{ sqs: { queueUrl: "…", region: "us-east-1" } }`); returns
-/// the subscription's id.
-pub async fn subscribe(
-    server: &Server,
-    client: &Token,
-    event_type: &str,
-    destination: &str,
-) -> String {
-    let data = server
-        .gql_ok(
-            client,
-            &format!(
-                r#"mutation {{ createEventSubscription(input: {{ eventType: "{event_type}",
-                    destination: {destination} }}) {{ subscriptionId }} }}"#
-            ),
-        )
-        .await;
-    data["createEventSubscription"]["subscriptionId"]
-        .as_str()
-        .expect("subscriptionId")
-        .to_owned()
 }
 
 /// `eventSubscription(subscriptionId:)` with its status and destination (every AWS kind's

@@ -83,6 +83,21 @@ pub async fn delivery_with_status(
     .await
 }
 
+/// How many deliveries of `subscription` hookrelay holds (with `status`, if given).
+pub async fn delivery_count(
+    server: &Server,
+    client: &Token,
+    subscription: &str,
+    status: Option<&str>,
+) -> u64 {
+    let filter = status.map(|s| format!(", status: {s}")).unwrap_or_default();
+    let query =
+        format!(r#"{{ deliveries(subscriptionId: "{subscription}"{filter}) {{ totalCount }} }}"#);
+    server.gql_ok(client, &query).await["deliveries"]["totalCount"]
+        .as_u64()
+        .expect("totalCount")
+}
+
 /// The `/metrics` text.
 pub async fn metrics(server: &Server) -> String {
     server
@@ -102,4 +117,14 @@ pub fn series(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Waits until the `/metrics` text contains `needle` (a series appears on its first
+/// increment); returns the text.
+pub async fn metrics_with(server: &Server, needle: &str) -> String {
+    eventually(&format!("{needle} in /metrics"), WAIT, || async {
+        let text = metrics(server).await;
+        text.contains(needle).then_some(text)
+    })
+    .await
 }

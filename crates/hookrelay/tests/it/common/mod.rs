@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod brokers;
 pub mod hooks;
 pub mod receiver;
 pub mod storage;
