@@ -1,6 +1,7 @@
-//! `hookrelay bench --destination rabbitmq|nats`: the real local broker, with a consumer
-//! that counts what arrives (by the `webhook-id` header) into the same tally as the
-//! receivers. Each run gets a queue or stream of its own, removed at the end.
+//! `hookrelay bench --destination rabbitmq|nats`: the real local broker, with consumers
+//! that count what arrives (by the `webhook-id` header) into the same tally as the
+//! receivers. Each run gets queues (one per subscription) or a stream of its own, removed
+//! at the end.
 
 use std::sync::Arc;
 
@@ -23,74 +24,85 @@ fn amqp_webhook_id(properties: &lapin::BasicProperties) -> Option<String> {
     }
 }
 
-/// The exchange the bench's subscriptions publish to, with routing keys `{queue}.{n}`.
+/// The exchange the bench's subscriptions publish to, with routing keys `{prefix}.{n}`.
 pub const RABBIT_EXCHANGE: &str = "amq.topic";
 
-/// A queue of the run's own on the broker at `url`, bound to [`RABBIT_EXCHANGE`] for the
-/// routing keys `{name}.#`, consumed into `tally` until dropped.
+/// Queues of the run's own on the broker at `url`, one per subscription as a subscriber
+/// would have (`{prefix}-{n}`, bound to [`RABBIT_EXCHANGE`] for `{prefix}.{n}`), consumed
+/// into `tally` until removed.
 pub struct RabbitQueue {
     pub name: String,
+    queues: Vec<String>,
     channel: lapin::Channel,
     _connection: lapin::Connection,
 }
 
 impl RabbitQueue {
-    pub async fn start(url: &str, tally: Arc<Tally>) -> Result<RabbitQueue> {
+    pub async fn start(url: &str, tally: Arc<Tally>, subscriptions: usize) -> Result<RabbitQueue> {
         let connection = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
             .await
             .with_context(|| format!("connecting to RabbitMQ at {}", redact(url)))?;
         let channel = connection.create_channel().await?;
         let name = format!("hookrelay-bench-{}", std::process::id());
-        channel
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .context("declaring the bench queue")?;
-        channel
-            .queue_bind(
-                name.as_str().into(),
-                RABBIT_EXCHANGE.into(),
-                format!("{name}.#").as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .context("binding the bench queue")?;
-        let mut consumer = channel
-            .basic_consume(
-                name.as_str().into(),
-                "hookrelay-bench".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .context("consuming the bench queue")?;
-        tokio::spawn(async move {
-            while let Some(Ok(delivery)) = consumer.next().await {
-                tally.arrived(amqp_webhook_id(&delivery.properties), &delivery.data);
-            }
-        });
+        let mut queues = Vec::with_capacity(subscriptions);
+        for n in 0..subscriptions {
+            let queue = format!("{name}-{n}");
+            channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .context("declaring a bench queue")?;
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    RABBIT_EXCHANGE.into(),
+                    format!("{name}.{n}").as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .context("binding a bench queue")?;
+            let mut consumer = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    format!("hookrelay-bench-{n}").as_str().into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .context("consuming a bench queue")?;
+            let tally = tally.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(delivery)) = consumer.next().await {
+                    tally.arrived(amqp_webhook_id(&delivery.properties), &delivery.data);
+                }
+            });
+            queues.push(queue);
+        }
         Ok(RabbitQueue {
             name,
+            queues,
             channel,
             _connection: connection,
         })
     }
 
     pub async fn remove(self) {
-        let _ = self
-            .channel
-            .queue_delete(self.name.as_str().into(), QueueDeleteOptions::default())
-            .await;
+        for queue in &self.queues {
+            let _ = self
+                .channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
     }
 }
 

@@ -219,7 +219,9 @@ async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) ->
     let envs = Vec::new();
     let kind = args.kind();
     let rabbit = match kind {
-        Kind::Rabbitmq => Some(brokers::RabbitQueue::start(&args.amqp_url, tally.clone()).await?),
+        Kind::Rabbitmq => Some(
+            brokers::RabbitQueue::start(&args.amqp_url, tally.clone(), args.subscriptions).await?,
+        ),
         _ => None,
     };
     let nats = match kind {
