@@ -308,6 +308,10 @@ async fn measure_with(
         .with_context(|| format!("node {node}"))?;
         servers.push(server);
     }
+    let cost = match backend {
+        Backend::Postgres { url, .. } => Some(postgres::DatabaseCost::start(url).await?),
+        Backend::Sqlite => None,
+    };
     let receivers = Receivers {
         healthy: tally.clone(),
         failing: failing_tally.clone(),
@@ -335,6 +339,10 @@ async fn measure_with(
         .collect();
     // Before the graceful stop, so that shutting down is not counted.
     let cpu_seconds: f64 = servers.iter().filter_map(|s| s.cpu_seconds()).sum();
+    let database_cost = match (cost, backend) {
+        (Some(cost), Backend::Postgres { url, .. }) => Some(cost.finish(url).await?),
+        _ => None,
+    };
     // The slow host's in-flight limit as node 1 has it now. The gauge is refreshed each
     // second, so a run shorter than that may end before it is first written: wait for it.
     let slow_limit = match figures.slow_port {
@@ -415,6 +423,15 @@ async fn measure_with(
         "same_host": args.same_host,
         "cpu_seconds": cpu_seconds,
         "cpu_seconds_per_100k_deliveries": cpu_seconds * 100_000.0 / expected.max(1) as f64,
+        "database_cpu_seconds": database_cost.as_ref().and_then(|c| c.cpu_seconds),
+        "database_cpu_seconds_per_100k_deliveries": database_cost
+            .as_ref()
+            .and_then(|c| c.cpu_seconds)
+            .map(|s| s * 100_000.0 / expected.max(1) as f64),
+        "wal_bytes": database_cost.as_ref().map(|c| c.wal_bytes),
+        "wal_bytes_per_delivery": database_cost
+            .as_ref()
+            .map(|c| c.wal_bytes / expected.max(1) as f64),
         "slow_host_ms": args.slow_host_ms,
         "slow_host_workers": slow_port.map(|_| args.slow_host_workers),
         "slow_host_deliveries": slow_port.map(|_| slow_delivered),
@@ -504,6 +521,21 @@ async fn measure_with(
         if args.nodes == 1 { "" } else { "s" },
         f("cpu_seconds_per_100k_deliveries")
     );
+    if let Some(cost) = &database_cost {
+        match cost.cpu_seconds {
+            Some(secs) => println!(
+                "database:   {secs:.2} CPU-seconds in PostgreSQL's processes, {:.2} per 100,000 deliveries ({:.2} with the server{}); {:.0} WAL bytes per delivery",
+                f("database_cpu_seconds_per_100k_deliveries"),
+                f("database_cpu_seconds_per_100k_deliveries") + f("cpu_seconds_per_100k_deliveries"),
+                if args.nodes == 1 { "" } else { "s" },
+                f("wal_bytes_per_delivery")
+            ),
+            None => println!(
+                "database:   {:.0} WAL bytes per delivery (PostgreSQL runs elsewhere: its CPU is not measured)",
+                f("wal_bytes_per_delivery")
+            ),
+        }
+    }
     if let [rss] = node_rss_mb[..] {
         println!("server:     peak RSS {rss:.1} MB");
     } else {

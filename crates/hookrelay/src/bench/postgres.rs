@@ -52,6 +52,91 @@ impl BenchDatabase {
     }
 }
 
+/// What the database server did during a run: the WAL it wrote (from the server) and the
+/// CPU time of its processes (from `/proc`, so only when it runs on this machine: the
+/// `postgres` processes' own time plus what the postmaster collected from backends that
+/// exited; other databases' work on that server counts too).
+pub struct DatabaseCost {
+    lsn: String,
+    ticks: Option<u64>,
+}
+
+/// WAL bytes and CPU-seconds (when measurable here) since [`DatabaseCost::start`].
+pub struct DatabaseFigures {
+    pub wal_bytes: f64,
+    pub cpu_seconds: Option<f64>,
+}
+
+impl DatabaseCost {
+    pub async fn start(url: &str) -> Result<Self> {
+        let mut conn = connect(url).await?;
+        let (lsn,): (String,) = sqlx::query_as("SELECT pg_current_wal_lsn()::text")
+            .fetch_one(&mut conn)
+            .await
+            .context("reading the WAL position")?;
+        let _ = conn.close().await;
+        Ok(DatabaseCost {
+            lsn,
+            ticks: postgres_ticks(),
+        })
+    }
+
+    pub async fn finish(self, url: &str) -> Result<DatabaseFigures> {
+        let ticks = postgres_ticks();
+        let mut conn = connect(url).await?;
+        let (wal_bytes,): (f64,) =
+            sqlx::query_as("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8")
+                .bind(&self.lsn)
+                .fetch_one(&mut conn)
+                .await
+                .context("reading the WAL written")?;
+        let _ = conn.close().await;
+        // SAFETY: sysconf only reads a system constant.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let cpu_seconds = match (self.ticks, ticks) {
+            (Some(before), Some(after)) if per_second > 0 && after >= before => {
+                Some((after - before) as f64 / per_second as f64)
+            }
+            _ => None,
+        };
+        Ok(DatabaseFigures {
+            wal_bytes,
+            cpu_seconds,
+        })
+    }
+}
+
+/// The CPU ticks of every `postgres` process on this machine, with what they collected
+/// from their exited children; `None` when there is none (the server is elsewhere).
+fn postgres_ticks() -> Option<u64> {
+    let mut total = 0;
+    let mut found = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        // After the command: state is field 3; utime, stime, cutime, cstime 14 to 17.
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields
+            .get(11..15)
+            .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+            .unwrap_or(0);
+        total += ticks;
+        found = true;
+    }
+    found.then_some(total)
+}
+
 /// A connection that logs no statements (sqlx warns of slow ones: DROP DATABASE is).
 async fn connect(url: &str) -> Result<PgConnection> {
     let options: PgConnectOptions = url

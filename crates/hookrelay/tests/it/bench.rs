@@ -195,6 +195,18 @@ fn bench_runs_two_nodes_on_postgres() {
         .expect("per-node RSS");
     assert_eq!(rss.len(), 2, "{figures}");
     assert!(rss.iter().all(|mb| mb.as_f64().unwrap() > 0.0), "{figures}");
+    // What PostgreSQL spent: WAL always; CPU when the server runs on this machine (the
+    // tests' does: 127.0.0.1).
+    let wal = figures["wal_bytes_per_delivery"]
+        .as_f64()
+        .expect("WAL bytes");
+    assert!(wal > 100.0, "a delivery writes WAL: {figures}");
+    if url.contains("127.0.0.1") || url.contains("localhost") {
+        let db_cpu = figures["database_cpu_seconds"]
+            .as_f64()
+            .expect("database CPU");
+        assert!(db_cpu > 0.0, "{figures}");
+    }
     for key in [
         "events_per_second",
         "deliveries_per_second",
