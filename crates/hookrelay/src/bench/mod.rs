@@ -372,6 +372,10 @@ async fn measure_with(
     }
     save_logs(args, &servers);
     drop(servers);
+    let updates = match backend {
+        Backend::Postgres { url, .. } => Some(postgres::delivery_updates(url).await?),
+        Backend::Sqlite => None,
+    };
     let Workload {
         expected,
         publish_secs,
@@ -395,7 +399,7 @@ async fn measure_with(
     );
     slow_latencies.sort_unstable();
     let slow_delivered = slow.tally.unique.load(Ordering::Relaxed);
-    let figures = json!({
+    let mut figures = json!({
         "backend": backend.name(),
         "nodes": args.nodes,
         "database": database,
@@ -444,6 +448,12 @@ async fn measure_with(
         "aws_entries_per_call": aws.entries.load(Ordering::Relaxed) as f64
             / aws.calls.load(Ordering::Relaxed).max(1) as f64,
     });
+    // PostgreSQL's HOT updates of the deliveries table, apart: the
+    // object above is at serde_json's macro recursion limit.
+    figures["delivery_updates"] = json!(updates.map(|u| u.0));
+    figures["delivery_hot_updates"] = json!(updates.map(|u| u.1));
+    figures["delivery_hot_update_ratio"] =
+        json!(updates.map(|(all, hot)| hot as f64 / all.max(1) as f64));
     if args.json {
         println!("{figures}");
         return Ok(());
@@ -521,6 +531,12 @@ async fn measure_with(
         if args.nodes == 1 { "" } else { "s" },
         f("cpu_seconds_per_100k_deliveries")
     );
+    if let Some((all, hot)) = updates {
+        println!(
+            "updates:    {all} of the deliveries table, {hot} HOT ({:.0} %)",
+            hot as f64 * 100.0 / all.max(1) as f64
+        );
+    }
     if let Some(cost) = &database_cost {
         match cost.cpu_seconds {
             Some(secs) => println!(

@@ -106,6 +106,31 @@ impl DatabaseCost {
     }
 }
 
+/// The updates of the `deliveries` table in the run's database, and how many of them were
+/// HOT (no index entry rewritten), from `pg_stat_user_tables`. Read once the servers have
+/// stopped: a backend sends its statistics when it exits.
+pub async fn delivery_updates(url: &str) -> Result<(i64, i64)> {
+    let mut conn = connect(url).await?;
+    let mut last = (0, 0);
+    // The servers' backends exit just after them: give their statistics a moment.
+    for _ in 0..10 {
+        let counts: (i64, i64) = sqlx::query_as(
+            "SELECT coalesce(sum(n_tup_upd), 0)::int8, coalesce(sum(n_tup_hot_upd), 0)::int8 \
+             FROM pg_stat_user_tables WHERE relname = 'deliveries'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .context("reading the deliveries table's statistics")?;
+        if counts == last && counts.0 > 0 {
+            break;
+        }
+        last = counts;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = conn.close().await;
+    Ok(last)
+}
+
 /// The CPU ticks of every `postgres` process on this machine, with what they collected
 /// from their exited children; `None` when there is none (the server is elsewhere).
 fn postgres_ticks() -> Option<u64> {

@@ -201,6 +201,15 @@ fn bench_runs_two_nodes_on_postgres() {
         .as_f64()
         .expect("WAL bytes");
     assert!(wal > 100.0, "a delivery writes WAL: {figures}");
+    let updates = figures["delivery_updates"].as_i64().expect("updates");
+    assert!(
+        updates >= 900,
+        "each delivery is updated at least once: {figures}"
+    );
+    let hot = figures["delivery_hot_updates"]
+        .as_i64()
+        .expect("HOT updates");
+    assert!((0..=updates).contains(&hot), "{figures}");
     if url.contains("127.0.0.1") || url.contains("localhost") {
         let db_cpu = figures["database_cpu_seconds"]
             .as_f64()
