@@ -108,13 +108,13 @@ impl Worker {
                     tracing::warn!(delivery_id = %delivery.id, subscription_id = %delivery.subscription_id, kind = name, reason, "delivery failed: the destination will not take it");
                     self.drop_delivery(delivery, record, reason);
                 }
-                Some(Action::Retry) => {
+                Some(retry) => {
                     metrics::destination_messages(name, "refused");
-                    self.conclude(delivery, record, None);
-                }
-                Some(Action::RetryAfter(after)) => {
-                    metrics::destination_messages(name, "refused");
-                    self.conclude(delivery, record, Some(after));
+                    let after = match retry {
+                        Action::RetryAfter(after) => Some(after),
+                        _ => None,
+                    };
+                    self.conclude(delivery, record, after);
                 }
             }
         }

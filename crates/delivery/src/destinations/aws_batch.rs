@@ -10,8 +10,7 @@ use hookrelay_store::ClaimedDelivery;
 use super::{Action, Answer, Failure, Message, Sent, Verdict};
 use crate::aws::AwsError;
 
-/// The code of a message that AWS would refuse every time (too large; not JSON).
-pub const UNSENDABLE: &str = "Unsendable";
+pub use super::UNSENDABLE;
 
 /// Codes of throttling: retried, and they slow the lane down.
 const THROTTLING: &[&str] = &[

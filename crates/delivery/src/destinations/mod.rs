@@ -47,6 +47,10 @@ pub enum Verdict {
     NotSent,
 }
 
+/// The code of a message no destination would take as it is (its body cannot be made, or
+/// it is over the destination's size limit): every kind gives up on it at once.
+pub const UNSENDABLE: &str = "unsendable";
+
 /// What a destination said of one message it was given.
 #[derive(Debug, Clone)]
 pub enum Answer {

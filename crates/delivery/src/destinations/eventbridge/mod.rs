@@ -59,7 +59,7 @@ pub struct EventBridgeKind {
 
 /// Entry error codes that will be answered the same way every time.
 const PERMANENT: &[&str] = &[
-    "Unsendable",
+    super::UNSENDABLE,
     "AccessDeniedException",
     "ResourceNotFoundException",
     "ValidationException",
@@ -115,7 +115,7 @@ impl Destination for EventBridgeKind {
                     entries.push(entry);
                     answers.push(None);
                 }
-                Err(reason) => answers.push(Some(Answer::unsent("Unsendable", reason))),
+                Err(reason) => answers.push(Some(Answer::unsent(super::UNSENDABLE, reason))),
             }
         }
         let Some(first) = batch.first().filter(|_| !entries.is_empty()) else {
@@ -128,23 +128,26 @@ impl Destination for EventBridgeKind {
         let (api, region) = (first.config.api, &first.config.region);
         let n = entries.len();
         let clock = Instant::now();
-        let (verdict, mut results) = match self.client.put(api, region, entries).await {
-            Ok(results) => (
-                Verdict::Succeeded,
-                results.into_iter().map(|r| answer(api, r)).collect(),
-            ),
-            Err(e) => {
-                let mut failure = Failure::new(&e.code, format!("{} failed: {e}", api.as_str()));
-                failure.status = e.status;
-                (Verdict::HostFailed, vec![Answer::Refused(failure); n])
-            }
-        };
+        let (verdict, results): (Verdict, Vec<Answer>) =
+            match self.client.put(api, region, entries).await {
+                Ok(results) => (
+                    Verdict::Succeeded,
+                    results.into_iter().map(|r| answer(api, r)).collect(),
+                ),
+                Err(e) => {
+                    let mut failure =
+                        Failure::new(&e.code, format!("{} failed: {e}", api.as_str()));
+                    failure.status = e.status;
+                    (Verdict::HostFailed, vec![Answer::Refused(failure); n])
+                }
+            };
         let rtt = (verdict == Verdict::Succeeded).then(|| clock.elapsed());
-        results.reverse();
+        // The entries sent, in order, fill the places of the messages that were sent.
+        let mut results = results.into_iter();
         let answers = answers
             .into_iter()
             .map(|a| {
-                a.or_else(|| results.pop())
+                a.or_else(|| results.next())
                     .unwrap_or_else(|| Answer::unsent("unanswered", "no answer from AWS"))
             })
             .collect();

@@ -64,7 +64,7 @@ mod code {
     /// Larger than the server's `max_payload` or the stream's `max_msg_size`.
     pub const TOO_LARGE: &str = "too-large";
     /// The message could not be made (event data that is not JSON, a bad header value).
-    pub const PAYLOAD: &str = "payload";
+    pub const PAYLOAD: &str = crate::destinations::UNSENDABLE;
     /// The destination itself is unusable (a subject or URL async-nats refuses).
     pub const CONFIG: &str = "config";
     /// Another error JetStream answered.

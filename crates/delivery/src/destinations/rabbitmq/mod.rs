@@ -56,7 +56,9 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProper
 use tokio::time::Instant;
 use url::Host;
 
-use super::{Action, Answer, Destination, Failure, Lane, Message, Resolve, Sent, Shared, Verdict};
+use super::{
+    Action, Answer, Destination, Failure, Lane, Message, Resolve, Sent, Shared, Verdict, UNSENDABLE,
+};
 use crate::resolver::{GuardedResolver, ResolveError};
 
 /// Messages per batch at most: published on one channel, their confirms awaited together.
@@ -71,8 +73,6 @@ const IDLE_CONNECTION: Duration = Duration::from_secs(300);
 const CONNECTION: &str = "connection";
 /// A message the exchange routed to no queue (returned, 312 NO_ROUTE): retried.
 const UNROUTABLE: &str = "unroutable";
-/// A message that cannot be made (its event data is not JSON, a field is too long).
-const UNSENDABLE: &str = "unsendable";
 /// A forbidden address (the address policy): retried, as the webhooks' are.
 const FORBIDDEN: &str = "forbidden";
 /// A message not sent or not confirmed because the broker closed the channel over an
