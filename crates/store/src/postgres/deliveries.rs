@@ -1,10 +1,12 @@
 //! Events, deliveries, attempts and node leases in PostgreSQL.
 //!
-//! Statements work on whole batches (`UNNEST` of arrays) so that a batch of outcomes is a
-//! few round trips, not a few per delivery. Claims take rows with `FOR UPDATE SKIP
-//! LOCKED`: nodes claiming at once get different deliveries and never wait for each other.
-//! Node heartbeats are in database time, so clocks that disagree between machines do not
-//! end leases early.
+//! Statements work on whole batches (`UNNEST` of arrays) so that a batch of outcomes is one
+//! round trip, not a few per delivery. Work outstanding lives in `delivery_queue` beside the
+//! log rows (docs/operations.md#writes-on-postgresql): every state change writes both, the
+//! queue row first, so that status changes of `deliveries` stay HOT updates. Claims take
+//! queue rows with `FOR UPDATE SKIP LOCKED`: nodes claiming at once get different deliveries
+//! and never wait for each other. Node heartbeats are in database time, so clocks that
+//! disagree between machines do not end leases early.
 
 use crate::codec::SortKey;
 use hookrelay_core::ids::{DeliveryId, StoreHash, SubscriptionId};
@@ -14,14 +16,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hookrelay_core::{ids, PreviousSecret, Sealed};
+use hookrelay_core::{PreviousSecret, Sealed};
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 use super::query::{Arg, Where};
 use super::PgStore;
 use crate::codec::{
-    self, count, json_list, millis, time, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DELIVERY_FROM,
+    self, count, millis, time, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DELIVERY_FROM,
     EVENT_COLUMNS,
 };
 use crate::delivery::*;
@@ -37,8 +39,11 @@ fn delivery_row(r: &PgRow) -> Result<(i64, DeliveryRecord)> {
 /// Makes the parked deliveries of a subscription due now (it was made active again).
 pub(crate) async fn resume_parked(c: &mut PgConnection, subscription_id: &str) -> Result<u64> {
     Ok(sqlx::query(
-        "UPDATE deliveries SET due_at = $2, updated_at = $2 \
-         WHERE subscription_id = $1 AND status = 'PENDING' AND due_at IS NULL",
+        "WITH q AS (UPDATE delivery_queue SET due_at = $2 \
+           WHERE subscription_id = $1 AND due_at IS NULL AND lease_owner IS NULL \
+           RETURNING delivery_seq) \
+         UPDATE deliveries SET due_at = $2, updated_at = $2 \
+         WHERE seq IN (SELECT delivery_seq FROM q)",
     )
     .bind(subscription_id)
     .bind(millis(Utc::now()))
@@ -47,147 +52,15 @@ pub(crate) async fn resume_parked(c: &mut PgConnection, subscription_id: &str) -
     .rows_affected())
 }
 
-async fn ingest_one(
-    c: &mut PgConnection,
-    event: NewEvent,
-    claim: &Claim,
-    now: i64,
-) -> Result<Ingested> {
-    // The event (unless the store is unknown or the idempotency key was used) and the
-    // active subscriptions it goes to, in one round trip.
-    let written = sqlx::query(
-        "WITH e AS (INSERT INTO events (id, store_hash, event_type, data, resources, \
-           idempotency_key, event_time, created_at) \
-           SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-           WHERE EXISTS (SELECT 1 FROM stores WHERE store_hash = $2) \
-           ON CONFLICT (store_hash, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-           RETURNING seq) \
-         SELECT e.seq, CASE WHEN $10::text IS NOT NULL THEN ARRAY[$10::text] ELSE ARRAY( \
-           SELECT DISTINCT k.subscription_id FROM subscription_keys k \
-           JOIN subscriptions s ON s.id = k.subscription_id \
-           WHERE k.store_hash = $2 AND k.event_type = ANY($9) AND s.status = 'ACTIVE') END \
-         FROM e",
-    )
-    .bind(&event.id)
-    .bind(&event.store)
-    .bind(&event.event_type)
-    .bind(&event.data)
-    .bind(json_list(&event.resources)?)
-    .bind(&event.idempotency_key)
-    .bind(millis(event.time))
-    .bind(now)
-    .bind(&event.patterns)
-    .bind(&event.only_subscription)
-    .fetch_optional(&mut *c)
-    .await?;
-    let Some(written) = written else {
-        if let Some(key) = &event.idempotency_key {
-            let first: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM events WHERE store_hash = $1 AND idempotency_key = $2",
-            )
-            .bind(&event.store)
-            .bind(key)
-            .fetch_optional(&mut *c)
-            .await?;
-            if let Some(event_id) = first {
-                return Ok(Ingested::Duplicate { event_id });
-            }
-        }
-        return Ok(Ingested::UnknownStore);
-    };
-    let event_seq: i64 = written.try_get(0)?;
-    let subscriptions: Vec<String> = written.try_get(1)?;
-
-    let data = Arc::new(EventData {
-        seq: event_seq,
-        id: event.id.clone(),
-        store: event.store,
-        event_type: event.event_type,
-        data: event.data,
-        resources: event.resources,
-        time: event.time,
-    });
-    let n = subscriptions.len();
-    let (mut ids, mut statuses, mut due, mut owners) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let mut claimed = Vec::with_capacity(n);
-    for (i, subscription_id) in subscriptions.iter().enumerate() {
-        ids.push(ids::new_id("msg"));
-        let deferred = claim.deferred.get(subscription_id).map(|t| millis(*t));
-        let (status, due_at, owner) = match (&claim.node, deferred) {
-            (_, Some(due_at)) => ("PENDING", due_at, None),
-            (Some(node), None) => {
-                claimed.push(i);
-                ("IN_FLIGHT", now, Some(node.clone()))
-            }
-            (None, None) => ("PENDING", now, None),
-        };
-        statuses.push(status.to_owned());
-        due.push(due_at);
-        owners.push(owner);
-    }
-    let seqs: HashMap<String, i64> = if n == 0 {
-        HashMap::new()
-    } else {
-        sqlx::query(
-            "INSERT INTO deliveries (id, event_seq, store_hash, subscription_id, status, due_at, \
-             lease_owner, created_at, updated_at) \
-             SELECT d.id, $1, $2, d.subscription_id, d.status, d.due_at, d.lease_owner, $3, $3 \
-             FROM UNNEST($4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[]) \
-               AS d(id, subscription_id, status, due_at, lease_owner) \
-             RETURNING id, seq",
-        )
-        .bind(event_seq)
-        .bind(&data.store)
-        .bind(now)
-        .bind(&ids)
-        .bind(&subscriptions)
-        .bind(&statuses)
-        .bind(&due)
-        .bind(&owners)
-        .fetch_all(&mut *c)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_>>()?
-    };
-    let deliveries = ids
-        .into_iter()
-        .zip(subscriptions)
-        .map(|(id, subscription_id)| {
-            let seq = *seqs
-                .get(&id)
-                .ok_or_else(|| StoreError::Database(format!("delivery {id} was not written")))?;
-            Ok(ClaimedDelivery {
-                seq,
-                id,
-                subscription_id,
-                attempt_count: 0,
-                round_attempts: 0,
-                event: data.clone(),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Ingested::Created {
-        event_id: event.id,
-        deliveries,
-        claimed,
-    })
-}
-
-/// What one outcome writes, as the columns of the batch statements.
+/// What one outcome writes, as the columns of the batch statement.
 #[derive(Default)]
 struct OutcomeColumns {
     seq: Vec<i64>,
     status: Vec<String>,
     due_at: Vec<Option<i64>>,
     attempted: Vec<bool>,
-    /// The attempt logged, by delivery seq.
-    attempts: HashMap<i64, AttemptRecord>,
+    /// The attempts logged (each numbered by the statement, from the delivery's count).
+    attempts: AttemptColumns,
     /// Deliveries whose outcome deactivates their subscription, by delivery seq.
     failed: HashMap<i64, String>,
 }
@@ -223,7 +96,7 @@ impl OutcomeColumns {
             cols.due_at.push(due_at);
             cols.attempted.push(logged.is_some());
             if let Some(a) = logged {
-                cols.attempts.insert(outcome.seq, a);
+                cols.attempts.push(outcome.seq, a);
             }
             if matches!(outcome.next, Next::Failed) {
                 cols.failed.insert(outcome.seq, outcome.subscription_id);
@@ -233,22 +106,41 @@ impl OutcomeColumns {
     }
 }
 
-/// Writes outcomes of deliveries `node` holds. An outcome whose lease `node` lost (it was
-/// silent too long and another node took the delivery over) is not written: the new
-/// holder's word counts.
-async fn record(c: &mut PgConnection, node: &str, outcomes: Vec<Outcome>) -> Result<Vec<String>> {
-    let now = millis(Utc::now());
-    let total = outcomes.len();
-    let mut cols = OutcomeColumns::new(outcomes);
-    let held = sqlx::query(
+/// Writes outcomes of deliveries `node` holds, with their attempts, in one statement;
+/// returns the seqs of those written. An outcome whose lease `node` lost (it was silent too
+/// long and another node took the delivery over) is not written: the new holder's word
+/// counts.
+async fn record(
+    c: &mut PgConnection,
+    node: &str,
+    cols: &OutcomeColumns,
+    now: i64,
+) -> Result<Vec<i64>> {
+    let a = &cols.attempts;
+    let held: Vec<i64> = sqlx::query_scalar(
         "WITH o AS (SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bool[]) \
-           AS o(seq, status, due_at, attempted)) \
-         UPDATE deliveries d SET status = o.status, due_at = o.due_at, lease_owner = NULL, \
+           AS o(seq, status, due_at, attempted)), \
+         held AS (SELECT q.delivery_seq FROM delivery_queue q JOIN o ON q.delivery_seq = o.seq \
+           WHERE q.lease_owner = $6 FOR UPDATE OF q), \
+         u AS (UPDATE deliveries d SET status = o.status, due_at = o.due_at, lease_owner = NULL, \
            updated_at = $5, \
            attempt_count = d.attempt_count + CASE WHEN o.attempted THEN 1 ELSE 0 END, \
            round_attempts = d.round_attempts + CASE WHEN o.attempted THEN 1 ELSE 0 END \
-         FROM o WHERE d.seq = o.seq AND d.status = 'IN_FLIGHT' AND d.lease_owner = $6 \
-         RETURNING d.seq, d.attempt_count",
+           FROM o JOIN held h ON h.delivery_seq = o.seq WHERE d.seq = o.seq \
+           RETURNING d.seq, d.attempt_count, d.status, d.due_at), \
+         done AS (DELETE FROM delivery_queue q USING u \
+           WHERE q.delivery_seq = u.seq AND u.status <> 'PENDING'), \
+         back AS (UPDATE delivery_queue q SET due_at = u.due_at, lease_owner = NULL FROM u \
+           WHERE q.delivery_seq = u.seq AND u.status = 'PENDING'), \
+         logged AS (INSERT INTO attempts (delivery_seq, n, started_at, duration_ms, \
+           status_code, error, response_body) \
+           SELECT u.seq, u.attempt_count, a.started_at, a.duration_ms, a.status_code, a.error, \
+             a.response_body \
+           FROM u JOIN UNNEST($7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], \
+             $11::text[], $12::text[]) \
+             AS a(seq, started_at, duration_ms, status_code, error, response_body) \
+             ON a.seq = u.seq) \
+         SELECT seq FROM u",
     )
     .bind(&cols.seq)
     .bind(&cols.status)
@@ -256,54 +148,37 @@ async fn record(c: &mut PgConnection, node: &str, outcomes: Vec<Outcome>) -> Res
     .bind(&cols.attempted)
     .bind(now)
     .bind(node)
+    .bind(&a.seq)
+    .bind(&a.started_at)
+    .bind(&a.duration_ms)
+    .bind(&a.status_code)
+    .bind(&a.error)
+    .bind(&a.response_body)
     .fetch_all(&mut *c)
     .await?;
-    if held.len() < total {
+    if held.len() < cols.seq.len() {
         tracing::warn!(
-            lost = total - held.len(),
+            lost = cols.seq.len() - held.len(),
             "outcomes of deliveries whose lease was lost; not written"
         );
     }
-    let mut a = AttemptColumns::default();
-    let mut failed = Vec::new();
-    for row in &held {
-        let seq: i64 = row.try_get(0)?;
-        let n: i64 = row.try_get(1)?;
-        if let Some(attempt) = cols.attempts.remove(&seq) {
-            a.push(seq, n, attempt);
-        }
-        if let Some(subscription_id) = cols.failed.remove(&seq) {
-            failed.push(subscription_id);
-        }
-    }
-    if !a.seq.is_empty() {
-        sqlx::query(
-            "INSERT INTO attempts (delivery_seq, n, started_at, duration_ms, status_code, error, \
-             response_body) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], \
-             $4::bigint[], $5::bigint[], $6::text[], $7::text[])",
-        )
-        .bind(&a.seq)
-        .bind(&a.n)
-        .bind(&a.started_at)
-        .bind(&a.duration_ms)
-        .bind(&a.status_code)
-        .bind(&a.error)
-        .bind(&a.response_body)
-        .execute(&mut *c)
-        .await?;
-    }
-    if failed.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Deactivated: its waiting deliveries stay, parked, to go out after reactivation.
+    Ok(held)
+}
+
+/// Deactivates `subscriptions` (their last retry was used up); returns those that were
+/// active. Their waiting deliveries stay, parked, to go out after reactivation.
+async fn deactivate(c: &mut PgConnection, subscriptions: &[String], now: i64) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "WITH s AS (UPDATE subscriptions SET status = 'DEACTIVATED', updated_at = $2 \
            WHERE id = ANY($1) AND status = 'ACTIVE' RETURNING id), \
+         q AS (UPDATE delivery_queue SET due_at = NULL \
+           WHERE subscription_id IN (SELECT id FROM s) AND lease_owner IS NULL \
+           RETURNING delivery_seq), \
          parked AS (UPDATE deliveries SET due_at = NULL, updated_at = $2 \
-           WHERE subscription_id IN (SELECT id FROM s) AND status = 'PENDING') \
+           WHERE seq IN (SELECT delivery_seq FROM q)) \
          SELECT id FROM s",
     )
-    .bind(&failed)
+    .bind(subscriptions)
     .bind(now)
     .fetch_all(&mut *c)
     .await?)
@@ -312,7 +187,6 @@ async fn record(c: &mut PgConnection, node: &str, outcomes: Vec<Outcome>) -> Res
 #[derive(Default)]
 struct AttemptColumns {
     seq: Vec<i64>,
-    n: Vec<i64>,
     started_at: Vec<i64>,
     duration_ms: Vec<i64>,
     status_code: Vec<Option<i64>>,
@@ -321,9 +195,8 @@ struct AttemptColumns {
 }
 
 impl AttemptColumns {
-    fn push(&mut self, seq: i64, n: i64, a: AttemptRecord) {
+    fn push(&mut self, seq: i64, a: AttemptRecord) {
         self.seq.push(seq);
-        self.n.push(n);
         self.started_at.push(millis(a.started_at));
         self.duration_ms
             .push(i64::try_from(a.duration_ms).unwrap_or(i64::MAX));
@@ -353,14 +226,7 @@ async fn delivery_by_id(
 #[async_trait]
 impl DeliveryStore for PgStore {
     async fn ingest(&self, events: Vec<NewEvent>, claim: Claim) -> Result<Vec<Ingested>> {
-        let mut tx = self.pool.begin().await?;
-        let now = millis(Utc::now());
-        let mut out = Vec::with_capacity(events.len());
-        for event in events {
-            out.push(ingest_one(&mut tx, event, &claim, now).await?);
-        }
-        tx.commit().await?;
-        Ok(out)
+        self.ingest.ingest(events, claim).await
     }
 
     async fn heartbeat(&self, node: &str, lease_timeout: Duration) -> Result<u64> {
@@ -381,8 +247,11 @@ impl DeliveryStore for PgStore {
         .await?;
         // Deliveries held by a node that is gone (or never registered) go back.
         let n = sqlx::query(
-            "UPDATE deliveries SET status = 'PENDING', lease_owner = NULL, updated_at = $1 \
-             WHERE status = 'IN_FLIGHT' AND lease_owner NOT IN (SELECT id FROM nodes)",
+            "WITH q AS (UPDATE delivery_queue SET lease_owner = NULL \
+               WHERE lease_owner IS NOT NULL AND lease_owner NOT IN (SELECT id FROM nodes) \
+               RETURNING delivery_seq) \
+             UPDATE deliveries SET status = 'PENDING', lease_owner = NULL, updated_at = $1 \
+             WHERE seq IN (SELECT delivery_seq FROM q)",
         )
         .bind(millis(Utc::now()))
         .execute(&mut *tx)
@@ -395,8 +264,10 @@ impl DeliveryStore for PgStore {
     async fn leave(&self, node: &str) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
-            "UPDATE deliveries SET status = 'PENDING', lease_owner = NULL, updated_at = $2 \
-             WHERE status = 'IN_FLIGHT' AND lease_owner = $1",
+            "WITH q AS (UPDATE delivery_queue SET lease_owner = NULL WHERE lease_owner = $1 \
+               RETURNING delivery_seq) \
+             UPDATE deliveries SET status = 'PENDING', lease_owner = NULL, updated_at = $2 \
+             WHERE seq IN (SELECT delivery_seq FROM q)",
         )
         .bind(node)
         .bind(millis(Utc::now()))
@@ -419,11 +290,13 @@ impl DeliveryStore for PgStore {
     ) -> Result<Vec<ClaimedDelivery>> {
         let now = millis(Utc::now());
         let rows = sqlx::query(
-            "WITH c AS (SELECT seq FROM deliveries WHERE status = 'PENDING' AND due_at <= $2 \
-               AND NOT (subscription_id = ANY($4)) ORDER BY due_at LIMIT $3 \
-               FOR UPDATE SKIP LOCKED) \
+            "WITH c AS (SELECT delivery_seq FROM delivery_queue \
+               WHERE lease_owner IS NULL AND due_at <= $2 AND NOT (subscription_id = ANY($4)) \
+               ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED), \
+             q AS (UPDATE delivery_queue q SET lease_owner = $1 FROM c \
+               WHERE q.delivery_seq = c.delivery_seq) \
              UPDATE deliveries d SET status = 'IN_FLIGHT', lease_owner = $1, updated_at = $2 \
-             FROM c WHERE d.seq = c.seq \
+             FROM c WHERE d.seq = c.delivery_seq \
              RETURNING d.seq, d.id, d.subscription_id, d.attempt_count, d.round_attempts, d.event_seq",
         )
         .bind(node)
@@ -474,7 +347,7 @@ impl DeliveryStore for PgStore {
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
         let due: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(due_at) FROM deliveries WHERE status = 'PENDING' AND due_at IS NOT NULL",
+            "SELECT MIN(due_at) FROM delivery_queue WHERE lease_owner IS NULL AND due_at IS NOT NULL",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -482,8 +355,28 @@ impl DeliveryStore for PgStore {
     }
 
     async fn record_outcomes(&self, node: &str, outcomes: Vec<Outcome>) -> Result<Vec<String>> {
+        let now = millis(Utc::now());
+        let cols = OutcomeColumns::new(outcomes);
+        if cols.seq.is_empty() {
+            return Ok(Vec::new());
+        }
+        if cols.failed.is_empty() {
+            // One statement: atomic without a transaction of its own.
+            let mut c = self.pool.acquire().await?;
+            record(&mut c, node, &cols, now).await?;
+            return Ok(Vec::new());
+        }
         let mut tx = self.pool.begin().await?;
-        let deactivated = record(&mut tx, node, outcomes).await?;
+        let held = record(&mut tx, node, &cols, now).await?;
+        let failed: Vec<String> = held
+            .iter()
+            .filter_map(|seq| cols.failed.get(seq).cloned())
+            .collect();
+        let deactivated = if failed.is_empty() {
+            Vec::new()
+        } else {
+            deactivate(&mut tx, &failed, now).await?
+        };
         tx.commit().await?;
         Ok(deactivated)
     }
@@ -491,11 +384,11 @@ impl DeliveryStore for PgStore {
     async fn backlog(&self) -> Result<Backlog> {
         let row = sqlx::query(
             "SELECT \
-               COUNT(*) FILTER (WHERE status = 'PENDING' AND due_at IS NOT NULL AND due_at <= $1), \
-               COUNT(*) FILTER (WHERE status = 'PENDING' AND due_at IS NOT NULL AND due_at > $1), \
-               COUNT(*) FILTER (WHERE status = 'PENDING' AND due_at IS NULL), \
-               COUNT(*) FILTER (WHERE status = 'IN_FLIGHT') \
-             FROM deliveries WHERE status IN ('PENDING', 'IN_FLIGHT')",
+               COUNT(*) FILTER (WHERE lease_owner IS NULL AND due_at <= $1), \
+               COUNT(*) FILTER (WHERE lease_owner IS NULL AND due_at > $1), \
+               COUNT(*) FILTER (WHERE lease_owner IS NULL AND due_at IS NULL), \
+               COUNT(*) FILTER (WHERE lease_owner IS NOT NULL) \
+             FROM delivery_queue",
         )
         .bind(millis(Utc::now()))
         .fetch_one(&self.pool)
@@ -583,9 +476,14 @@ impl DeliveryStore for PgStore {
         let (store, id) = (store.as_str(), id.as_str());
         let mut c = self.pool.acquire().await?;
         sqlx::query(
-            "UPDATE deliveries SET status = 'PENDING', due_at = $3, round_attempts = 0, \
-             updated_at = $3 WHERE store_hash = $1 AND id = $2 \
-             AND status IN ('SUCCEEDED', 'FAILED', 'PENDING')",
+            "WITH q AS (INSERT INTO delivery_queue (delivery_seq, subscription_id, due_at) \
+               SELECT seq, subscription_id, $3 FROM deliveries WHERE store_hash = $1 AND id = $2 \
+                 AND status IN ('SUCCEEDED', 'FAILED', 'PENDING') \
+               ON CONFLICT (delivery_seq) DO UPDATE SET due_at = excluded.due_at \
+                 WHERE delivery_queue.lease_owner IS NULL \
+               RETURNING delivery_seq) \
+             UPDATE deliveries SET status = 'PENDING', due_at = $3, round_attempts = 0, \
+             updated_at = $3 WHERE seq IN (SELECT delivery_seq FROM q)",
         )
         .bind(store)
         .bind(id)
@@ -601,9 +499,15 @@ impl DeliveryStore for PgStore {
     async fn replay_deliveries(&self, store: StoreHash<'_>, filter: ReplayFilter) -> Result<u64> {
         let store = store.as_str();
         Ok(sqlx::query(
-            "UPDATE deliveries SET status = 'PENDING', due_at = $6, round_attempts = 0, \
-             updated_at = $6 WHERE store_hash = $1 AND subscription_id = $2 AND status = $3 \
-             AND created_at >= $4 AND created_at <= $5",
+            "WITH q AS (INSERT INTO delivery_queue (delivery_seq, subscription_id, due_at) \
+               SELECT seq, subscription_id, $6 FROM deliveries \
+               WHERE store_hash = $1 AND subscription_id = $2 AND status = $3 \
+                 AND created_at >= $4 AND created_at <= $5 \
+               ON CONFLICT (delivery_seq) DO UPDATE SET due_at = excluded.due_at \
+                 WHERE delivery_queue.lease_owner IS NULL \
+               RETURNING delivery_seq) \
+             UPDATE deliveries SET status = 'PENDING', due_at = $6, round_attempts = 0, \
+             updated_at = $6 WHERE seq IN (SELECT delivery_seq FROM q)",
         )
         .bind(store)
         .bind(&filter.subscription_id)
@@ -644,14 +548,17 @@ impl DeliveryStore for PgStore {
     }
 
     async fn prune(&self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
-        // Cascades to deliveries and attempts. SKIP LOCKED: nodes pruning at once take
-        // different events.
+        // Cascades to deliveries and attempts; the queue rows of parked deliveries go with
+        // them. SKIP LOCKED: nodes pruning at once take different events.
         Ok(sqlx::query(
-            "DELETE FROM events WHERE seq IN (SELECT e.seq FROM events e \
-             WHERE e.created_at < $1 AND NOT EXISTS (SELECT 1 FROM deliveries d \
-               WHERE d.event_seq = e.seq AND (d.status = 'IN_FLIGHT' \
-               OR (d.status = 'PENDING' AND d.due_at IS NOT NULL))) \
-             ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            "WITH e AS (SELECT e.seq FROM events e \
+               WHERE e.created_at < $1 AND NOT EXISTS (SELECT 1 FROM deliveries d \
+                 JOIN delivery_queue q ON q.delivery_seq = d.seq \
+                 WHERE d.event_seq = e.seq AND (q.lease_owner IS NOT NULL OR q.due_at IS NOT NULL)) \
+               ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+             q AS (DELETE FROM delivery_queue WHERE delivery_seq IN \
+               (SELECT d.seq FROM deliveries d WHERE d.event_seq IN (SELECT seq FROM e))) \
+             DELETE FROM events WHERE seq IN (SELECT seq FROM e)",
         )
         .bind(millis(before))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))

@@ -9,6 +9,7 @@
 
 mod deliveries;
 mod event_sources;
+mod ingest;
 mod migrate;
 mod portal;
 mod query;
@@ -41,6 +42,7 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 24;
 
 pub struct PgStore {
     pool: PgPool,
+    ingest: ingest::GroupCommit,
 }
 
 fn auth_profile_row(r: &PgRow) -> Result<(i64, AuthProfileRecord)> {
@@ -59,7 +61,8 @@ impl PgStore {
         for version in migrate::migrate(&pool).await? {
             tracing::info!(version, "applied PostgreSQL migration");
         }
-        Ok(PgStore { pool })
+        let ingest = ingest::GroupCommit::start(pool.clone());
+        Ok(PgStore { pool, ingest })
     }
 
     /// Applies pending migrations; returns the versions applied.
