@@ -59,7 +59,8 @@ struct OutcomeColumns {
     status: Vec<String>,
     due_at: Vec<Option<i64>>,
     attempted: Vec<bool>,
-    /// The attempts logged (each numbered by the statement, from the delivery's count).
+    /// The attempt logged with each outcome, if any (numbered by the statement, from the
+    /// delivery's count).
     attempts: AttemptColumns,
     /// Deliveries whose outcome deactivates their subscription, by delivery seq.
     failed: HashMap<i64, String>,
@@ -95,9 +96,7 @@ impl OutcomeColumns {
             cols.status.push(status.to_owned());
             cols.due_at.push(due_at);
             cols.attempted.push(logged.is_some());
-            if let Some(a) = logged {
-                cols.attempts.push(outcome.seq, a);
-            }
+            cols.attempts.push(logged);
             if matches!(outcome.next, Next::Failed) {
                 cols.failed.insert(outcome.seq, outcome.subscription_id);
             }
@@ -117,29 +116,32 @@ async fn record(
     now: i64,
 ) -> Result<Vec<i64>> {
     let a = &cols.attempts;
+    // Each step joins the outcomes to a table by its key, never two intermediate results to
+    // each other: the planner cannot know how many rows an array holds, and a nested loop
+    // over two of them would be quadratic. The queue rows go first (the lock order of every
+    // state change) and are the lease check: only rows `node` holds come back.
     let held: Vec<i64> = sqlx::query_scalar(
-        "WITH o AS (SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bool[]) \
-           AS o(seq, status, due_at, attempted)), \
-         held AS (SELECT q.delivery_seq FROM delivery_queue q JOIN o ON q.delivery_seq = o.seq \
-           WHERE q.lease_owner = $6 FOR UPDATE OF q), \
-         u AS (UPDATE deliveries d SET status = o.status, due_at = o.due_at, lease_owner = NULL, \
+        "WITH o AS (SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bool[], \
+           $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[]) \
+           AS o(seq, status, due_at, attempted, started_at, duration_ms, status_code, error, \
+             response_body)), \
+         done AS (DELETE FROM delivery_queue q USING o \
+           WHERE q.delivery_seq = o.seq AND q.lease_owner = $6 AND o.status <> 'PENDING' \
+           RETURNING o.*), \
+         back AS (UPDATE delivery_queue q SET due_at = o.due_at, lease_owner = NULL FROM o \
+           WHERE q.delivery_seq = o.seq AND q.lease_owner = $6 AND o.status = 'PENDING' \
+           RETURNING o.*), \
+         u AS (UPDATE deliveries d SET status = h.status, due_at = h.due_at, lease_owner = NULL, \
            updated_at = $5, \
-           attempt_count = d.attempt_count + CASE WHEN o.attempted THEN 1 ELSE 0 END, \
-           round_attempts = d.round_attempts + CASE WHEN o.attempted THEN 1 ELSE 0 END \
-           FROM o JOIN held h ON h.delivery_seq = o.seq WHERE d.seq = o.seq \
-           RETURNING d.seq, d.attempt_count, d.status, d.due_at), \
-         done AS (DELETE FROM delivery_queue q USING u \
-           WHERE q.delivery_seq = u.seq AND u.status <> 'PENDING'), \
-         back AS (UPDATE delivery_queue q SET due_at = u.due_at, lease_owner = NULL FROM u \
-           WHERE q.delivery_seq = u.seq AND u.status = 'PENDING'), \
+           attempt_count = d.attempt_count + CASE WHEN h.attempted THEN 1 ELSE 0 END, \
+           round_attempts = d.round_attempts + CASE WHEN h.attempted THEN 1 ELSE 0 END \
+           FROM (SELECT * FROM done UNION ALL SELECT * FROM back) h WHERE d.seq = h.seq \
+           RETURNING d.seq, d.attempt_count, h.attempted, h.started_at, h.duration_ms, \
+             h.status_code, h.error, h.response_body), \
          logged AS (INSERT INTO attempts (delivery_seq, n, started_at, duration_ms, \
            status_code, error, response_body) \
-           SELECT u.seq, u.attempt_count, a.started_at, a.duration_ms, a.status_code, a.error, \
-             a.response_body \
-           FROM u JOIN UNNEST($7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], \
-             $11::text[], $12::text[]) \
-             AS a(seq, started_at, duration_ms, status_code, error, response_body) \
-             ON a.seq = u.seq) \
+           SELECT seq, attempt_count, started_at, duration_ms, status_code, error, response_body \
+           FROM u WHERE attempted) \
          SELECT seq FROM u",
     )
     .bind(&cols.seq)
@@ -148,7 +150,6 @@ async fn record(
     .bind(&cols.attempted)
     .bind(now)
     .bind(node)
-    .bind(&a.seq)
     .bind(&a.started_at)
     .bind(&a.duration_ms)
     .bind(&a.status_code)
@@ -184,25 +185,34 @@ async fn deactivate(c: &mut PgConnection, subscriptions: &[String], now: i64) ->
     .await?)
 }
 
+/// The attempt columns of a batch of outcomes, one row per outcome (NULL where none is
+/// logged).
 #[derive(Default)]
 struct AttemptColumns {
-    seq: Vec<i64>,
-    started_at: Vec<i64>,
-    duration_ms: Vec<i64>,
+    started_at: Vec<Option<i64>>,
+    duration_ms: Vec<Option<i64>>,
     status_code: Vec<Option<i64>>,
     error: Vec<Option<String>>,
     response_body: Vec<Option<String>>,
 }
 
 impl AttemptColumns {
-    fn push(&mut self, seq: i64, a: AttemptRecord) {
-        self.seq.push(seq);
-        self.started_at.push(millis(a.started_at));
-        self.duration_ms
-            .push(i64::try_from(a.duration_ms).unwrap_or(i64::MAX));
-        self.status_code.push(a.status_code.map(i64::from));
-        self.error.push(a.error);
-        self.response_body.push(a.response_body);
+    fn push(&mut self, a: Option<AttemptRecord>) {
+        let (started_at, duration_ms, status_code, error, response_body) = match a {
+            Some(a) => (
+                Some(millis(a.started_at)),
+                Some(i64::try_from(a.duration_ms).unwrap_or(i64::MAX)),
+                a.status_code.map(i64::from),
+                a.error,
+                a.response_body,
+            ),
+            None => (None, None, None, None, None),
+        };
+        self.started_at.push(started_at);
+        self.duration_ms.push(duration_ms);
+        self.status_code.push(status_code);
+        self.error.push(error);
+        self.response_body.push(response_body);
     }
 }
 
@@ -548,16 +558,18 @@ impl DeliveryStore for PgStore {
     }
 
     async fn prune(&self, before: DateTime<Utc>, limit: usize) -> Result<u64> {
-        // Cascades to deliveries and attempts; the queue rows of parked deliveries go with
-        // them. SKIP LOCKED: nodes pruning at once take different events.
+        // With their deliveries, attempts and the queue rows of parked deliveries, in one
+        // statement (there are no foreign keys to cascade: migration 0003 says why). SKIP
+        // LOCKED: nodes pruning at once take different events.
         Ok(sqlx::query(
             "WITH e AS (SELECT e.seq FROM events e \
                WHERE e.created_at < $1 AND NOT EXISTS (SELECT 1 FROM deliveries d \
                  JOIN delivery_queue q ON q.delivery_seq = d.seq \
                  WHERE d.event_seq = e.seq AND (q.lease_owner IS NOT NULL OR q.due_at IS NOT NULL)) \
                ORDER BY e.created_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
-             q AS (DELETE FROM delivery_queue WHERE delivery_seq IN \
-               (SELECT d.seq FROM deliveries d WHERE d.event_seq IN (SELECT seq FROM e))) \
+             d AS (DELETE FROM deliveries WHERE event_seq IN (SELECT seq FROM e) RETURNING seq), \
+             a AS (DELETE FROM attempts WHERE delivery_seq IN (SELECT seq FROM d)), \
+             q AS (DELETE FROM delivery_queue WHERE delivery_seq IN (SELECT seq FROM d)) \
              DELETE FROM events WHERE seq IN (SELECT seq FROM e)",
         )
         .bind(millis(before))
