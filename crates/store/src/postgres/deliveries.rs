@@ -23,8 +23,7 @@ use sqlx::{AssertSqlSafe, PgConnection, Row};
 use super::query::{Arg, Where};
 use super::PgStore;
 use crate::codec::{
-    self, count, millis, time, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DELIVERY_FROM,
-    EVENT_COLUMNS,
+    self, count, millis, time, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DELIVERY_FROM, EVENT_COLUMNS,
 };
 use crate::delivery::*;
 use crate::{DeliveryStore, Page, PageRequest, Result, Signal, StoreError};
@@ -168,7 +167,11 @@ async fn record(
 
 /// Deactivates `subscriptions` (their last retry was used up); returns those that were
 /// active. Their waiting deliveries stay, parked, to go out after reactivation.
-async fn deactivate(c: &mut PgConnection, subscriptions: &[String], now: i64) -> Result<Vec<String>> {
+async fn deactivate(
+    c: &mut PgConnection,
+    subscriptions: &[String],
+    now: i64,
+) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "WITH s AS (UPDATE subscriptions SET status = 'DEACTIVATED', updated_at = $2 \
            WHERE id = ANY($1) AND status = 'ACTIVE' RETURNING id), \

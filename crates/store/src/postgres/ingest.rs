@@ -53,7 +53,11 @@ impl GroupCommit {
     }
 
     /// Writes `events` in the next group; returns once that group committed.
-    pub(super) async fn ingest(&self, events: Vec<NewEvent>, claim: Claim) -> Result<Vec<Ingested>> {
+    pub(super) async fn ingest(
+        &self,
+        events: Vec<NewEvent>,
+        claim: Claim,
+    ) -> Result<Vec<Ingested>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -102,7 +106,9 @@ async fn commit_group(pool: &PgPool, group: Vec<Request>) {
             return;
         };
         let result = write_in_transaction(pool, &[(&request.events, &request.claim)]).await;
-        let _ = request.reply.send(result.map(|mut r| r.pop().unwrap_or_default()));
+        let _ = request
+            .reply
+            .send(result.map(|mut r| r.pop().unwrap_or_default()));
         return;
     }
     let parts: Vec<(&Vec<NewEvent>, &Claim)> =
@@ -150,7 +156,10 @@ struct EventColumns {
 
 /// Writes the events of every part (one part per caller, with its claim) and their
 /// deliveries; returns one result per event, per part.
-async fn write(c: &mut PgConnection, parts: &[(&Vec<NewEvent>, &Claim)]) -> Result<Vec<Vec<Ingested>>> {
+async fn write(
+    c: &mut PgConnection,
+    parts: &[(&Vec<NewEvent>, &Claim)],
+) -> Result<Vec<Vec<Ingested>>> {
     let now = millis(Utc::now());
     let events: Vec<(&NewEvent, &Claim)> = parts
         .iter()
