@@ -11,6 +11,7 @@
 use crate::codec::SortKey;
 use hookrelay_core::ids::{DeliveryId, StoreHash, SubscriptionId};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,10 @@ use crate::codec::{
 };
 use crate::delivery::*;
 use crate::{DeliveryStore, Page, PageRequest, Result, Signal, StoreError};
+
+/// Every how many heartbeats of a node all leases are checked against the nodes alive
+/// (see [`DeliveryStore::heartbeat`] below); with the default lease timeout, every 100 s.
+const FULL_LEASE_SWEEP_EVERY: u64 = 10;
 
 /// The database's clock in Unix milliseconds.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -251,25 +256,46 @@ impl DeliveryStore for PgStore {
         .bind(node)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM nodes WHERE heartbeat_at < {DB_NOW} - $1 AND id <> $2"
+        let gone: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "DELETE FROM nodes WHERE heartbeat_at < {DB_NOW} - $1 AND id <> $2 RETURNING id"
         )))
         .bind(i64::try_from(lease_timeout.as_millis()).unwrap_or(i64::MAX))
         .bind(node)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        // Deliveries held by a node that is gone (or never registered) go back.
-        let n = sqlx::query(
-            "WITH q AS (UPDATE delivery_queue SET lease_owner = NULL \
-               WHERE lease_owner IS NOT NULL AND lease_owner NOT IN (SELECT id FROM nodes) \
-               RETURNING delivery_seq) \
-             UPDATE deliveries SET status = 'PENDING', lease_owner = NULL, updated_at = $1 \
-             WHERE seq IN (SELECT delivery_seq FROM q)",
-        )
-        .bind(millis(Utc::now()))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        // The deliveries of the nodes just found gone go back, found through the lease index
+        // by owner. Now and then (and at a node's first heartbeat) every lease is checked
+        // against the nodes registered, for leases of a node that never registered or whose
+        // last ingest committed after it was found gone: scanning every lease at every
+        // heartbeat of every node would grow with nodes × work in flight.
+        let sweep = self.heartbeats.fetch_add(1, Ordering::Relaxed) % FULL_LEASE_SWEEP_EVERY == 0;
+        let n = if sweep {
+            sqlx::query(
+                "WITH q AS (UPDATE delivery_queue SET lease_owner = NULL \
+                   WHERE lease_owner IS NOT NULL AND lease_owner NOT IN (SELECT id FROM nodes) \
+                   RETURNING delivery_seq) \
+                 UPDATE deliveries SET status = 'PENDING', lease_owner = NULL, updated_at = $1 \
+                 WHERE seq IN (SELECT delivery_seq FROM q)",
+            )
+            .bind(millis(Utc::now()))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        } else if gone.is_empty() {
+            0
+        } else {
+            sqlx::query(
+                "WITH q AS (UPDATE delivery_queue SET lease_owner = NULL \
+                   WHERE lease_owner = ANY($2) RETURNING delivery_seq) \
+                 UPDATE deliveries SET status = 'PENDING', lease_owner = NULL, updated_at = $1 \
+                 WHERE seq IN (SELECT delivery_seq FROM q)",
+            )
+            .bind(millis(Utc::now()))
+            .bind(&gone)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+        };
         tx.commit().await?;
         Ok(n)
     }

@@ -43,6 +43,8 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 24;
 pub struct PgStore {
     pool: PgPool,
     ingest: ingest::GroupCommit,
+    /// Heartbeats made, for the occasional full check of leases.
+    heartbeats: std::sync::atomic::AtomicU64,
 }
 
 fn auth_profile_row(r: &PgRow) -> Result<(i64, AuthProfileRecord)> {
@@ -62,7 +64,11 @@ impl PgStore {
             tracing::info!(version, "applied PostgreSQL migration");
         }
         let ingest = ingest::GroupCommit::start(pool.clone());
-        Ok(PgStore { pool, ingest })
+        Ok(PgStore {
+            pool,
+            ingest,
+            heartbeats: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     /// Applies pending migrations; returns the versions applied.
