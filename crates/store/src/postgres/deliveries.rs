@@ -268,7 +268,10 @@ impl DeliveryStore for PgStore {
         // against the nodes registered, for leases of a node that never registered or whose
         // last ingest committed after it was found gone: scanning every lease at every
         // heartbeat of every node would grow with nodes × work in flight.
-        let sweep = self.heartbeats.fetch_add(1, Ordering::Relaxed) % FULL_LEASE_SWEEP_EVERY == 0;
+        let sweep = self
+            .heartbeats
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(FULL_LEASE_SWEEP_EVERY);
         let n = if sweep {
             sqlx::query(
                 "WITH q AS (UPDATE delivery_queue SET lease_owner = NULL \
