@@ -12,7 +12,7 @@ use hookrelay_store::{
     Claim, DeliveryStatus, Ingested, NewEvent, Next, Outcome, Owned, SubscriptionLimits,
 };
 
-async fn store_with_subscription() -> (
+pub(crate) async fn store_with_subscription() -> (
     crate::backend::TestDb,
     std::sync::Arc<dyn hookrelay_store::Store>,
 ) {
@@ -48,7 +48,7 @@ async fn store_with_subscription() -> (
     (test, db)
 }
 
-fn event(id: &str) -> NewEvent {
+pub(crate) fn event(id: &str) -> NewEvent {
     NewEvent {
         id: id.into(),
         store: "s1".into(),

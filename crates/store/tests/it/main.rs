@@ -5,6 +5,7 @@
 mod backend;
 
 mod event_sources;
+mod ingest;
 mod leases;
 mod portal;
 mod retention;
