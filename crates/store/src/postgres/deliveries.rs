@@ -40,6 +40,27 @@ fn delivery_row(r: &PgRow) -> Result<(i64, DeliveryRecord)> {
     codec::delivery(r)
 }
 
+/// Hands the deliveries leased to `owners` (to any node no longer registered, when `None`)
+/// back to `PENDING`; returns how many.
+async fn hand_back(c: &mut PgConnection, owners: Option<&[String]>) -> Result<u64> {
+    let which = match owners {
+        Some(_) => "lease_owner = ANY($2)",
+        None => "lease_owner IS NOT NULL AND lease_owner NOT IN (SELECT id FROM nodes)",
+    };
+    let query = sqlx::query(AssertSqlSafe(format!(
+        "WITH q AS (UPDATE delivery_queue SET lease_owner = NULL WHERE {which} \
+           RETURNING delivery_seq) \
+         UPDATE deliveries SET status = 'PENDING', lease_owner = NULL, updated_at = $1 \
+         WHERE seq IN (SELECT delivery_seq FROM q)"
+    )))
+    .bind(millis(Utc::now()));
+    let query = match owners {
+        Some(owners) => query.bind(owners),
+        None => query,
+    };
+    Ok(query.execute(c).await?.rows_affected())
+}
+
 /// Makes the parked deliveries of a subscription due now (it was made active again).
 pub(crate) async fn resume_parked(c: &mut PgConnection, subscription_id: &str) -> Result<u64> {
     Ok(sqlx::query(
@@ -62,7 +83,6 @@ struct OutcomeColumns {
     seq: Vec<i64>,
     status: Vec<String>,
     due_at: Vec<Option<i64>>,
-    attempted: Vec<bool>,
     /// The attempt logged with each outcome, if any (numbered by the statement, from the
     /// delivery's count).
     attempts: AttemptColumns,
@@ -99,7 +119,6 @@ impl OutcomeColumns {
             cols.seq.push(outcome.seq);
             cols.status.push(status.to_owned());
             cols.due_at.push(due_at);
-            cols.attempted.push(logged.is_some());
             cols.attempts.push(logged);
             if matches!(outcome.next, Next::Failed) {
                 cols.failed.insert(outcome.seq, outcome.subscription_id);
@@ -125,33 +144,33 @@ async fn record(
     // over two of them would be quadratic. The queue rows go first (the lock order of every
     // state change) and are the lease check: only rows `node` holds come back.
     let held: Vec<i64> = sqlx::query_scalar(
-        "WITH o AS (SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bool[], \
-           $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[]) \
-           AS o(seq, status, due_at, attempted, started_at, duration_ms, status_code, error, \
+        // An outcome carries an attempt exactly when its `started_at` is set.
+        "WITH o AS (SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], \
+           $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::text[]) \
+           AS o(seq, status, due_at, started_at, duration_ms, status_code, error, \
              response_body)), \
          done AS (DELETE FROM delivery_queue q USING o \
-           WHERE q.delivery_seq = o.seq AND q.lease_owner = $6 AND o.status <> 'PENDING' \
+           WHERE q.delivery_seq = o.seq AND q.lease_owner = $5 AND o.status <> 'PENDING' \
            RETURNING o.*), \
          back AS (UPDATE delivery_queue q SET due_at = o.due_at, lease_owner = NULL FROM o \
-           WHERE q.delivery_seq = o.seq AND q.lease_owner = $6 AND o.status = 'PENDING' \
+           WHERE q.delivery_seq = o.seq AND q.lease_owner = $5 AND o.status = 'PENDING' \
            RETURNING o.*), \
          u AS (UPDATE deliveries d SET status = h.status, due_at = h.due_at, lease_owner = NULL, \
-           updated_at = $5, \
-           attempt_count = d.attempt_count + CASE WHEN h.attempted THEN 1 ELSE 0 END, \
-           round_attempts = d.round_attempts + CASE WHEN h.attempted THEN 1 ELSE 0 END \
+           updated_at = $4, \
+           attempt_count = d.attempt_count + CASE WHEN h.started_at IS NULL THEN 0 ELSE 1 END, \
+           round_attempts = d.round_attempts + CASE WHEN h.started_at IS NULL THEN 0 ELSE 1 END \
            FROM (SELECT * FROM done UNION ALL SELECT * FROM back) h WHERE d.seq = h.seq \
-           RETURNING d.seq, d.attempt_count, h.attempted, h.started_at, h.duration_ms, \
+           RETURNING d.seq, d.attempt_count, h.started_at, h.duration_ms, \
              h.status_code, h.error, h.response_body), \
          logged AS (INSERT INTO attempts (delivery_seq, n, started_at, duration_ms, \
            status_code, error, response_body) \
            SELECT seq, attempt_count, started_at, duration_ms, status_code, error, response_body \
-           FROM u WHERE attempted) \
+           FROM u WHERE started_at IS NOT NULL) \
          SELECT seq FROM u",
     )
     .bind(&cols.seq)
     .bind(&cols.status)
     .bind(&cols.due_at)
-    .bind(&cols.attempted)
     .bind(now)
     .bind(node)
     .bind(&a.started_at)
@@ -273,31 +292,11 @@ impl DeliveryStore for PgStore {
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(FULL_LEASE_SWEEP_EVERY);
         let n = if sweep {
-            sqlx::query(
-                "WITH q AS (UPDATE delivery_queue SET lease_owner = NULL \
-                   WHERE lease_owner IS NOT NULL AND lease_owner NOT IN (SELECT id FROM nodes) \
-                   RETURNING delivery_seq) \
-                 UPDATE deliveries SET status = 'PENDING', lease_owner = NULL, updated_at = $1 \
-                 WHERE seq IN (SELECT delivery_seq FROM q)",
-            )
-            .bind(millis(Utc::now()))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+            hand_back(&mut tx, None).await?
         } else if gone.is_empty() {
             0
         } else {
-            sqlx::query(
-                "WITH q AS (UPDATE delivery_queue SET lease_owner = NULL \
-                   WHERE lease_owner = ANY($2) RETURNING delivery_seq) \
-                 UPDATE deliveries SET status = 'PENDING', lease_owner = NULL, updated_at = $1 \
-                 WHERE seq IN (SELECT delivery_seq FROM q)",
-            )
-            .bind(millis(Utc::now()))
-            .bind(&gone)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+            hand_back(&mut tx, Some(&gone)).await?
         };
         tx.commit().await?;
         Ok(n)
@@ -305,17 +304,7 @@ impl DeliveryStore for PgStore {
 
     async fn leave(&self, node: &str) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query(
-            "WITH q AS (UPDATE delivery_queue SET lease_owner = NULL WHERE lease_owner = $1 \
-               RETURNING delivery_seq) \
-             UPDATE deliveries SET status = 'PENDING', lease_owner = NULL, updated_at = $2 \
-             WHERE seq IN (SELECT delivery_seq FROM q)",
-        )
-        .bind(node)
-        .bind(millis(Utc::now()))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let n = hand_back(&mut tx, Some(&[node.to_owned()])).await?;
         sqlx::query("DELETE FROM nodes WHERE id = $1")
             .bind(node)
             .execute(&mut *tx)

@@ -101,34 +101,27 @@ async fn commit_loop(pool: PgPool, inbox: Arc<Mutex<mpsc::UnboundedReceiver<Requ
 
 /// Writes a group in one transaction; if that fails, each request in one of its own.
 async fn commit_group(pool: &PgPool, group: Vec<Request>) {
-    if group.len() == 1 {
-        let Some(request) = group.into_iter().next() else {
-            return;
-        };
+    if group.len() > 1 {
+        let parts: Vec<(&Vec<NewEvent>, &Claim)> =
+            group.iter().map(|r| (&r.events, &r.claim)).collect();
+        match write_in_transaction(pool, &parts).await {
+            Ok(results) => {
+                for (request, result) in group.into_iter().zip(results) {
+                    // The caller may have gone away (request cancelled); its events stand.
+                    let _ = request.reply.send(Ok(result));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, requests = group.len(), "group ingest failed; writing its requests one by one");
+            }
+        }
+    }
+    for request in group {
         let result = write_in_transaction(pool, &[(&request.events, &request.claim)]).await;
         let _ = request
             .reply
             .send(result.map(|mut r| r.pop().unwrap_or_default()));
-        return;
-    }
-    let parts: Vec<(&Vec<NewEvent>, &Claim)> =
-        group.iter().map(|r| (&r.events, &r.claim)).collect();
-    match write_in_transaction(pool, &parts).await {
-        Ok(results) => {
-            for (request, result) in group.into_iter().zip(results) {
-                // The caller may have gone away (request cancelled); its events stand.
-                let _ = request.reply.send(Ok(result));
-            }
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, requests = group.len(), "group ingest failed; writing its requests one by one");
-            for request in group {
-                let result = write_in_transaction(pool, &[(&request.events, &request.claim)]).await;
-                let _ = request
-                    .reply
-                    .send(result.map(|mut r| r.pop().unwrap_or_default()));
-            }
-        }
     }
 }
 
