@@ -333,6 +333,9 @@ async fn kill_9_run() -> usize {
         .expect("subscribe");
     let published = Arc::new(Mutex::new(Vec::<String>::new()));
     let counted = published.clone();
+    // Told when the first publish of the third batch is seen (see the kill below).
+    let third_batch = Arc::new(tokio::sync::Notify::new());
+    let seen_third = third_batch.clone();
     let tapping = tokio::spawn(async move {
         while let Some(m) = tap.next().await {
             let id = m
@@ -341,7 +344,11 @@ async fn kill_9_run() -> usize {
                 .and_then(|h| h.get("Nats-Msg-Id"))
                 .map(|v| v.as_str().to_owned())
                 .unwrap_or_default();
-            counted.lock().unwrap().push(id);
+            let mut counted = counted.lock().unwrap();
+            counted.push(id);
+            if counted.len() == 201 {
+                seen_third.notify_one();
+            }
         }
     });
     nats.client.flush().await.expect("flush");
@@ -400,18 +407,17 @@ async fn kill_9_run() -> usize {
         accepted
     });
 
-    // Kill once some, but far from all, are in the stream.
-    let deadline = Instant::now() + WAIT;
-    let at_kill = loop {
-        let count = nats.count().await;
-        if count >= 200 {
-            break count;
-        }
-        assert!(Instant::now() < deadline, "no delivery reached the stream");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
+    // Kill once two batches are in the stream and the third is being sent: its
+    // outcome cannot be recorded before JetStream has acknowledged all of it, so the
+    // kill almost always lands with sends that are not yet recorded. (Waiting for the
+    // stream count alone landed, on a fast store, between a recorded batch and the
+    // next claim, where nothing is sent again.)
+    tokio::time::timeout(WAIT, third_batch.notified())
+        .await
+        .expect("a third batch was sent");
     let dir = server.kill9();
     let sent_at_kill = published.lock().unwrap().len();
+    let at_kill = nats.count().await;
     println!("killed with {at_kill} messages in the stream, {sent_at_kill} published");
     assert!(
         (at_kill as usize) < total,
