@@ -76,7 +76,7 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_secs(1),
             max_in_flight_per_host: 256,
             min_in_flight_per_host: 4,
-            max_queued_per_host: 2048,
+            max_queued_per_host: 8192,
             max_held: 16384,
             breaker: BreakerConfig::default(),
             endpoint_breaker: BreakerConfig::default(),
