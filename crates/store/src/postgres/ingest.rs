@@ -24,7 +24,7 @@ use crate::delivery::{Claim, ClaimedDelivery, EventData, Ingested, NewEvent};
 use crate::{Result, StoreError};
 
 /// Groups written at once, each in its own transaction and connection.
-const COMMITTERS: usize = 3;
+const COMMITTERS: usize = 2;
 /// Events one group takes at most (more wait for the next group).
 const MAX_GROUP_EVENTS: usize = 1024;
 
