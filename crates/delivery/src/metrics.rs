@@ -81,7 +81,7 @@ pub fn describe() {
     );
     metrics::describe_counter!(
         DESTINATION_MESSAGES,
-        "Messages by destination kind and result: accepted, refused (to be retried), given_up (permanent error)."
+        "Messages by destination kind and result: accepted, refused (to be retried), given_up (permanent error), gone (the destination is gone; the subscription is deactivated)."
     );
     metrics::describe_counter!(
         PRUNED,

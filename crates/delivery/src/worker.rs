@@ -108,6 +108,12 @@ impl Worker {
                     tracing::warn!(delivery_id = %delivery.id, subscription_id = %delivery.subscription_id, kind = name, reason, "delivery failed: the destination will not take it");
                     self.drop_delivery(delivery, record, reason);
                 }
+                Some(Action::Deactivate) => {
+                    metrics::destination_messages(name, "gone");
+                    metrics::delivered("failed");
+                    tracing::warn!(delivery_id = %delivery.id, subscription_id = %delivery.subscription_id, kind = name, "delivery failed: the destination is gone; deactivating the subscription");
+                    self.record_attempt(delivery, record, Next::Failed);
+                }
                 Some(retry) => {
                     metrics::destination_messages(name, "refused");
                     let after = match retry {

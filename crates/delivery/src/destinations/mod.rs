@@ -108,6 +108,9 @@ pub enum Action {
     /// It would fail the same way every time: FAILED now, with the reason; the
     /// subscription stays active.
     GiveUp,
+    /// The destination says it is gone for good (a webhook's `410 Gone`): FAILED now,
+    /// and the subscription is deactivated at once, as after its last retry.
+    Deactivate,
 }
 
 /// The usual classification: a failure that named a `Retry-After` waits for it, the rest
@@ -213,7 +216,7 @@ pub trait Destination: Send + Sync + 'static {
     /// per message, in order.
     async fn send(&self, batch: &[Message<'_, Self::Config>]) -> Sent;
 
-    /// Whether a failure is worth trying again.
+    /// Whether a failure is worth trying again, or ends the delivery or the subscription.
     fn classify(&self, failure: &Failure) -> Action {
         retry(failure)
     }

@@ -251,6 +251,70 @@ async fn last_failure_deactivates_then_reactivation_and_replay_deliver() {
     hook.wait_for(5, WAIT).await;
 }
 
+/// `410 Gone` (docs/delivery.md#outcome-of-an-attempt): FAILED after one attempt, no
+/// retry even with retries left and a `Retry-After`, and that subscription DEACTIVATED at
+/// once; another subscription to the same event is not touched.
+#[tokio::test]
+async fn gone_fails_at_once_and_deactivates_only_that_subscription() {
+    let server = Server::start_with(with_schedule("0.2,0.2")).await;
+    let client = server.client("shop");
+    let publisher = server.token("publisher", None);
+    let gone = Receiver::start(|_, _| {
+        Reply::status(410)
+            .header("Retry-After", "1")
+            .body("moved away")
+    })
+    .await;
+    let fine = Receiver::start(|_, _| Reply::status(204)).await;
+    let gone_id = webhook(&server, &client, &gone.url, "store/order/*").await;
+    let fine_id = webhook(&server, &client, &fine.url, "store/order/*").await;
+    server
+        .publish(&publisher, "shop", "store/order/created", json!({"id": 1}))
+        .await;
+
+    let d = delivery_with_status(&server, &client, &gone_id, "FAILED").await;
+    assert_eq!(d["attemptCount"], 1, "{d}");
+    assert_eq!(d["attempts"][0]["statusCode"], 410);
+    assert_eq!(
+        d["attempts"][0]["error"],
+        "endpoint answered 410 (Gone): the subscription is deactivated"
+    );
+    assert_eq!(d["attempts"][0]["responseBody"], "moved away");
+    assert!(d["nextAttemptAt"].is_null(), "{d}");
+    delivery_with_status(&server, &client, &fine_id, "SUCCEEDED").await;
+
+    let status = server
+        .gql_ok(
+            &client,
+            "{ store { webhooks { edges { node { id status isActive } } } } }",
+        )
+        .await;
+    let edges = status["store"]["webhooks"]["edges"]
+        .as_array()
+        .expect("edges");
+    let of = |id: &str| {
+        edges
+            .iter()
+            .map(|e| &e["node"])
+            .find(|n| n["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {status}"))
+            .clone()
+    };
+    assert_eq!(of(&gone_id)["status"], "DEACTIVATED", "{status}");
+    assert_eq!(of(&gone_id)["isActive"], false);
+    assert_eq!(of(&fine_id)["status"], "ACTIVE", "{status}");
+
+    // No retry came, though the schedule had two left and Retry-After asked for 1 s.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(gone.count(), 1);
+    assert!(metrics(&server)
+        .await
+        .lines()
+        .any(|l| l.starts_with("hookrelay_destination_messages_total")
+            && l.contains("result=\"gone\"")
+            && !l.ends_with(" 0")));
+}
+
 #[tokio::test]
 async fn deliveries_waiting_at_deactivation_go_out_after_reactivation() {
     // One retry. Event 2 is told to come back in 30 s (Retry-After), so it is still

@@ -25,7 +25,7 @@ use reqwest::StatusCode;
 
 use self::http::{describe_error, describe_error_with_timeout, verdict_of};
 use self::oauth::TokenCache;
-use super::{Answer, Destination, Failure, Lane, Message, Resolve, Sent, Verdict};
+use super::{retry, Action, Answer, Destination, Failure, Lane, Message, Resolve, Sent, Verdict};
 use crate::resolver::check_target;
 
 /// How much of a response body the log keeps.
@@ -121,6 +121,16 @@ impl Destination for Webhook {
                 url.port_or_known_default().unwrap_or(0)
             ),
             endpoint: Some(url.as_str().to_owned()),
+        }
+    }
+
+    /// `410 Gone` deactivates the subscription at once, as the Standard Webhooks spec
+    /// recommends (docs/delivery.md#outcome-of-an-attempt); every other failure follows the schedule.
+    fn classify(&self, failure: &Failure) -> Action {
+        if failure.status == Some(StatusCode::GONE.as_u16()) {
+            Action::Deactivate
+        } else {
+            retry(failure)
         }
     }
 
@@ -276,6 +286,8 @@ impl Webhook {
             let mut why = format!("endpoint answered {}", status.as_u16());
             if status.is_redirection() {
                 why.push_str(" (redirects are not followed)");
+            } else if status == StatusCode::GONE {
+                why.push_str(" (Gone): the subscription is deactivated");
             }
             if let Some(e) = read_error {
                 why.push_str(&format!("; {e}"));
