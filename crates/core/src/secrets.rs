@@ -148,9 +148,7 @@ pub fn hash_token(token: &str) -> String {
 
 /// A new Standard Webhooks signing secret: `whsec_` and base64 of 24 random bytes.
 pub fn new_signing_secret() -> String {
-    let mut bytes = [0u8; 24];
-    OsRng.fill_bytes(&mut bytes);
-    format!("whsec_{}", STANDARD.encode(bytes))
+    crate::signing::Scheme::HmacSha256.new_secret()
 }
 
 /// A new client id for tokens made without `--client-id`.

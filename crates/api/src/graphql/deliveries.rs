@@ -12,7 +12,7 @@ use hookrelay_store::{
 };
 
 use super::context::{request_ctx, RequestCtx};
-use super::subscriptions::{new_signing_secret, signing_secret_for};
+use super::subscriptions::{new_signing_secret, signing_for};
 use super::types::{connection, connection_type, page_request};
 use crate::error::{ApiError, ApiResult};
 
@@ -143,8 +143,10 @@ pub struct ReplayDeliveriesResponse {
 #[derive(SimpleObject)]
 pub struct RotateSigningSecretResponse {
     subscription_id: String,
-    /// The new secret (to its owner only).
+    /// The new secret (to its owner only; never for `ED25519`).
     signing_secret: Option<String>,
+    /// `ED25519` only: the new public key (to its owner only).
+    signing_public_key: Option<String>,
     /// Until when the previous secret signs alongside the new one.
     previous_secret_expires_at: DateTime<Utc>,
 }
@@ -326,7 +328,9 @@ impl DeliveryMutation {
             secret: sub.signing_secret.clone(),
             until,
         };
-        let secret = new_signing_secret(rc, &sub.id)?;
+        // The new secret is of the scheme the subscription signs with.
+        let scheme = signing_for(rc, &sub)?.scheme.into();
+        let secret = new_signing_secret(rc, &sub.id, scheme)?;
         rc.services
             .store
             .rotate_signing_secret(
@@ -338,8 +342,10 @@ impl DeliveryMutation {
             .await?;
         rc.services.engine.subscription_changed(&sub.id).await;
         sub.signing_secret = secret;
+        let signing = signing_for(rc, &sub)?;
         Ok(RotateSigningSecretResponse {
-            signing_secret: signing_secret_for(rc, &sub)?,
+            signing_secret: signing.secret,
+            signing_public_key: signing.public_key,
             subscription_id,
             previous_secret_expires_at: until,
         })

@@ -4,7 +4,7 @@ use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, Union};
 use chrono::{DateTime, Utc};
 use hookrelay_core::ids::{StoreHash, SubscriptionId};
 use hookrelay_core::{
-    ids, secrets, AuthProfileRecord, Destination, HttpMethod, Style, SubscriptionRecord,
+    ids, secrets, signing, AuthProfileRecord, Destination, HttpMethod, Style, SubscriptionRecord,
     SubscriptionStatus,
 };
 use hookrelay_store::{Conflict, Owned, StoreError, SubscriptionFilter, SubscriptionLimits};
@@ -141,6 +141,38 @@ pub struct CreateEventSubscriptionInput {
     pub destination: DestinationInput,
     pub event_type: Option<String>,
     pub event_types: Option<Vec<String>>,
+    /// How webhook deliveries are signed (docs/security.md#signatures); webhook
+    /// destinations only. Default `HMAC_SHA256`.
+    pub signature_scheme: Option<SignatureScheme>,
+}
+
+/// How a subscription's webhook deliveries are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+pub enum SignatureScheme {
+    /// `v1`: HMAC-SHA256 with the shared `whsec_…` secret.
+    #[graphql(name = "HMAC_SHA256")]
+    HmacSha256,
+    /// `v1a`: ed25519; receivers verify with the `whpk_…` public key.
+    #[graphql(name = "ED25519")]
+    Ed25519,
+}
+
+impl From<SignatureScheme> for signing::Scheme {
+    fn from(s: SignatureScheme) -> Self {
+        match s {
+            SignatureScheme::HmacSha256 => signing::Scheme::HmacSha256,
+            SignatureScheme::Ed25519 => signing::Scheme::Ed25519,
+        }
+    }
+}
+
+impl From<signing::Scheme> for SignatureScheme {
+    fn from(s: signing::Scheme) -> Self {
+        match s {
+            signing::Scheme::HmacSha256 => SignatureScheme::HmacSha256,
+            signing::Scheme::Ed25519 => SignatureScheme::Ed25519,
+        }
+    }
 }
 
 #[derive(SimpleObject)]
@@ -241,8 +273,13 @@ pub struct EventSubscription {
     pub is_active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// The Standard Webhooks secret (`whsec_…`); shown to the subscription's owner only.
+    /// The Standard Webhooks secret (`whsec_…`); shown to the subscription's owner only,
+    /// and never for `ED25519`, whose secret key stays sealed.
     pub signing_secret: Option<String>,
+    /// `ED25519` only: the public key (`whpk_…`) receivers verify `v1a` with; shown to
+    /// the subscription's owner.
+    pub signing_public_key: Option<String>,
+    pub signature_scheme: SignatureScheme,
 }
 
 connection_type!(
@@ -255,34 +292,81 @@ pub fn signing_context(store: &str, id: &str) -> String {
     secrets::signing_secret_context(store, id)
 }
 
-/// The signing secret, for its owner; `None` for anyone else.
-pub fn signing_secret_for(rc: &RequestCtx, sub: &SubscriptionRecord) -> ApiResult<Option<String>> {
-    if !rc.is_owner(&sub.owner_client_id) {
-        return Ok(None);
-    }
+/// What a subscription's signing shows: the scheme to anyone who sees the subscription;
+/// the HMAC secret or the ed25519 public key to its owner only.
+pub struct Signing {
+    pub secret: Option<String>,
+    pub public_key: Option<String>,
+    pub scheme: SignatureScheme,
+}
+
+/// The signing of `sub`, as `rc` may see it.
+pub fn signing_for(rc: &RequestCtx, sub: &SubscriptionRecord) -> ApiResult<Signing> {
     let bytes = rc
         .services
         .cipher
         .open(&signing_context(&sub.store, &sub.id), &sub.signing_secret)
         .map_err(ApiError::internal)?;
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(ApiError::internal)
+    let secret = String::from_utf8(bytes).map_err(ApiError::internal)?;
+    let scheme = signing::Scheme::of_secret(&secret).map_err(ApiError::internal)?;
+    let owner = rc.is_owner(&sub.owner_client_id);
+    Ok(match scheme {
+        signing::Scheme::HmacSha256 => Signing {
+            secret: owner.then_some(secret),
+            public_key: None,
+            scheme: scheme.into(),
+        },
+        signing::Scheme::Ed25519 => Signing {
+            secret: None,
+            public_key: if owner {
+                signing::SigningKey::from_secret(&secret)
+                    .map_err(ApiError::internal)?
+                    .public_key()
+            } else {
+                None
+            },
+            scheme: scheme.into(),
+        },
+    })
 }
 
-/// A new sealed signing secret for subscription `id`.
-pub fn new_signing_secret(rc: &RequestCtx, id: &str) -> ApiResult<hookrelay_core::Sealed> {
+/// The signing secret, for its owner; `None` for anyone else, and for `ED25519`.
+pub fn signing_secret_for(rc: &RequestCtx, sub: &SubscriptionRecord) -> ApiResult<Option<String>> {
+    Ok(signing_for(rc, sub)?.secret)
+}
+
+/// A new sealed signing secret of `scheme` for subscription `id`.
+pub fn new_signing_secret(
+    rc: &RequestCtx,
+    id: &str,
+    scheme: signing::Scheme,
+) -> ApiResult<hookrelay_core::Sealed> {
     rc.services
         .cipher
         .seal(
             &signing_context(&rc.store, id),
-            secrets::new_signing_secret().as_bytes(),
+            scheme.new_secret().as_bytes(),
         )
         .map_err(ApiError::internal)
 }
 
+/// The scheme asked for at `at`, which only webhook destinations take.
+pub fn requested_scheme(
+    at: &str,
+    scheme: Option<SignatureScheme>,
+    is_webhook: bool,
+) -> ApiResult<signing::Scheme> {
+    match scheme {
+        None => Ok(signing::Scheme::HmacSha256),
+        Some(s) if is_webhook || s == SignatureScheme::HmacSha256 => Ok(s.into()),
+        Some(_) => Err(ApiError::validation(format!(
+            "{at}: ED25519 signs webhook deliveries only; this destination is not a webhook"
+        ))),
+    }
+}
+
 fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<EventSubscription> {
-    let signing_secret = signing_secret_for(rc, &sub)?;
+    let signing = signing_for(rc, &sub)?;
     let destination = match &sub.destination {
         Destination::Webhook {
             url,
@@ -333,7 +417,9 @@ fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<EventSubscription
         is_active: sub.status.is_active(),
         created_at: sub.created_at,
         updated_at: sub.updated_at,
-        signing_secret,
+        signing_secret: signing.secret,
+        signing_public_key: signing.public_key,
+        signature_scheme: signing.scheme,
     })
 }
 
@@ -422,6 +508,11 @@ impl SubscriptionMutation {
         let id = ids::new_id("sub");
         let now = hookrelay_core::now();
         let (field, requested) = input.destination.one(path)?;
+        let scheme = requested_scheme(
+            &format!("{path}/signatureScheme"),
+            input.signature_scheme,
+            matches!(requested, Requested::Webhook(_)),
+        )?;
         let at = format!("{path}/destination/{field}");
         let seal = |plain: &[u8]| {
             rc.services
@@ -471,7 +562,7 @@ impl SubscriptionMutation {
             event_types,
             destination,
             status: SubscriptionStatus::Active,
-            signing_secret: new_signing_secret(rc, &id)?,
+            signing_secret: new_signing_secret(rc, &id, scheme)?,
             previous_secret: None,
             created_at: now,
             updated_at: now,

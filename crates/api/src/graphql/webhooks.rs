@@ -5,7 +5,9 @@
 use async_graphql::{Context, InputObject, Interface, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use hookrelay_core::ids::{StoreHash, SubscriptionId};
-use hookrelay_core::{ids, Destination, HttpMethod, Style, SubscriptionRecord, SubscriptionStatus};
+use hookrelay_core::{
+    ids, signing, Destination, HttpMethod, Style, SubscriptionRecord, SubscriptionStatus,
+};
 use hookrelay_store::{Conflict, Owned, StoreError, SubscriptionFilter, SubscriptionLimits};
 
 use super::context::{request_ctx, RequestCtx};
@@ -13,7 +15,9 @@ use super::event_sources::{
     self, CreateEventSourceInput, CreateEventSourceResult, DeleteEventSourceResult,
     EventSourceConnection,
 };
-use super::subscriptions::{new_signing_secret, signing_secret_for, StatusValue};
+use super::subscriptions::{
+    new_signing_secret, requested_scheme, signing_for, SignatureScheme, StatusValue,
+};
 use super::types::{connection, connection_type, page_request, KeyValueInput, KeyValueObject};
 use super::validate;
 use crate::error::{ApiError, ApiResult};
@@ -31,8 +35,13 @@ pub struct HttpsWebhook {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub headers: Vec<KeyValueObject>,
-    /// The Standard Webhooks secret (`whsec_…`); shown to the webhook's owner only.
+    /// The Standard Webhooks secret (`whsec_…`); shown to the webhook's owner only, and
+    /// never for `ED25519`, whose secret key stays sealed.
     pub signing_secret: Option<String>,
+    /// `ED25519` only: the public key (`whpk_…`) receivers verify `v1a` with; shown to
+    /// the webhook's owner.
+    pub signing_public_key: Option<String>,
+    pub signature_scheme: SignatureScheme,
 }
 
 #[derive(SimpleObject)]
@@ -71,7 +80,8 @@ pub enum Webhook {
 connection_type!(WebhookConnection, WebhookEdge, Webhook);
 
 fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<Webhook> {
-    let signing_secret = signing_secret_for(rc, &sub)?;
+    let signing = signing_for(rc, &sub)?;
+    let signing_secret = signing.secret;
     let scope = sub.event_types.first().cloned().unwrap_or_default();
     let status = StatusValue::from(sub.status);
     Ok(match sub.destination {
@@ -85,6 +95,8 @@ fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<Webhook> {
             updated_at: sub.updated_at,
             headers: headers.iter().map(KeyValueObject::from).collect(),
             signing_secret,
+            signing_public_key: signing.public_key,
+            signature_scheme: signing.scheme,
         }),
         Destination::EventBridge { arn, .. } => Webhook::EventBridgeWebhook(EventBridgeWebhook {
             id: ID(sub.id),
@@ -145,6 +157,8 @@ pub struct CreateHttpsWebhookInput {
     #[graphql(default = true)]
     pub is_active: bool,
     pub headers: Option<Vec<KeyValueInput>>,
+    /// How deliveries are signed (docs/security.md#signatures). Default `HMAC_SHA256`.
+    pub signature_scheme: Option<SignatureScheme>,
 }
 
 #[derive(Debug, Clone, InputObject)]
@@ -229,7 +243,13 @@ impl WebhookMutations {
         let destination_path = format!("{path}/destination");
         let destination =
             event_sources::destination_for_arn(rc, &destination_path, &input.destination).await?;
-        let record = new_webhook(rc, event_types, destination, input.is_active)?;
+        let record = new_webhook(
+            rc,
+            event_types,
+            destination,
+            input.is_active,
+            signing::Scheme::HmacSha256,
+        )?;
         rc.services
             .store
             .insert_subscription(record.clone(), Owned::default(), limits())
@@ -273,7 +293,12 @@ impl WebhookMutations {
             inline_auth: false,
             headers,
         };
-        let record = new_webhook(rc, event_types, destination, input.is_active)?;
+        let scheme = requested_scheme(
+            &format!("{path}/signatureScheme"),
+            input.signature_scheme,
+            true,
+        )?;
+        let record = new_webhook(rc, event_types, destination, input.is_active, scheme)?;
         rc.services
             .store
             .insert_subscription(record.clone(), Owned::default(), limits())
@@ -390,12 +415,13 @@ fn new_webhook(
     event_types: Vec<String>,
     destination: Destination,
     is_active: bool,
+    scheme: signing::Scheme,
 ) -> ApiResult<SubscriptionRecord> {
     let id = ids::new_id("wh");
     let now = hookrelay_core::now();
     Ok(SubscriptionRecord {
         store: rc.store.clone(),
-        signing_secret: new_signing_secret(rc, &id)?,
+        signing_secret: new_signing_secret(rc, &id, scheme)?,
         id,
         owner_client_id: rc.principal.client_id.clone(),
         style: Style::BigCommerce,

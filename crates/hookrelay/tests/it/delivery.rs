@@ -148,3 +148,157 @@ async fn both_styles_arrive_signed_with_their_payloads() {
     assert_eq!(log["attempts"][0]["statusCode"], 204);
     assert_eq!(log["attempts"][0]["error"], Value::Null);
 }
+
+/// Verifies a `v1a` (ed25519) signature against `public_key` (`whpk_…`) with
+/// ed25519-dalek, over the spec's `{id}.{timestamp}.{body}`: no reference library
+/// verifies `v1a` yet. True when one of the header's signatures verifies.
+fn verifies_v1a(public_key: &str, r: &crate::common::receiver::Received) -> bool {
+    use base64::Engine as _;
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key: [u8; 32] = b64
+        .decode(public_key.strip_prefix("whpk_").expect("whpk_ prefix"))
+        .expect("base64")
+        .try_into()
+        .expect("32 bytes");
+    let key = VerifyingKey::from_bytes(&key).expect("a public key");
+    let mut signed = Vec::new();
+    signed.extend_from_slice(r.header("webhook-id").expect("webhook-id").as_bytes());
+    signed.push(b'.');
+    signed.extend_from_slice(
+        r.header("webhook-timestamp")
+            .expect("webhook-timestamp")
+            .as_bytes(),
+    );
+    signed.push(b'.');
+    signed.extend_from_slice(&r.body);
+    r.header("webhook-signature")
+        .expect("webhook-signature")
+        .split(' ')
+        .any(|s| {
+            let sig = s.strip_prefix("v1a,").expect("only v1a signatures");
+            let sig = Signature::from_slice(&b64.decode(sig).expect("base64")).expect("64 bytes");
+            key.verify(&signed, &sig).is_ok()
+        })
+}
+
+/// `signatureScheme: ED25519` on both styles' create inputs: the owner reads the public
+/// key and never the secret key; deliveries carry `v1a` signatures that verify with it;
+/// rotation signs with both keys; an EventBridge destination refuses the scheme.
+#[tokio::test]
+async fn ed25519_subscriptions_sign_v1a_with_a_readable_public_key() {
+    let server = Server::start().await;
+    let client = server.client("shop1");
+    let publisher = server.token("publisher", None);
+    let bwp = Receiver::ok().await;
+    let bc = Receiver::ok().await;
+
+    let data = server
+        .gql_ok(
+            &client,
+            &format!(
+                r#"mutation {{ createEventSubscription(input: {{ destination: {{ webhook: {{ url: "{}/bwp" }} }}, eventType: "ORDER_CONFIRMED", signatureScheme: ED25519 }}) {{ subscriptionId }} }}"#,
+                bwp.url
+            ),
+        )
+        .await;
+    let bwp_id = data["createEventSubscription"]["subscriptionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let data = server
+        .gql_ok(
+            &client,
+            &format!(
+                r#"mutation {{ webhook {{ createHttpsWebhook(input: {{ scope: "store/category/*", destination: "{}/bc", signatureScheme: ED25519 }}) {{ webhook {{ id ... on HttpsWebhook {{ signingSecret signingPublicKey signatureScheme }} }} }} }} }}"#,
+                bc.url
+            ),
+        )
+        .await;
+    let bc_hook = &data["webhook"]["createHttpsWebhook"]["webhook"];
+    assert!(bc_hook["signingSecret"].is_null(), "{data}");
+    assert_eq!(bc_hook["signatureScheme"], "ED25519");
+    let bc_key = bc_hook["signingPublicKey"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    let shown = server
+        .gql_ok(
+            &client,
+            &format!(
+                r#"{{ eventSubscription(subscriptionId: "{bwp_id}") {{ signingSecret signingPublicKey signatureScheme }} }}"#
+            ),
+        )
+        .await;
+    let sub = &shown["eventSubscription"];
+    assert!(sub["signingSecret"].is_null(), "{shown}");
+    assert_eq!(sub["signatureScheme"], "ED25519");
+    let bwp_key = sub["signingPublicKey"].as_str().expect("key").to_owned();
+    assert!(
+        bwp_key.starts_with("whpk_") && bwp_key != bc_key,
+        "{bwp_key}"
+    );
+
+    server
+        .publish(&publisher, "shop1", "ORDER_CONFIRMED", json!({"n": 1}))
+        .await;
+    server
+        .publish(
+            &publisher,
+            "shop1",
+            "store/category/updated",
+            json!({"id": 2}),
+        )
+        .await;
+    let got = bwp.wait_for(1, WAIT).await;
+    let signature = got[0].header("webhook-signature").unwrap();
+    assert!(
+        signature.starts_with("v1a,") && !signature.contains(' '),
+        "{signature}"
+    );
+    assert!(verifies_v1a(&bwp_key, &got[0]), "the public key verifies");
+    assert!(!verifies_v1a(&bc_key, &got[0]), "another key does not");
+    let got = bc.wait_for(1, WAIT).await;
+    assert!(verifies_v1a(&bc_key, &got[0]));
+
+    // Rotation: a new key of the same scheme; both keys sign for the overlap.
+    let rotated = server
+        .gql_ok(
+            &client,
+            &format!(
+                r#"mutation {{ rotateSigningSecret(subscriptionId: "{bwp_id}") {{ signingSecret signingPublicKey }} }}"#
+            ),
+        )
+        .await;
+    assert!(rotated["rotateSigningSecret"]["signingSecret"].is_null());
+    let new_key = rotated["rotateSigningSecret"]["signingPublicKey"]
+        .as_str()
+        .expect("new key")
+        .to_owned();
+    assert_ne!(new_key, bwp_key);
+    server
+        .publish(&publisher, "shop1", "ORDER_CONFIRMED", json!({"n": 3}))
+        .await;
+    let got = bwp.wait_for(2, WAIT).await;
+    let signature = got[1].header("webhook-signature").unwrap();
+    assert_eq!(signature.split(' ').count(), 2, "{signature}");
+    assert!(verifies_v1a(&new_key, &got[1]), "the new key verifies");
+    assert!(
+        verifies_v1a(&bwp_key, &got[1]),
+        "the old key still verifies"
+    );
+
+    // Only webhooks are signed: the scheme is refused for EventBridge.
+    let errors = server
+        .gql(
+            &client,
+            r#"mutation { createEventSubscription(input: { destination: { eventBridge: { partnerEventSource: { account: "123456789012", name: "orders" }, region: "us-east-1" } }, eventType: "ORDER_CONFIRMED", signatureScheme: ED25519 }) { subscriptionId } }"#,
+        )
+        .await;
+    let message = errors["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("/createEventSubscription/input/signatureScheme")
+            && message.contains("webhook"),
+        "{errors}"
+    );
+}
