@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::common::hooks::create_subscription;
 use crate::common::receiver::{eventually, Receiver};
 use crate::common::Server;
 use serde_json::{json, Value};
@@ -193,19 +194,15 @@ async fn ed25519_subscriptions_sign_v1a_with_a_readable_public_key() {
     let bwp = Receiver::ok().await;
     let bc = Receiver::ok().await;
 
-    let data = server
-        .gql_ok(
-            &client,
-            &format!(
-                r#"mutation {{ createEventSubscription(input: {{ destination: {{ webhook: {{ url: "{}/bwp" }} }}, eventType: "ORDER_CONFIRMED", signatureScheme: ED25519 }}) {{ subscriptionId }} }}"#,
-                bwp.url
-            ),
-        )
-        .await;
-    let bwp_id = data["createEventSubscription"]["subscriptionId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let bwp_id = create_subscription(
+        &server,
+        &client,
+        &format!(
+            r#"destination: {{ webhook: {{ url: "{}/bwp" }} }}, eventType: "ORDER_CONFIRMED", signatureScheme: ED25519"#,
+            bwp.url
+        ),
+    )
+    .await;
     let data = server
         .gql_ok(
             &client,

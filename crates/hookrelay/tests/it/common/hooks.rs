@@ -19,12 +19,22 @@ pub async fn subscribe(
     event_type: &str,
     extra: &str,
 ) -> String {
+    create_subscription(
+        server,
+        client,
+        &format!(
+            r#"destination: {{ webhook: {{ url: "{url}", method: POST {extra} }} }}, eventType: "{event_type}""#
+        ),
+    )
+    .await
+}
+
+/// `createEventSubscription(input: { <input> })`, which must succeed; returns the id.
+pub async fn create_subscription(server: &Server, client: &Token, input: &str) -> String {
     let data = server
         .gql_ok(
             client,
-            &format!(
-                r#"mutation {{ createEventSubscription(input: {{ destination: {{ webhook: {{ url: "{url}", method: POST {extra} }} }}, eventType: "{event_type}" }}) {{ subscriptionId }} }}"#
-            ),
+            &format!(r#"mutation {{ createEventSubscription(input: {{ {input} }}) {{ subscriptionId }} }}"#),
         )
         .await;
     data["createEventSubscription"]["subscriptionId"]
