@@ -136,8 +136,10 @@ impl AddressPolicy {
     }
 }
 
-/// IPv4-mapped (`::ffff:a.b.c.d`) and NAT64 (`64:ff9b::a.b.c.d`) addresses are judged as
-/// the IPv4 address they carry.
+/// IPv6 forms that carry an IPv4 address are judged as that address
+/// (docs/security.md#destination-address-policy): IPv4-mapped (`::ffff:a.b.c.d`),
+/// IPv4-translated (`::ffff:0:a.b.c.d`) and NAT64 (`64:ff9b::a.b.c.d`). 6to4 is refused
+/// whole ([`forbidden_v6`]).
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => {
@@ -145,7 +147,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
                 return IpAddr::V4(v4);
             }
             let s = v6.segments();
-            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+            let translated = s[..6] == [0, 0, 0, 0, 0xffff, 0];
+            let nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0];
+            if translated || nat64 {
                 let [.., a, b, c, d] = v6.octets();
                 return IpAddr::V4(Ipv4Addr::new(a, b, c, d));
             }
@@ -176,6 +180,8 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         _ if ip.is_documentation() => "a documentation",
         _ if a == 198 && (b == 18 || b == 19) => "a benchmarking",
         _ if a == 192 && b == 0 && c == 0 => "a reserved",
+        // The 6to4 relay anycast prefix (deprecated): it forwards into IPv6.
+        _ if a == 192 && b == 88 && c == 99 => "a 6to4 relay",
         _ if a >= 240 => "a reserved",
         _ => return None,
     })
@@ -191,8 +197,19 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         _ if (s[0] & 0xffc0) == 0xfe80 => "a link-local",
         _ if (s[0] & 0xffc0) == 0xfec0 => "a site-local",
         _ if s[0] == 0x2001 && s[1] == 0x0db8 => "a documentation",
+        _ if s[0] == 0x3fff && s[1] < 0x1000 => "a documentation",
+        // 6to4 reaches the IPv4 address it carries (2002:a9fe:a9fe:: is 169.254.169.254)
+        // through whichever relay answers; nothing legitimate needs it any more.
+        _ if s[0] == 0x2002 => "a 6to4",
         // IPv4-compatible (deprecated) ::a.b.c.d
         _ if s[..6] == [0, 0, 0, 0, 0, 0] => "a reserved",
+        // IETF protocol assignments: Teredo (which tunnels to an IPv4 address it hides),
+        // benchmarking, ORCHID and the like; none is a webhook host.
+        _ if s[0] == 0x2001 && s[1] < 0x0200 => "a reserved",
+        // Only 2000::/3 is global unicast. The rest is reserved or special: the discard
+        // prefix 100::/64, NAT64's local-use 64:ff9b:1::/48, SRv6 SIDs in 5f00::/16, and
+        // whatever is not yet assigned.
+        _ if (s[0] & 0xe000) != 0x2000 => "a reserved",
         _ => return None,
     })
 }
@@ -271,6 +288,19 @@ mod tests {
             "https://0.0.0.0/",
             "https://192.0.2.1/",
             "https://[64:ff9b::a00:1]/",
+            // 6to4, around 169.254.169.254 and around a public address; its relays.
+            "https://[2002:a9fe:a9fe::]/",
+            "https://[2002:5db8:d822::1]/",
+            "https://192.88.99.1/",
+            // IPv4-translated 127.0.0.1.
+            "https://[::ffff:0:7f00:1]/",
+            "https://[3fff::1]/",
+            "https://[5f00::1]/",
+            "https://[100::1]/",
+            "https://[64:ff9b:1::a00:1]/",
+            "https://[2001::1]/",
+            "https://[2001:2::1]/",
+            "https://[4000::1]/",
         ] {
             assert!(
                 matches!(
@@ -285,6 +315,13 @@ mod tests {
             Err(DestinationError::Localhost)
         );
         assert!(policy().check_url("https://93.184.216.34/").is_ok());
+        // Global unicast IPv6 stays allowed.
+        assert!(policy().check_url("https://[2606:4700::1111]/").is_ok());
+        assert!(policy()
+            .check_url("https://[2001:4860:4860::8888]/")
+            .is_ok());
+        // The documentation prefix is 3fff::/20, not its neighbours.
+        assert!(policy().check_url("https://[3fff:1000::1]/").is_ok());
     }
 
     #[test]

@@ -76,6 +76,10 @@ async fn destinations_must_be_https_and_public() {
         ("https://[::ffff:192.168.1.1]/hook", "private"),
         ("https://0.0.0.0/", "unspecified"),
         ("https://224.0.0.1/", "multicast"),
+        // 6to4 (here around 169.254.169.254), and IPv6 ranges outside global unicast.
+        ("https://[2002:a9fe:a9fe::]/hook", "6to4"),
+        ("https://[3fff::1]/", "documentation"),
+        ("https://[5f00::1]/", "reserved"),
     ] {
         let body = server.gql(&alice, &subscription(url)).await;
         assert_eq!(classification(&body), "ValidationError", "{url}: {body}");
