@@ -301,6 +301,14 @@ mod tests {
             "https://[2001::1]/",
             "https://[2001:2::1]/",
             "https://[4000::1]/",
+            // Decimal, hex, octal and short IPv4 spellings: the URL parser writes them as
+            // the dotted address, which is what is judged.
+            "https://2130706433/",
+            "https://0x7f000001/",
+            "https://0x7f.1/",
+            "https://0177.0.0.1/",
+            "https://127.1/",
+            "https://0xa9.0xfe.0xa9.0xfe/",
         ] {
             assert!(
                 matches!(
@@ -314,6 +322,10 @@ mod tests {
             policy().check_url("https://LocalHost./"),
             Err(DestinationError::Localhost)
         );
+        // A zone id is not a host a URL may have: refused before any address check.
+        for url in ["https://[fe80::1%25eth0]/", "https://[fe80::1%eth0]/"] {
+            assert!(policy().check_url(url).is_err(), "{url}");
+        }
         assert!(policy().check_url("https://93.184.216.34/").is_ok());
         // Global unicast IPv6 stays allowed.
         assert!(policy().check_url("https://[2606:4700::1111]/").is_ok());
