@@ -146,11 +146,6 @@ pub fn hash_token(token: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A new Standard Webhooks signing secret: `whsec_` and base64 of 24 random bytes.
-pub fn new_signing_secret() -> String {
-    crate::signing::Scheme::HmacSha256.new_secret()
-}
-
 /// A new client id for tokens made without `--client-id`.
 pub fn new_client_id() -> String {
     let mut bytes = [0u8; 16];
@@ -185,7 +180,7 @@ mod tests {
         assert!(t.starts_with("hrat_"));
         assert_eq!(hash_token(&t).len(), 64);
         assert_ne!(hash_token(&t), hash_token(&new_access_token()));
-        let s = new_signing_secret();
+        let s = crate::signing::Scheme::HmacSha256.new_secret();
         assert!(s.starts_with("whsec_"));
         assert_eq!(STANDARD.decode(&s[6..]).unwrap().len(), 24);
     }

@@ -40,7 +40,8 @@ impl Scheme {
         }
     }
 
-    /// A new random secret of this scheme.
+    /// A new random secret of this scheme: `whsec_` and base64 of 24 random bytes, or
+    /// `whsk_` and base64 of a new ed25519 keypair (seed, then public key: 64 bytes).
     pub fn new_secret(self) -> String {
         match self {
             Scheme::HmacSha256 => {

@@ -141,7 +141,7 @@ pub struct CreateEventSubscriptionInput {
     pub destination: DestinationInput,
     pub event_type: Option<String>,
     pub event_types: Option<Vec<String>>,
-    /// How webhook deliveries are signed (docs/security.md#signatures); webhook
+    /// How webhook deliveries are signed (docs/payloads.md#signature); webhook
     /// destinations only. Default `HMAC_SHA256`.
     pub signature_scheme: Option<SignatureScheme>,
 }
@@ -309,30 +309,19 @@ pub fn signing_for(rc: &RequestCtx, sub: &SubscriptionRecord) -> ApiResult<Signi
         .map_err(ApiError::internal)?;
     let secret = String::from_utf8(bytes).map_err(ApiError::internal)?;
     let scheme = signing::Scheme::of_secret(&secret).map_err(ApiError::internal)?;
-    let owner = rc.is_owner(&sub.owner_client_id);
-    Ok(match scheme {
-        signing::Scheme::HmacSha256 => Signing {
-            secret: owner.then_some(secret),
-            public_key: None,
-            scheme: scheme.into(),
-        },
-        signing::Scheme::Ed25519 => Signing {
-            secret: None,
-            public_key: if owner {
-                signing::SigningKey::from_secret(&secret)
-                    .map_err(ApiError::internal)?
-                    .public_key()
-            } else {
-                None
-            },
-            scheme: scheme.into(),
-        },
+    let (secret, public_key) = match scheme {
+        _ if !rc.is_owner(&sub.owner_client_id) => (None, None),
+        signing::Scheme::HmacSha256 => (Some(secret), None),
+        signing::Scheme::Ed25519 => {
+            let key = signing::SigningKey::from_secret(&secret).map_err(ApiError::internal)?;
+            (None, key.public_key())
+        }
+    };
+    Ok(Signing {
+        secret,
+        public_key,
+        scheme: scheme.into(),
     })
-}
-
-/// The signing secret, for its owner; `None` for anyone else, and for `ED25519`.
-pub fn signing_secret_for(rc: &RequestCtx, sub: &SubscriptionRecord) -> ApiResult<Option<String>> {
-    Ok(signing_for(rc, sub)?.secret)
 }
 
 /// A new sealed signing secret of `scheme` for subscription `id`.

@@ -157,7 +157,7 @@ pub struct CreateHttpsWebhookInput {
     #[graphql(default = true)]
     pub is_active: bool,
     pub headers: Option<Vec<KeyValueInput>>,
-    /// How deliveries are signed (docs/security.md#signatures). Default `HMAC_SHA256`.
+    /// How deliveries are signed (docs/payloads.md#signature). Default `HMAC_SHA256`.
     pub signature_scheme: Option<SignatureScheme>,
 }
 

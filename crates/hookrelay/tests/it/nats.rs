@@ -411,7 +411,7 @@ async fn kill_9_run() -> usize {
     // outcome cannot be recorded before JetStream has acknowledged all of it, so the
     // kill almost always lands with sends that are not yet recorded. (Waiting for the
     // stream count alone landed, on a fast store, between a recorded batch and the
-    // next claim, where nothing is sent again.)
+    // next ingest, where nothing is sent again.)
     tokio::time::timeout(WAIT, third_batch.notified())
         .await
         .expect("a third batch was sent");

@@ -125,7 +125,8 @@ impl Destination for Webhook {
     }
 
     /// `410 Gone` deactivates the subscription at once, as the Standard Webhooks spec
-    /// recommends (docs/delivery.md#outcome-of-an-attempt); every other failure follows the schedule.
+    /// recommends (docs/delivery.md#outcome-of-an-attempt); every other failure follows
+    /// the schedule.
     fn classify(&self, failure: &Failure) -> Action {
         if failure.status == Some(StatusCode::GONE.as_u16()) {
             Action::Deactivate
