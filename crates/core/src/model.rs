@@ -403,6 +403,9 @@ pub struct SubscriptionRecord {
     pub signing_secret: Sealed,
     /// The secret replaced by the last rotation, which keeps signing until `until`.
     pub previous_secret: Option<PreviousSecret>,
+    /// Deliveries of events with an ordering key go out one at a time per key, in the order
+    /// the events were accepted (docs/delivery.md#ordered-delivery).
+    pub ordered: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -300,6 +300,7 @@ impl Dispatcher {
         self.worker.record(Outcome {
             seq: work.delivery.seq,
             subscription_id: work.delivery.subscription_id,
+            ordering_key: work.delivery.ordering_key,
             store: work.target.store.clone(),
             attempt: None,
             next: Next::Release { due_at },

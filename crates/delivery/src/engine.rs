@@ -408,6 +408,7 @@ impl Engine {
                     seq: delivery.seq,
                     store: delivery.event.store.clone(),
                     subscription_id: delivery.subscription_id,
+                    ordering_key: delivery.ordering_key,
                     attempt: None,
                     next: Next::Drop {
                         reason: "the subscription was deleted".into(),
@@ -419,6 +420,7 @@ impl Engine {
                         seq: delivery.seq,
                         store: delivery.event.store.clone(),
                         subscription_id: delivery.subscription_id,
+                        ordering_key: delivery.ordering_key,
                         attempt: None,
                         next: Next::Release {
                             due_at: Some(Utc::now() + chrono::Duration::seconds(5)),
@@ -445,8 +447,20 @@ impl Engine {
                 })
                 .min();
             loop {
-                match self.store.record_outcomes(&self.node, batch.clone()).await {
-                    Ok(deactivated) => {
+                // The next deliveries of ordered keys whose head ended are claimed here
+                // while there is room, and delivered at once.
+                let claim = Claim {
+                    node: (self.held.load(Ordering::Relaxed) < self.config.max_held)
+                        .then(|| self.node.clone()),
+                    deferred: self.worker.blocked(),
+                };
+                match self
+                    .store
+                    .record_outcomes(&self.node, batch.clone(), claim)
+                    .await
+                {
+                    Ok(recorded) => {
+                        let deactivated = recorded.deactivated;
                         if !deactivated.is_empty() {
                             metrics::deactivated(deactivated.len());
                             for id in &deactivated {
@@ -454,6 +468,7 @@ impl Engine {
                                 self.announce(Signal::Subscription(id.clone())).await;
                             }
                         }
+                        self.hand_over(recorded.next).await;
                         break;
                     }
                     Err(e) => {

@@ -11,6 +11,9 @@ use serde_json::value::RawValue;
 /// The default `max_event_bytes`: EventBridge's entry limit.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 256 * 1024;
 
+/// The longest ordering key a publisher may give, in bytes.
+pub const MAX_ORDERING_KEY_BYTES: usize = 256;
+
 /// One event as a publisher sends it.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -25,6 +28,10 @@ pub struct PublishRequest {
     pub idempotency_key: Option<String>,
     #[serde(default)]
     pub time: Option<String>,
+    /// Events of one key go out one at a time, in order, to ordered subscriptions
+    /// (docs/delivery.md#ordered-delivery).
+    #[serde(default)]
+    pub ordering_key: Option<String>,
 }
 
 /// Why an event was refused. `status` is the HTTP status docs/api.md#ingest-errors gives
@@ -137,6 +144,13 @@ pub fn prepare(
             ));
         }
     }
+    if let Some(key) = &request.ordering_key {
+        if key.is_empty() || key.len() > MAX_ORDERING_KEY_BYTES {
+            return Err(IngestError::bad_request(format!(
+                "orderingKey must be 1-{MAX_ORDERING_KEY_BYTES} bytes"
+            )));
+        }
+    }
     let time = match &request.time {
         None => hookrelay_core::now(),
         Some(text) => DateTime::parse_from_rfc3339(text)
@@ -153,6 +167,7 @@ pub fn prepare(
         idempotency_key: request.idempotency_key,
         time,
         only_subscription: None,
+        ordering_key: request.ordering_key,
     })
 }
 

@@ -169,5 +169,6 @@ pub fn backlog(b: Backlog) {
     gauge!(BACKLOG, "state" => "due").set(b.due as f64);
     gauge!(BACKLOG, "state" => "scheduled").set(b.scheduled as f64);
     gauge!(BACKLOG, "state" => "parked").set(b.parked as f64);
+    gauge!(BACKLOG, "state" => "waiting").set(b.waiting as f64);
     gauge!(BACKLOG, "state" => "in_flight").set(b.in_flight as f64);
 }

@@ -196,6 +196,7 @@ impl Worker {
         self.record(Outcome {
             seq: delivery.seq,
             subscription_id: delivery.subscription_id,
+            ordering_key: delivery.ordering_key,
             store: delivery.event.store.clone(),
             attempt: Some(record),
             next,

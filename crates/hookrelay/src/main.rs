@@ -95,6 +95,10 @@ struct PublishArgs {
     /// Publishing again with the same key (for the store) delivers nothing twice.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Ordered subscriptions deliver the events of one key one at a time, in the order
+    /// they were accepted (1-256 bytes).
+    #[arg(long)]
+    ordering_key: Option<String>,
     /// The event time, RFC 3339 (default: now).
     #[arg(long)]
     time: Option<String>,
@@ -258,6 +262,7 @@ async fn publish(args: PublishArgs) -> Result<()> {
         resources: (!args.resources.is_empty()).then_some(args.resources),
         idempotency_key: args.idempotency_key,
         time: args.time,
+        ordering_key: args.ordering_key,
     };
     let event = prepare(request, &catalog, settings.max_event_bytes()?)
         .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;

@@ -84,6 +84,7 @@ pub(crate) trait Cols {
     fn opt_int(&self, i: usize) -> Result<Option<i64>>;
     fn bytes(&self, i: usize) -> Result<Vec<u8>>;
     fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>>;
+    fn flag(&self, i: usize) -> Result<bool>;
 }
 
 fn corrupt(what: &str, value: &str) -> StoreError {
@@ -112,7 +113,7 @@ pub(crate) fn auth_profile(r: &impl Cols) -> Result<(i64, AuthProfileRecord)> {
 
 pub(crate) const SUBSCRIPTION_COLUMNS: &str = "seq, store_hash, id, owner_client_id, style, \
      event_types, destination, status, signing_secret, created_at, updated_at, \
-     previous_signing_secret, previous_secret_until";
+     previous_signing_secret, previous_secret_until, ordered";
 
 pub(crate) fn subscription(r: &impl Cols) -> Result<(i64, SubscriptionRecord)> {
     let style = r.text(4)?;
@@ -140,6 +141,7 @@ pub(crate) fn subscription(r: &impl Cols) -> Result<(i64, SubscriptionRecord)> {
                 }),
                 _ => None,
             },
+            ordered: r.flag(13)?,
         },
     ))
 }
@@ -166,7 +168,7 @@ pub(crate) fn event_source(r: &impl Cols) -> Result<(i64, EventSourceRecord)> {
 }
 
 pub(crate) const EVENT_COLUMNS: &str =
-    "seq, id, store_hash, event_type, data, resources, event_time";
+    "seq, id, store_hash, event_type, data, resources, event_time, ordering_key";
 
 pub(crate) fn event_data(r: &impl Cols) -> Result<EventData> {
     Ok(EventData {
@@ -178,11 +180,12 @@ pub(crate) fn event_data(r: &impl Cols) -> Result<EventData> {
         resources: serde_json::from_str(&r.text(5)?)
             .map_err(|e| StoreError::Corrupt(format!("event resources: {e}")))?,
         time: time(r.int(6)?)?,
+        ordering_key: r.opt_text(7)?,
     })
 }
 
 pub(crate) const DELIVERY_COLUMNS: &str = "d.seq, d.id, e.id, d.subscription_id, e.event_type, \
-     d.status, d.attempt_count, d.due_at, d.created_at, d.updated_at";
+     d.status, d.attempt_count, d.due_at, d.created_at, d.updated_at, d.ordering_key";
 pub(crate) const DELIVERY_FROM: &str = "deliveries d JOIN events e ON e.seq = d.event_seq";
 
 pub(crate) fn delivery(r: &impl Cols) -> Result<(i64, DeliveryRecord)> {
@@ -205,6 +208,7 @@ pub(crate) fn delivery(r: &impl Cols) -> Result<(i64, DeliveryRecord)> {
             },
             created_at: time(r.int(8)?)?,
             updated_at: time(r.int(9)?)?,
+            ordering_key: r.opt_text(10)?,
         },
     ))
 }

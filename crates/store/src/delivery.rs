@@ -53,6 +53,9 @@ pub struct NewEvent {
     pub patterns: Vec<String>,
     /// Deliver to this subscription only (a test event), whatever its types.
     pub only_subscription: Option<String>,
+    /// The publisher's ordering key: ordered subscriptions deliver the events of one key
+    /// one at a time, in the order they were accepted (docs/delivery.md#ordered-delivery).
+    pub ordering_key: Option<String>,
 }
 
 /// An event as the delivery path needs it.
@@ -65,6 +68,8 @@ pub struct EventData {
     pub data: String,
     pub resources: Vec<String>,
     pub time: DateTime<Utc>,
+    /// The publisher's ordering key, if it gave one.
+    pub ordering_key: Option<String>,
 }
 
 /// A delivery that this node holds (claimed at ingest or by the scheduler).
@@ -78,6 +83,9 @@ pub struct ClaimedDelivery {
     /// Attempts made in this round (indexes the retry schedule).
     pub round_attempts: u32,
     pub event: Arc<EventData>,
+    /// Set when this delivery keeps its key's order (its subscription is ordered and the
+    /// event has a key): it is the head of that key's line.
+    pub ordering_key: Option<String>,
 }
 
 /// How ingest hands out the deliveries it writes.
@@ -146,6 +154,9 @@ pub struct Outcome {
     pub seq: i64,
     pub subscription_id: String,
     pub store: String,
+    /// The delivery's ordering key ([`ClaimedDelivery::ordering_key`]): when the outcome
+    /// ends the delivery, the next in its key's line becomes the head.
+    pub ordering_key: Option<String>,
     pub attempt: Option<AttemptRecord>,
     pub next: Next,
 }
@@ -163,6 +174,8 @@ pub struct DeliveryRecord {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The event's ordering key, when the delivery keeps its order.
+    pub ordering_key: Option<String>,
 }
 
 /// Which deliveries a log listing covers (always within one store).
@@ -189,6 +202,16 @@ pub struct ReplayFilter {
     pub status: DeliveryStatus,
 }
 
+/// What recording a batch of outcomes did beyond writing them.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// The subscriptions that a last retry deactivated.
+    pub deactivated: Vec<String>,
+    /// The next deliveries of ordered keys whose head ended, claimed for the recording
+    /// node (per the [`Claim`] it gave): it delivers them at once.
+    pub next: Vec<ClaimedDelivery>,
+}
+
 /// How much waits in the database.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Backlog {
@@ -198,5 +221,7 @@ pub struct Backlog {
     pub scheduled: u64,
     /// PENDING and parked (subscription not active).
     pub parked: u64,
+    /// PENDING behind an earlier delivery of the same ordering key.
+    pub waiting: u64,
     pub in_flight: u64,
 }

@@ -141,8 +141,14 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// When the earliest PENDING delivery is due.
     async fn next_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>>;
     /// Writes attempts and state changes of deliveries `node` holds (others are skipped:
-    /// their lease was lost). Returns the subscriptions that this deactivated.
-    async fn record_outcomes(&self, node: &str, outcomes: Vec<Outcome>) -> Result<Vec<String>>;
+    /// their lease was lost). An outcome that ends the head of an ordered key makes the next
+    /// in line the head, claimed as `claim` says (docs/delivery.md#ordered-delivery).
+    async fn record_outcomes(
+        &self,
+        node: &str,
+        outcomes: Vec<Outcome>,
+        claim: Claim,
+    ) -> Result<Recorded>;
     async fn backlog(&self) -> Result<Backlog>;
 
     // --- the delivery log ---

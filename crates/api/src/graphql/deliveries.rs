@@ -90,6 +90,10 @@ pub struct Delivery {
     next_attempt_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// The event's ordering key, when this delivery keeps its key's order (the
+    /// subscription is ordered). A PENDING delivery with a key and no `nextAttemptAt`
+    /// waits for the one before it (docs/delivery.md#ordered-delivery).
+    ordering_key: Option<String>,
     #[graphql(skip)]
     store: String,
     #[graphql(skip)]
@@ -126,6 +130,7 @@ fn view(store: &str, d: DeliveryRecord, attempts: Option<Vec<AttemptRecord>>) ->
         next_attempt_at: d.next_attempt_at,
         created_at: d.created_at,
         updated_at: d.updated_at,
+        ordering_key: d.ordering_key,
         store: store.to_owned(),
         loaded_attempts: attempts,
     }
@@ -375,6 +380,7 @@ impl DeliveryMutation {
             idempotency_key: None,
             time: hookrelay_core::now(),
             only_subscription: Some(sub.id.clone()),
+            ordering_key: None,
         };
         let written = rc.services.engine.publish(vec![event]).await?;
         match written.into_iter().next() {

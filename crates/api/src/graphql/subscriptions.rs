@@ -144,6 +144,9 @@ pub struct CreateEventSubscriptionInput {
     /// How webhook deliveries are signed (docs/payloads.md#signature); webhook
     /// destinations only. Default `HMAC_SHA256`.
     pub signature_scheme: Option<SignatureScheme>,
+    /// Deliver the events of one ordering key one at a time, in the order they were
+    /// accepted (docs/delivery.md#ordered-delivery). Default false.
+    pub ordered: Option<bool>,
 }
 
 /// How a subscription's webhook deliveries are signed.
@@ -280,6 +283,9 @@ pub struct EventSubscription {
     /// the subscription's owner.
     pub signing_public_key: Option<String>,
     pub signature_scheme: SignatureScheme,
+    /// Events of one ordering key are delivered one at a time, in order
+    /// (docs/delivery.md#ordered-delivery).
+    pub ordered: bool,
 }
 
 connection_type!(
@@ -404,6 +410,7 @@ fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<EventSubscription
         },
         status: sub.status.into(),
         is_active: sub.status.is_active(),
+        ordered: sub.ordered,
         created_at: sub.created_at,
         updated_at: sub.updated_at,
         signing_secret: signing.secret,
@@ -553,6 +560,7 @@ impl SubscriptionMutation {
             status: SubscriptionStatus::Active,
             signing_secret: new_signing_secret(rc, &id, scheme)?,
             previous_secret: None,
+            ordered: input.ordered.unwrap_or(false),
             created_at: now,
             updated_at: now,
         };

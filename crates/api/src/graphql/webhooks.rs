@@ -42,6 +42,9 @@ pub struct HttpsWebhook {
     /// the webhook's owner.
     pub signing_public_key: Option<String>,
     pub signature_scheme: SignatureScheme,
+    /// Events of one ordering key are delivered one at a time, in order
+    /// (docs/delivery.md#ordered-delivery).
+    pub ordered: bool,
 }
 
 #[derive(SimpleObject)]
@@ -56,6 +59,9 @@ pub struct EventBridgeWebhook {
     /// Always empty: EventBridge deliveries carry no HTTP headers.
     pub headers: Vec<KeyValueObject>,
     pub signing_secret: Option<String>,
+    /// Events of one ordering key are delivered one at a time, in order
+    /// (docs/delivery.md#ordered-delivery).
+    pub ordered: bool,
 }
 
 // clippy reads the repeated `ty = …` of different fields as duplicated attributes.
@@ -70,7 +76,8 @@ pub struct EventBridgeWebhook {
     field(name = "created_at", ty = "&DateTime<Utc>"),
     field(name = "updated_at", ty = "&DateTime<Utc>"),
     field(name = "headers", ty = "&Vec<KeyValueObject>"),
-    field(name = "signing_secret", ty = "&Option<String>")
+    field(name = "signing_secret", ty = "&Option<String>"),
+    field(name = "ordered", ty = "&bool")
 )]
 pub enum Webhook {
     HttpsWebhook(HttpsWebhook),
@@ -97,6 +104,7 @@ fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<Webhook> {
             signing_secret,
             signing_public_key: signing.public_key,
             signature_scheme: signing.scheme,
+            ordered: sub.ordered,
         }),
         Destination::EventBridge { arn, .. } => Webhook::EventBridgeWebhook(EventBridgeWebhook {
             id: ID(sub.id),
@@ -108,6 +116,7 @@ fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<Webhook> {
             updated_at: sub.updated_at,
             headers: Vec::new(),
             signing_secret,
+            ordered: sub.ordered,
         }),
         // Made with createEventSubscription only, which makes Buy with Prime subscriptions.
         other => {
@@ -159,6 +168,9 @@ pub struct CreateHttpsWebhookInput {
     pub headers: Option<Vec<KeyValueInput>>,
     /// How deliveries are signed (docs/payloads.md#signature). Default `HMAC_SHA256`.
     pub signature_scheme: Option<SignatureScheme>,
+    /// Deliver the events of one ordering key one at a time, in the order they were
+    /// accepted (docs/delivery.md#ordered-delivery). Default false.
+    pub ordered: Option<bool>,
 }
 
 #[derive(Debug, Clone, InputObject)]
@@ -167,6 +179,9 @@ pub struct CreateEventBridgeWebhookInput {
     pub destination: String,
     #[graphql(default = true)]
     pub is_active: bool,
+    /// Deliver the events of one ordering key one at a time, in the order they were
+    /// accepted (docs/delivery.md#ordered-delivery). Default false.
+    pub ordered: Option<bool>,
 }
 
 #[derive(Debug, Clone, InputObject)]
@@ -175,6 +190,9 @@ pub struct UpdateWebhookDataInput {
     pub scope: Option<String>,
     pub destination: Option<String>,
     pub headers: Option<Vec<KeyValueInput>>,
+    /// Turns ordered delivery on or off for events accepted from now on
+    /// (docs/delivery.md#ordered-delivery).
+    pub ordered: Option<bool>,
 }
 
 #[derive(Debug, Clone, InputObject)]
@@ -243,13 +261,14 @@ impl WebhookMutations {
         let destination_path = format!("{path}/destination");
         let destination =
             event_sources::destination_for_arn(rc, &destination_path, &input.destination).await?;
-        let record = new_webhook(
+        let mut record = new_webhook(
             rc,
             event_types,
             destination,
             input.is_active,
             signing::Scheme::HmacSha256,
         )?;
+        record.ordered = input.ordered.unwrap_or(false);
         rc.services
             .store
             .insert_subscription(record.clone(), Owned::default(), limits())
@@ -298,7 +317,8 @@ impl WebhookMutations {
             input.signature_scheme,
             true,
         )?;
-        let record = new_webhook(rc, event_types, destination, input.is_active, scheme)?;
+        let mut record = new_webhook(rc, event_types, destination, input.is_active, scheme)?;
+        record.ordered = input.ordered.unwrap_or(false);
         rc.services
             .store
             .insert_subscription(record.clone(), Owned::default(), limits())
@@ -361,6 +381,9 @@ impl WebhookMutations {
                     other.kind()
                 )))
             }
+        }
+        if let Some(ordered) = data.ordered {
+            sub.ordered = ordered;
         }
         if let Some(active) = data.is_active {
             sub.status = if active {
@@ -433,6 +456,7 @@ fn new_webhook(
             SubscriptionStatus::Inactive
         },
         previous_secret: None,
+        ordered: false,
         created_at: now,
         updated_at: now,
     })

@@ -60,7 +60,10 @@ macro_rules! send_batch {
             if message.config.fifo {
                 let event = &delivery.event;
                 entry = entry
-                    .message_group_id(aws_batch::group_id(&event.store, &event.event_type))
+                    .message_group_id(match &event.ordering_key {
+                        Some(key) => aws_batch::key_group_id(key),
+                        None => aws_batch::group_id(&event.store, &event.event_type),
+                    })
                     .message_deduplication_id(&delivery.id);
             }
             entry.build().map_err(|e| e.to_string())
@@ -297,6 +300,19 @@ pub fn group_id(store: &str, event_type: &str) -> String {
     id
 }
 
+/// The FIFO message group of an event with an ordering key: the key itself when SQS and
+/// SNS take it as a group id (1-128 printable ASCII characters), else `sha256:` and the
+/// hex of its SHA-256, so that one key is always one group.
+pub fn key_group_id(key: &str) -> String {
+    if key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic()) {
+        return key.to_owned();
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 /// The message attributes of a delivery: its event type and its id.
 pub fn attributes(delivery: &ClaimedDelivery) -> [(&'static str, &str); 2] {
     [
@@ -335,5 +351,17 @@ mod tests {
     fn group_ids_are_bounded() {
         assert_eq!(group_id("abc", "order.created"), "abc:order.created");
         assert_eq!(group_id("s", &"é".repeat(100)).len(), 128);
+    }
+
+    #[test]
+    fn ordering_keys_are_groups_as_they_are_or_hashed() {
+        assert_eq!(key_group_id("order-1001"), "order-1001");
+        assert_eq!(key_group_id(&"k".repeat(128)), "k".repeat(128));
+        let long = key_group_id(&"k".repeat(129));
+        assert!(long.starts_with("sha256:") && long.len() == 71, "{long}");
+        let spaced = key_group_id("order 1001");
+        assert!(spaced.starts_with("sha256:"));
+        assert_ne!(spaced, key_group_id("order 1002"));
+        assert_eq!(key_group_id("é"), key_group_id("é"));
     }
 }

@@ -61,17 +61,232 @@ async fn hand_back(c: &mut PgConnection, owners: Option<&[String]>) -> Result<u6
     Ok(query.execute(c).await?.rows_affected())
 }
 
-/// Makes the parked deliveries of a subscription due now (it was made active again).
+/// Makes the parked deliveries of a subscription due now (it was made active again); those
+/// waiting behind an earlier delivery of their ordering key keep waiting.
 pub(crate) async fn resume_parked(c: &mut PgConnection, subscription_id: &str) -> Result<u64> {
     Ok(sqlx::query(
         "WITH q AS (UPDATE delivery_queue SET due_at = $2 \
            WHERE subscription_id = $1 AND due_at IS NULL AND lease_owner IS NULL \
+             AND NOT waiting \
            RETURNING delivery_seq) \
          UPDATE deliveries SET due_at = $2, updated_at = $2 \
          WHERE seq IN (SELECT delivery_seq FROM q)",
     )
     .bind(subscription_id)
     .bind(millis(Utc::now()))
+    .execute(c)
+    .await?
+    .rows_affected())
+}
+
+/// An ordered line: a subscription and an ordering key (docs/delivery.md#ordered-delivery).
+type Line = (String, String);
+
+/// Takes the advisory lock of each line until the transaction ends, in one order whoever
+/// asks, so that writers of the same lines cannot deadlock. Every statement that adds to a
+/// line or moves it on runs after this, so it sees the line as the last holder left it.
+async fn lock_lines(c: &mut PgConnection, lines: &[Line]) -> Result<()> {
+    let (subs, keys): (Vec<&str>, Vec<&str>) =
+        lines.iter().map(|(s, k)| (s.as_str(), k.as_str())).unzip();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT \
+           hashtextextended(l.s || '/' || l.k, 0) AS h \
+           FROM UNNEST($1::text[], $2::text[]) AS l(s, k) ORDER BY h) x",
+    )
+    .bind(&subs)
+    .bind(&keys)
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+/// Locks `lines` and answers the last position taken in each (`None`: the line is empty).
+/// Runs inside the caller's transaction.
+pub(super) async fn line_tails(
+    c: &mut PgConnection,
+    lines: &[Line],
+) -> Result<HashMap<Line, Option<i64>>> {
+    if lines.is_empty() {
+        return Ok(HashMap::new());
+    }
+    lock_lines(c, lines).await?;
+    let (subs, keys): (Vec<&str>, Vec<&str>) =
+        lines.iter().map(|(s, k)| (s.as_str(), k.as_str())).unzip();
+    let rows = sqlx::query(
+        "SELECT l.ord, (SELECT q.position FROM delivery_queue q \
+           WHERE q.subscription_id = l.s AND q.ordering_key = l.k \
+           ORDER BY q.position DESC LIMIT 1) \
+         FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS l(s, k, ord)",
+    )
+    .bind(&subs)
+    .bind(&keys)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut out = HashMap::with_capacity(lines.len());
+    for r in &rows {
+        let ord: i64 = r.try_get(0)?;
+        let line = usize::try_from(ord - 1)
+            .ok()
+            .and_then(|i| lines.get(i))
+            .ok_or_else(|| StoreError::Database(format!("no line {ord} was sent")))?;
+        out.insert(line.clone(), r.try_get(1)?);
+    }
+    Ok(out)
+}
+
+/// Makes the first in line of each of `lines` (locked by the caller) the head where it is
+/// waiting: claimed for the node of `claim`, due when its subscription's destination
+/// unblocks, or parked when the subscription exists and is not active. Returns the rows
+/// claimed (their events are loaded after commit).
+async fn promote(
+    c: &mut PgConnection,
+    lines: &[Line],
+    claim: &Claim,
+    now: i64,
+) -> Result<Vec<PgRow>> {
+    let (subs, keys): (Vec<&str>, Vec<&str>) =
+        lines.iter().map(|(s, k)| (s.as_str(), k.as_str())).unzip();
+    let (deferred_subs, deferred_due): (Vec<&str>, Vec<i64>) = lines
+        .iter()
+        .filter_map(|(s, _)| Some((s.as_str(), millis(*claim.deferred.get(s)?))))
+        .collect::<HashMap<_, _>>()
+        .into_iter()
+        .unzip();
+    Ok(sqlx::query(
+        "WITH f AS (SELECT f.* FROM UNNEST($1::text[], $2::text[]) AS l(s, k) \
+           CROSS JOIN LATERAL (SELECT q.delivery_seq, q.subscription_id, q.waiting \
+             FROM delivery_queue q WHERE q.subscription_id = l.s AND q.ordering_key = l.k \
+             ORDER BY q.position LIMIT 1) f WHERE f.waiting), \
+         h AS (SELECT f.delivery_seq, \
+             CASE WHEN s.status IS NOT NULL AND s.status <> 'ACTIVE' THEN NULL \
+               ELSE COALESCE(b.due, $4) END AS due_at, \
+             CASE WHEN (s.status IS NULL OR s.status = 'ACTIVE') AND b.due IS NULL \
+               THEN $3::text END AS owner \
+           FROM f LEFT JOIN subscriptions s ON s.id = f.subscription_id \
+           LEFT JOIN UNNEST($5::text[], $6::bigint[]) AS b(sub, due) ON b.sub = f.subscription_id), \
+         q AS (UPDATE delivery_queue q SET waiting = false, due_at = h.due_at, \
+             lease_owner = h.owner FROM h WHERE q.delivery_seq = h.delivery_seq) \
+         UPDATE deliveries d SET \
+           status = CASE WHEN h.owner IS NULL THEN 'PENDING' ELSE 'IN_FLIGHT' END, \
+           due_at = h.due_at, lease_owner = h.owner, updated_at = $4 \
+         FROM h WHERE d.seq = h.delivery_seq \
+         RETURNING d.seq, d.id, d.subscription_id, d.attempt_count, d.round_attempts, \
+           d.event_seq, d.ordering_key, h.owner IS NOT NULL",
+    )
+    .bind(&subs)
+    .bind(&keys)
+    .bind(claim.node.as_deref())
+    .bind(now)
+    .bind(&deferred_subs)
+    .bind(&deferred_due)
+    .fetch_all(&mut *c)
+    .await?
+    .into_iter()
+    .filter(|r| r.try_get::<bool, _>(7).unwrap_or(false))
+    .collect())
+}
+
+/// Deliveries claimed by a statement that returned, in order: seq, id, subscription,
+/// attempt count, round attempts, event seq and ordering key. Their events are loaded
+/// after the claim committed: an event with a delivery in flight is never pruned.
+async fn with_events(pool: &sqlx::PgPool, rows: &[PgRow]) -> Result<Vec<ClaimedDelivery>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let event_seqs: Vec<i64> = rows
+        .iter()
+        .map(|r| r.try_get(5))
+        .collect::<Result<HashSet<i64>, _>>()?
+        .into_iter()
+        .collect();
+    let events: HashMap<i64, Arc<EventData>> = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ANY($1)"
+    )))
+    .bind(&event_seqs)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| codec::event_data(r).map(|e| (e.seq, Arc::new(e))))
+    .collect::<Result<_>>()?;
+    rows.iter()
+        .map(|r| {
+            let id: String = r.try_get(1)?;
+            let event_seq: i64 = r.try_get(5)?;
+            let event = events
+                .get(&event_seq)
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} has no event")))?;
+            Ok(ClaimedDelivery {
+                seq: r.try_get(0)?,
+                id,
+                subscription_id: r.try_get(2)?,
+                attempt_count: count(r.try_get(3)?),
+                round_attempts: count(r.try_get(4)?),
+                event,
+                ordering_key: r.try_get(6)?,
+            })
+        })
+        .collect()
+}
+
+/// Starts final deliveries again with a fresh round of retries, due now; those that keep
+/// the order of a line go to the back of it, in the order given. `rows` are (seq,
+/// subscription, ordering key). Runs inside the caller's transaction.
+async fn restart(
+    c: &mut PgConnection,
+    rows: &[(i64, String, Option<String>)],
+    now: i64,
+) -> Result<u64> {
+    let lines: Vec<Line> = rows
+        .iter()
+        .filter_map(|(_, s, k)| Some((s.clone(), k.clone()?)))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut tails = line_tails(c, &lines).await?;
+    let (mut seqs, mut subs, mut keys, mut positions, mut waiting, mut due) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for (seq, sub, key) in rows {
+        let (position, waits) = match key {
+            Some(key) => {
+                let tail = tails.entry((sub.clone(), key.clone())).or_insert(None);
+                let waits = tail.is_some();
+                let position = tail.map_or(1, |t| t + 1);
+                *tail = Some(position);
+                (Some(position), waits)
+            }
+            None => (None, false),
+        };
+        seqs.push(*seq);
+        subs.push(sub.as_str());
+        keys.push(key.as_deref());
+        positions.push(position);
+        waiting.push(waits);
+        due.push((!waits).then_some(now));
+    }
+    Ok(sqlx::query(
+        "WITH r AS (SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], \
+             $5::bool[], $6::bigint[]) AS r(seq, sub, key, position, waiting, due_at)), \
+         q AS (INSERT INTO delivery_queue (delivery_seq, subscription_id, due_at, ordering_key, \
+             position, waiting) \
+           SELECT seq, sub, due_at, key, position, waiting FROM r \
+           ON CONFLICT (delivery_seq) DO NOTHING RETURNING delivery_seq, due_at) \
+         UPDATE deliveries d SET status = 'PENDING', due_at = q.due_at, round_attempts = 0, \
+           updated_at = $7 FROM q WHERE d.seq = q.delivery_seq",
+    )
+    .bind(&seqs)
+    .bind(&subs)
+    .bind(&keys)
+    .bind(&positions)
+    .bind(&waiting)
+    .bind(&due)
+    .bind(now)
     .execute(c)
     .await?
     .rows_affected())
@@ -88,6 +303,8 @@ struct OutcomeColumns {
     attempts: AttemptColumns,
     /// Deliveries whose outcome deactivates their subscription, by delivery seq.
     failed: HashMap<i64, String>,
+    /// The ordered lines whose head these outcomes end.
+    ended: Vec<Line>,
 }
 
 impl OutcomeColumns {
@@ -120,8 +337,13 @@ impl OutcomeColumns {
             cols.status.push(status.to_owned());
             cols.due_at.push(due_at);
             cols.attempts.push(logged);
+            let ends = status != "PENDING";
             if matches!(outcome.next, Next::Failed) {
-                cols.failed.insert(outcome.seq, outcome.subscription_id);
+                cols.failed
+                    .insert(outcome.seq, outcome.subscription_id.clone());
+            }
+            if let (Some(key), true) = (outcome.ordering_key, ends) {
+                cols.ended.push((outcome.subscription_id, key));
             }
         }
         cols
@@ -260,6 +482,29 @@ async fn delivery_by_id(
         .transpose()
 }
 
+impl PgStore {
+    /// Makes the first in line the head of every line whose head went missing (its parked
+    /// head was pruned). Returns how many lines moved on.
+    async fn repair_lines(&self) -> Result<usize> {
+        let lines: Vec<Line> = sqlx::query_as(
+            "SELECT subscription_id, ordering_key FROM (SELECT DISTINCT ON \
+               (subscription_id, ordering_key) subscription_id, ordering_key, waiting \
+               FROM delivery_queue WHERE ordering_key IS NOT NULL \
+               ORDER BY subscription_id, ordering_key, position) f WHERE waiting",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        if lines.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        lock_lines(&mut tx, &lines).await?;
+        promote(&mut tx, &lines, &Claim::default(), millis(Utc::now())).await?;
+        tx.commit().await?;
+        Ok(lines.len())
+    }
+}
+
 #[async_trait]
 impl DeliveryStore for PgStore {
     async fn ingest(&self, events: Vec<NewEvent>, claim: Claim) -> Result<Vec<Ingested>> {
@@ -328,7 +573,8 @@ impl DeliveryStore for PgStore {
                WHERE q.delivery_seq = c.delivery_seq) \
              UPDATE deliveries d SET status = 'IN_FLIGHT', lease_owner = $1, updated_at = $2 \
              FROM c WHERE d.seq = c.delivery_seq \
-             RETURNING d.seq, d.id, d.subscription_id, d.attempt_count, d.round_attempts, d.event_seq",
+             RETURNING d.seq, d.id, d.subscription_id, d.attempt_count, d.round_attempts, \
+               d.event_seq, d.ordering_key",
         )
         .bind(node)
         .bind(now)
@@ -336,44 +582,7 @@ impl DeliveryStore for PgStore {
         .bind(&exclude)
         .fetch_all(&self.pool)
         .await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The events are loaded after the claim committed: an event with a delivery in
-        // flight is never pruned.
-        let event_seqs: Vec<i64> = rows
-            .iter()
-            .map(|r| r.try_get(5))
-            .collect::<Result<HashSet<i64>, _>>()?
-            .into_iter()
-            .collect();
-        let events: HashMap<i64, Arc<EventData>> = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ANY($1)"
-        )))
-        .bind(&event_seqs)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| codec::event_data(r).map(|e| (e.seq, Arc::new(e))))
-        .collect::<Result<_>>()?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get(1)?;
-                let event_seq: i64 = r.try_get(5)?;
-                let event = events
-                    .get(&event_seq)
-                    .cloned()
-                    .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} has no event")))?;
-                Ok(ClaimedDelivery {
-                    seq: r.try_get(0)?,
-                    id,
-                    subscription_id: r.try_get(2)?,
-                    attempt_count: count(r.try_get(3)?),
-                    round_attempts: count(r.try_get(4)?),
-                    event,
-                })
-            })
-            .collect()
+        with_events(&self.pool, &rows).await
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
@@ -385,19 +594,32 @@ impl DeliveryStore for PgStore {
         due.map(time).transpose()
     }
 
-    async fn record_outcomes(&self, node: &str, outcomes: Vec<Outcome>) -> Result<Vec<String>> {
+    async fn record_outcomes(
+        &self,
+        node: &str,
+        outcomes: Vec<Outcome>,
+        claim: Claim,
+    ) -> Result<Recorded> {
         let now = millis(Utc::now());
         let cols = OutcomeColumns::new(outcomes);
         if cols.seq.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Recorded::default());
         }
-        if cols.failed.is_empty() {
+        if cols.failed.is_empty() && cols.ended.is_empty() {
             // One statement: atomic without a transaction of its own.
             let mut c = self.pool.acquire().await?;
             record(&mut c, node, &cols, now).await?;
-            return Ok(Vec::new());
+            return Ok(Recorded::default());
         }
         let mut tx = self.pool.begin().await?;
+        // The lines first: ingest of the same keys then either committed before (and its
+        // waiting deliveries are seen below) or waits, and sees their heads gone.
+        let mut lines = cols.ended.clone();
+        lines.sort();
+        lines.dedup();
+        if !lines.is_empty() {
+            lock_lines(&mut tx, &lines).await?;
+        }
         let held = record(&mut tx, node, &cols, now).await?;
         let failed: Vec<String> = held
             .iter()
@@ -408,8 +630,17 @@ impl DeliveryStore for PgStore {
         } else {
             deactivate(&mut tx, &failed, now).await?
         };
+        // After the deactivations, so that the next of a line whose head failed is parked.
+        let claimed = if lines.is_empty() {
+            Vec::new()
+        } else {
+            promote(&mut tx, &lines, &claim, now).await?
+        };
         tx.commit().await?;
-        Ok(deactivated)
+        Ok(Recorded {
+            deactivated,
+            next: with_events(&self.pool, &claimed).await?,
+        })
     }
 
     async fn backlog(&self) -> Result<Backlog> {
@@ -417,8 +648,9 @@ impl DeliveryStore for PgStore {
             "SELECT \
                COUNT(*) FILTER (WHERE lease_owner IS NULL AND due_at <= $1), \
                COUNT(*) FILTER (WHERE lease_owner IS NULL AND due_at > $1), \
-               COUNT(*) FILTER (WHERE lease_owner IS NULL AND due_at IS NULL), \
-               COUNT(*) FILTER (WHERE lease_owner IS NOT NULL) \
+               COUNT(*) FILTER (WHERE lease_owner IS NULL AND due_at IS NULL AND NOT waiting), \
+               COUNT(*) FILTER (WHERE lease_owner IS NOT NULL), \
+               COUNT(*) FILTER (WHERE waiting) \
              FROM delivery_queue",
         )
         .bind(millis(Utc::now()))
@@ -430,6 +662,7 @@ impl DeliveryStore for PgStore {
             scheduled: n(1)?,
             parked: n(2)?,
             in_flight: n(3)?,
+            waiting: n(4)?,
         })
     }
 
@@ -506,12 +739,33 @@ impl DeliveryStore for PgStore {
     ) -> Result<DeliveryRecord> {
         let (store, id) = (store.as_str(), id.as_str());
         let mut c = self.pool.acquire().await?;
+        let row: Option<(i64, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT seq, subscription_id, status, ordering_key FROM deliveries \
+             WHERE store_hash = $1 AND id = $2",
+        )
+        .bind(store)
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?;
+        if let Some((seq, sub, status, Some(key))) = row {
+            if status == "SUCCEEDED" || status == "FAILED" {
+                // A final delivery of an ordered key goes to the back of its line.
+                let mut tx = sqlx::Acquire::begin(&mut *c).await?;
+                restart(&mut tx, &[(seq, sub, Some(key))], millis(Utc::now())).await?;
+                tx.commit().await?;
+                return delivery_by_id(&mut c, store, id)
+                    .await?
+                    .map(|(_, record)| record)
+                    .ok_or(StoreError::NotFound);
+            }
+        }
+        // Due now, unless it is in flight or waits behind its key's head.
         sqlx::query(
             "WITH q AS (INSERT INTO delivery_queue (delivery_seq, subscription_id, due_at) \
                SELECT seq, subscription_id, $3 FROM deliveries WHERE store_hash = $1 AND id = $2 \
                  AND status IN ('SUCCEEDED', 'FAILED', 'PENDING') \
                ON CONFLICT (delivery_seq) DO UPDATE SET due_at = excluded.due_at \
-                 WHERE delivery_queue.lease_owner IS NULL \
+                 WHERE delivery_queue.lease_owner IS NULL AND NOT delivery_queue.waiting \
                RETURNING delivery_seq) \
              UPDATE deliveries SET status = 'PENDING', due_at = $3, round_attempts = 0, \
              updated_at = $3 WHERE seq IN (SELECT delivery_seq FROM q)",
@@ -529,26 +783,28 @@ impl DeliveryStore for PgStore {
 
     async fn replay_deliveries(&self, store: StoreHash<'_>, filter: ReplayFilter) -> Result<u64> {
         let store = store.as_str();
-        Ok(sqlx::query(
-            "WITH q AS (INSERT INTO delivery_queue (delivery_seq, subscription_id, due_at) \
-               SELECT seq, subscription_id, $6 FROM deliveries \
-               WHERE store_hash = $1 AND subscription_id = $2 AND status = $3 \
-                 AND created_at >= $4 AND created_at <= $5 \
-               ON CONFLICT (delivery_seq) DO UPDATE SET due_at = excluded.due_at \
-                 WHERE delivery_queue.lease_owner IS NULL \
-               RETURNING delivery_seq) \
-             UPDATE deliveries SET status = 'PENDING', due_at = $6, round_attempts = 0, \
-             updated_at = $6 WHERE seq IN (SELECT delivery_seq FROM q)",
+        let mut tx = self.pool.begin().await?;
+        // Oldest first: replayed deliveries of an ordered key re-enter its line in the order
+        // of their events. Locked, so that a replay running twice at once starts each once.
+        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT seq, subscription_id, ordering_key FROM deliveries \
+             WHERE store_hash = $1 AND subscription_id = $2 AND status = $3 \
+               AND created_at >= $4 AND created_at <= $5 ORDER BY seq FOR UPDATE",
         )
         .bind(store)
         .bind(&filter.subscription_id)
         .bind(filter.status.as_str())
         .bind(filter.since.map(millis).unwrap_or(i64::MIN))
         .bind(filter.until.map(millis).unwrap_or(i64::MAX))
-        .bind(millis(Utc::now()))
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+        .fetch_all(&mut *tx)
+        .await?;
+        let n = if rows.is_empty() {
+            0
+        } else {
+            restart(&mut tx, &rows, millis(Utc::now())).await?
+        };
+        tx.commit().await?;
+        Ok(n)
     }
 
     async fn rotate_signing_secret(
@@ -582,7 +838,7 @@ impl DeliveryStore for PgStore {
         // With their deliveries, attempts and the queue rows of parked deliveries, in one
         // statement (there are no foreign keys to cascade: migration 0003 says why). SKIP
         // LOCKED: nodes pruning at once take different events.
-        Ok(sqlx::query(
+        let n = sqlx::query(
             "WITH e AS (SELECT e.seq FROM events e \
                WHERE e.created_at < $1 AND NOT EXISTS (SELECT 1 FROM deliveries d \
                  JOIN delivery_queue q ON q.delivery_seq = d.seq \
@@ -597,7 +853,12 @@ impl DeliveryStore for PgStore {
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .execute(&self.pool)
         .await?
-        .rows_affected())
+        .rows_affected();
+        if n > 0 {
+            // A parked head may have gone with its event: its line moves on.
+            self.repair_lines().await?;
+        }
+        Ok(n)
     }
 
     async fn broadcast(&self, from: &str, signal: Signal) -> Result<()> {

@@ -145,6 +145,7 @@ struct EventColumns {
     resources: Vec<String>,
     idempotency_key: Vec<Option<String>>,
     time: Vec<i64>,
+    ordering_key: Vec<Option<String>>,
 }
 
 /// Writes the events of every part (one part per caller, with its claim) and their
@@ -167,17 +168,19 @@ async fn write(
         cols.resources.push(json_list(&e.resources)?);
         cols.idempotency_key.push(e.idempotency_key.clone());
         cols.time.push(millis(e.time));
+        cols.ordering_key.push(e.ordering_key.clone());
     }
     // The events (but not those of unknown stores, nor a second use of an idempotency key),
     // in the order given, so that their sequence numbers are the order of acceptance.
     let written: HashMap<String, i64> = sqlx::query(
         "INSERT INTO events (id, store_hash, event_type, data, resources, idempotency_key, \
-           event_time, created_at) \
+           event_time, created_at, ordering_key) \
          SELECT i.id, i.store_hash, i.event_type, i.data, i.resources, i.idempotency_key, \
-           i.event_time, $8 \
+           i.event_time, $8, i.ordering_key \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-           $7::bigint[]) WITH ORDINALITY \
-           AS i(id, store_hash, event_type, data, resources, idempotency_key, event_time, ord) \
+           $7::bigint[], $9::text[]) WITH ORDINALITY \
+           AS i(id, store_hash, event_type, data, resources, idempotency_key, event_time, \
+             ordering_key, ord) \
          WHERE EXISTS (SELECT 1 FROM stores s WHERE s.store_hash = i.store_hash) \
          ORDER BY i.ord \
          ON CONFLICT (store_hash, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
@@ -191,6 +194,7 @@ async fn write(
     .bind(&cols.idempotency_key)
     .bind(&cols.time)
     .bind(now)
+    .bind(&cols.ordering_key)
     .fetch_all(&mut *c)
     .await?
     .iter()
@@ -200,26 +204,59 @@ async fn write(
     let subscribers = matching(c, &events, &written).await?;
     let duplicates = first_uses(c, &events, &written).await?;
 
-    // The deliveries of every written event, with their claims.
-    let mut d = DeliveryColumns::default();
-    for (i, (event, claim)) in events.iter().enumerate() {
+    // The deliveries of every written event, with their claims; each matching
+    // subscription with whether it is ordered (a test event keeps no order).
+    let mut planned: Vec<(usize, i64, Matched)> = Vec::new();
+    for (i, (event, _)) in events.iter().enumerate() {
         let Some(&seq) = written.get(&event.id) else {
             continue;
         };
-        let targets: Vec<String> = match &event.only_subscription {
-            Some(id) => vec![id.clone()],
+        let targets: Matched = match &event.only_subscription {
+            Some(id) => vec![(id.clone(), false)],
             None => event
                 .patterns
                 .iter()
                 .filter_map(|p| subscribers.get(&(event.store.as_str(), p.as_str())))
                 .flatten()
                 .cloned()
-                .collect::<HashSet<String>>()
+                .collect::<HashSet<(String, bool)>>()
                 .into_iter()
                 .collect(),
         };
-        for subscription_id in targets {
-            d.push(i, seq, &event.store, subscription_id, claim, now);
+        planned.push((i, seq, targets));
+    }
+    // The ordered lines these deliveries enter, locked, with the last position taken in
+    // each (docs/delivery.md#ordered-delivery).
+    let lines: Vec<(String, String)> = planned
+        .iter()
+        .flat_map(|(i, _, targets)| {
+            let key = events[*i].0.ordering_key.as_deref();
+            targets
+                .iter()
+                .filter(|(_, ordered)| *ordered)
+                .filter_map(move |(sub, _)| Some((sub.clone(), key?.to_owned())))
+        })
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut tails = super::deliveries::line_tails(c, &lines).await?;
+    let mut d = DeliveryColumns::default();
+    for (i, seq, targets) in planned {
+        let (event, claim) = events[i];
+        for (subscription_id, ordered) in targets {
+            let line = match (&event.ordering_key, ordered) {
+                (Some(key), true) => {
+                    let tail = tails
+                        .entry((subscription_id.clone(), key.clone()))
+                        .or_insert(None);
+                    let waiting = tail.is_some();
+                    let position = tail.map_or(1, |t| t + 1);
+                    *tail = Some(position);
+                    Some((key.clone(), position, waiting))
+                }
+                _ => None,
+            };
+            d.push((i, seq), &event.store, subscription_id, claim, now, line);
         }
     }
     let delivery_seqs: HashMap<String, i64> = if d.id.is_empty() {
@@ -227,16 +264,19 @@ async fn write(
     } else {
         sqlx::query(
             // Each with its row in the queue (the 0003 migration says why).
-            "WITH d AS (INSERT INTO deliveries (id, event_seq, store_hash, subscription_id, \
-               status, due_at, lease_owner, created_at, updated_at) \
-               SELECT d.id, d.event_seq, d.store_hash, d.subscription_id, d.status, d.due_at, \
-                 d.lease_owner, $1, $1 \
-               FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
-                 $7::bigint[], $8::text[]) \
-                 AS d(id, event_seq, store_hash, subscription_id, status, due_at, lease_owner) \
-               RETURNING id, seq, subscription_id, due_at, lease_owner), \
-             q AS (INSERT INTO delivery_queue (delivery_seq, subscription_id, due_at, lease_owner) \
-               SELECT seq, subscription_id, due_at, lease_owner FROM d) \
+            "WITH i AS (SELECT * FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::text[], \
+                 $6::text[], $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::bool[]) \
+                 AS d(id, event_seq, store_hash, subscription_id, status, due_at, lease_owner, \
+                   ordering_key, position, waiting)), \
+             d AS (INSERT INTO deliveries (id, event_seq, store_hash, subscription_id, \
+               status, due_at, lease_owner, created_at, updated_at, ordering_key) \
+               SELECT id, event_seq, store_hash, subscription_id, status, due_at, \
+                 lease_owner, $1, $1, ordering_key FROM i \
+               RETURNING id, seq), \
+             q AS (INSERT INTO delivery_queue (delivery_seq, subscription_id, due_at, lease_owner, \
+                 ordering_key, position, waiting) \
+               SELECT d.seq, i.subscription_id, i.due_at, i.lease_owner, i.ordering_key, \
+                 i.position, i.waiting FROM d JOIN i ON i.id = d.id) \
              SELECT id, seq FROM d",
         )
         .bind(now)
@@ -247,6 +287,9 @@ async fn write(
         .bind(&d.status)
         .bind(&d.due_at)
         .bind(&d.owner)
+        .bind(&d.ordering_key)
+        .bind(&d.position)
+        .bind(&d.waiting)
         .fetch_all(&mut *c)
         .await?
         .iter()
@@ -276,6 +319,7 @@ async fn write(
             attempt_count: 0,
             round_attempts: 0,
             event,
+            ordering_key: d.ordering_key[k].take(),
         });
     }
     let mut results = events.iter().enumerate().map(|(i, (event, _))| {
@@ -313,6 +357,7 @@ fn event_data(event: &NewEvent, seq: i64) -> EventData {
         data: event.data.clone(),
         resources: event.resources.clone(),
         time: event.time,
+        ordering_key: event.ordering_key.clone(),
     }
 }
 
@@ -322,7 +367,7 @@ async fn matching<'a>(
     c: &mut PgConnection,
     events: &[(&'a NewEvent, &Claim)],
     written: &HashMap<String, i64>,
-) -> Result<HashMap<(&'a str, &'a str), Vec<String>>> {
+) -> Result<HashMap<(&'a str, &'a str), Vec<(String, bool)>>> {
     let pairs: HashSet<(&str, &str)> = events
         .iter()
         .filter(|(e, _)| e.only_subscription.is_none() && written.contains_key(&e.id))
@@ -334,7 +379,7 @@ async fn matching<'a>(
     let pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
     let (stores, patterns): (Vec<&str>, Vec<&str>) = pairs.iter().copied().unzip();
     let rows = sqlx::query(
-        "SELECT p.ord, k.subscription_id \
+        "SELECT p.ord, k.subscription_id, s.ordered \
          FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS p(store_hash, event_type, ord) \
          JOIN subscription_keys k ON k.store_hash = p.store_hash AND k.event_type = p.event_type \
          JOIN subscriptions s ON s.id = k.subscription_id AND s.status = 'ACTIVE'",
@@ -343,10 +388,12 @@ async fn matching<'a>(
     .bind(&patterns)
     .fetch_all(&mut *c)
     .await?;
-    let mut out: HashMap<(&str, &str), Vec<String>> = HashMap::new();
+    let mut out: HashMap<(&str, &str), Vec<(String, bool)>> = HashMap::new();
     for r in &rows {
         let pair = nth(&pairs, r.try_get(0)?)?;
-        out.entry(pair).or_default().push(r.try_get(1)?);
+        out.entry(pair)
+            .or_default()
+            .push((r.try_get(1)?, r.try_get(2)?));
     }
     Ok(out)
 }
@@ -392,6 +439,9 @@ async fn first_uses<'a>(
     Ok(out)
 }
 
+/// The subscriptions an event goes to, each with whether it is ordered.
+type Matched = Vec<(String, bool)>;
+
 /// The deliveries of a group, as the columns of their insert.
 #[derive(Default)]
 struct DeliveryColumns {
@@ -402,26 +452,40 @@ struct DeliveryColumns {
     store: Vec<String>,
     subscription_id: Vec<String>,
     status: Vec<&'static str>,
-    due_at: Vec<i64>,
+    due_at: Vec<Option<i64>>,
     owner: Vec<Option<String>>,
+    ordering_key: Vec<Option<String>>,
+    position: Vec<Option<i64>>,
+    waiting: Vec<bool>,
 }
 
 impl DeliveryColumns {
+    /// A delivery of the `event`th event of the group (whose seq is `event_seq`); `line`
+    /// is its ordering key, place in line and whether it waits, when it keeps an order.
     fn push(
         &mut self,
-        event: usize,
-        event_seq: i64,
+        (event, event_seq): (usize, i64),
         store: &str,
         subscription_id: String,
         claim: &Claim,
         now: i64,
+        line: Option<(String, i64, bool)>,
     ) {
+        let waiting = line.as_ref().is_some_and(|(_, _, waiting)| *waiting);
         let deferred = claim.deferred.get(&subscription_id).map(|t| millis(*t));
         let (status, due_at, owner) = match (&claim.node, deferred) {
-            (_, Some(due_at)) => ("PENDING", due_at, None),
-            (Some(node), None) => ("IN_FLIGHT", now, Some(node.clone())),
-            (None, None) => ("PENDING", now, None),
+            _ if waiting => ("PENDING", None, None),
+            (_, Some(due_at)) => ("PENDING", Some(due_at), None),
+            (Some(node), None) => ("IN_FLIGHT", Some(now), Some(node.clone())),
+            (None, None) => ("PENDING", Some(now), None),
         };
+        let (key, position) = match line {
+            Some((key, position, _)) => (Some(key), Some(position)),
+            None => (None, None),
+        };
+        self.ordering_key.push(key);
+        self.position.push(position);
+        self.waiting.push(waiting);
         self.event.push(event);
         self.id.push(ids::new_id("msg"));
         self.event_seq.push(event_seq);

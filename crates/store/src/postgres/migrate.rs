@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_portal.sql"),
     include_str!("../../migrations/postgres/0003_queue.sql"),
+    include_str!("../../migrations/postgres/0004_ordering.sql"),
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

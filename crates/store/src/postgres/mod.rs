@@ -463,8 +463,8 @@ impl Store for PgStore {
         let (types, destination) = encode_subscription(&sub)?;
         sqlx::query(
             "INSERT INTO subscriptions (id, store_hash, owner_client_id, style, event_types, \
-             destination, auth_profile_id, status, signing_secret, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             destination, auth_profile_id, status, signing_secret, created_at, updated_at, ordered) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&sub.id)
         .bind(&sub.store)
@@ -477,6 +477,7 @@ impl Store for PgStore {
         .bind(&sub.signing_secret.0)
         .bind(millis(sub.created_at))
         .bind(millis(sub.updated_at))
+        .bind(sub.ordered)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -512,7 +513,8 @@ impl Store for PgStore {
         let (types, destination) = encode_subscription(&sub)?;
         let n = sqlx::query(
             "UPDATE subscriptions SET event_types = $3, destination = $4, auth_profile_id = $5, \
-             status = $6, signing_secret = $7, updated_at = $8 WHERE store_hash = $1 AND id = $2",
+             status = $6, signing_secret = $7, updated_at = $8, ordered = $9 \
+             WHERE store_hash = $1 AND id = $2",
         )
         .bind(&sub.store)
         .bind(&sub.id)
@@ -522,6 +524,7 @@ impl Store for PgStore {
         .bind(sub.status.as_str())
         .bind(&sub.signing_secret.0)
         .bind(millis(sub.updated_at))
+        .bind(sub.ordered)
         .execute(&mut *tx)
         .await?
         .rows_affected();

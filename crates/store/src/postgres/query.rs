@@ -28,6 +28,9 @@ impl Cols for PgRow {
     fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>> {
         Ok(self.try_get(i)?)
     }
+    fn flag(&self, i: usize) -> Result<bool> {
+        Ok(self.try_get(i)?)
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

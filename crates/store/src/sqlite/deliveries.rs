@@ -23,13 +23,175 @@ use crate::codec::{self, json_list, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, DELIVERY_
 use crate::delivery::*;
 use crate::{DeliveryStore, Page, PageRequest, Result, StoreError};
 
-/// Makes the parked deliveries of a subscription due now (it was made active again).
+/// Makes the parked deliveries of a subscription due now (it was made active again); those
+/// waiting behind an earlier delivery of their ordering key keep waiting.
 pub(crate) fn resume_parked(c: &Connection, subscription_id: &str) -> Result<usize> {
     Ok(c.prepare_cached(
         "UPDATE deliveries SET due_at = ?2, updated_at = ?2 \
-         WHERE subscription_id = ?1 AND status = 'PENDING' AND due_at IS NULL",
+         WHERE subscription_id = ?1 AND status = 'PENDING' AND due_at IS NULL AND waiting = 0",
     )?
     .execute(params![subscription_id, millis(Utc::now())])?)
+}
+
+/// The last position taken in the line of `key` on `subscription_id` (its open deliveries);
+/// `None` when the line is empty (docs/delivery.md#ordered-delivery).
+fn line_tail(c: &Connection, subscription_id: &str, key: &str) -> Result<Option<i64>> {
+    Ok(c.prepare_cached(
+        "SELECT MAX(position) FROM deliveries WHERE subscription_id = ?1 \
+             AND ordering_key = ?2 AND status IN ('PENDING', 'IN_FLIGHT')",
+    )?
+    .query_row(params![subscription_id, key], |r| r.get(0))?)
+}
+
+/// Where a delivery entering the line of its key goes: its position, and whether it waits
+/// (the line had someone in it already).
+fn enter_line(c: &Connection, subscription_id: &str, key: &str) -> Result<(i64, bool)> {
+    Ok(match line_tail(c, subscription_id, key)? {
+        Some(tail) => (tail + 1, true),
+        None => (1, false),
+    })
+}
+
+/// Makes the first in line of `key` on `subscription_id` the head if it is waiting: claimed
+/// for the node of `claim` (and returned), due when its subscription's destination unblocks,
+/// or parked when the subscription exists and is not active.
+fn promote(
+    c: &Connection,
+    subscription_id: &str,
+    key: &str,
+    claim: &Claim,
+    now: i64,
+) -> Result<Option<ClaimedDelivery>> {
+    let first: Option<(i64, bool)> = c
+        .prepare_cached(
+            "SELECT seq, waiting FROM deliveries WHERE subscription_id = ?1 \
+             AND ordering_key = ?2 AND status IN ('PENDING', 'IN_FLIGHT') \
+             ORDER BY position LIMIT 1",
+        )?
+        .query_row(params![subscription_id, key], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((seq, true)) = first else {
+        return Ok(None);
+    };
+    let inactive: bool = c
+        .prepare_cached("SELECT status <> 'ACTIVE' FROM subscriptions WHERE id = ?1")?
+        .query_row([subscription_id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false);
+    let deferred = claim.deferred.get(subscription_id).map(|t| millis(*t));
+    let mut head = c.prepare_cached(
+        "UPDATE deliveries SET waiting = 0, due_at = ?2, updated_at = ?3 WHERE seq = ?1",
+    )?;
+    match (&claim.node, deferred) {
+        _ if inactive => head.execute(params![seq, Option::<i64>::None, now])?,
+        (Some(node), None) => {
+            let row = c
+                .prepare_cached(
+                    "UPDATE deliveries SET waiting = 0, due_at = ?2, status = 'IN_FLIGHT', \
+                     lease_owner = ?3, updated_at = ?2 WHERE seq = ?1 \
+                     RETURNING seq, id, subscription_id, attempt_count, round_attempts, \
+                       event_seq, ordering_key",
+                )?
+                .query_row(params![seq, now, node], claimed_row)?;
+            return Ok(with_events(c, vec![row])?.pop());
+        }
+        (_, due) => head.execute(params![seq, due.unwrap_or(now), now])?,
+    };
+    Ok(None)
+}
+
+/// Makes the first in line the head of every line whose head went missing (its parked
+/// head was pruned). Returns how many lines moved on.
+fn repair_lines(c: &Connection) -> Result<usize> {
+    let lines: Vec<(String, String)> = c
+        .prepare_cached(
+            "SELECT subscription_id, ordering_key FROM deliveries \
+             WHERE ordering_key IS NOT NULL AND status IN ('PENDING', 'IN_FLIGHT') \
+             GROUP BY subscription_id, ordering_key HAVING MIN(position) = MIN(CASE WHEN waiting = 1 THEN position END)",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let now = millis(Utc::now());
+    for (subscription_id, key) in &lines {
+        promote(c, subscription_id, key, &Claim::default(), now)?;
+    }
+    Ok(lines.len())
+}
+
+/// Starts a final delivery again with a fresh round of retries: due now, or, when it keeps
+/// the order of `line` (subscription, key), at the back of that line.
+fn restart(c: &Connection, seq: i64, line: Option<(&str, &str)>, now: i64) -> Result<()> {
+    let (position, waiting) = match line {
+        Some((subscription_id, key)) => {
+            let (position, waiting) = enter_line(c, subscription_id, key)?;
+            (Some(position), waiting)
+        }
+        None => (None, false),
+    };
+    c.prepare_cached(
+        "UPDATE deliveries SET status = 'PENDING', due_at = ?2, round_attempts = 0, \
+         updated_at = ?3, position = ?4, waiting = ?5 WHERE seq = ?1",
+    )?
+    .execute(params![
+        seq,
+        (!waiting).then_some(now),
+        now,
+        position,
+        waiting
+    ])?;
+    Ok(())
+}
+
+/// A claimed delivery's row, before its event is loaded: seq, id, subscription, attempt
+/// counts, event seq and ordering key.
+type ClaimedRow = (i64, String, String, u32, u32, i64, Option<String>);
+
+fn claimed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimedRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+/// Claimed rows with their events loaded (each event once).
+fn with_events(c: &Connection, rows: Vec<ClaimedRow>) -> Result<Vec<ClaimedDelivery>> {
+    let mut events: HashMap<i64, Arc<EventData>> = HashMap::new();
+    let mut load = c.prepare_cached(&format!(
+        "SELECT {} FROM events WHERE seq = ?1",
+        codec::EVENT_COLUMNS
+    ))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (seq, id, subscription_id, attempt_count, round_attempts, event_seq, ordering_key) in rows {
+        let event = match events.get(&event_seq) {
+            Some(e) => e.clone(),
+            None => {
+                let mut rows = load.query([event_seq])?;
+                let row = rows
+                    .next()?
+                    .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} has no event")))?;
+                let e = Arc::new(codec::event_data(row)?);
+                events.insert(event_seq, e.clone());
+                e
+            }
+        };
+        out.push(ClaimedDelivery {
+            seq,
+            id,
+            subscription_id,
+            attempt_count,
+            round_attempts,
+            event,
+            ordering_key,
+        });
+    }
+    Ok(out)
 }
 
 fn ingest_one(c: &Connection, event: NewEvent, claim: &Claim, now: i64) -> Result<Ingested> {
@@ -51,7 +213,7 @@ fn ingest_one(c: &Connection, event: NewEvent, claim: &Claim, now: i64) -> Resul
     }
     c.prepare_cached(
         "INSERT INTO events (id, store_hash, event_type, data, resources, idempotency_key, \
-         event_time, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         event_time, created_at, ordering_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         event.id,
@@ -61,21 +223,23 @@ fn ingest_one(c: &Connection, event: NewEvent, claim: &Claim, now: i64) -> Resul
         json_list(&event.resources)?,
         event.idempotency_key,
         millis(event.time),
-        now
+        now,
+        event.ordering_key
     ])?;
     let event_seq = c.last_insert_rowid();
 
-    let subscriptions: Vec<String> = match &event.only_subscription {
-        Some(id) => vec![id.clone()],
+    // Each matching subscription, and whether it is ordered (a test event keeps no order).
+    let subscriptions: Vec<(String, bool)> = match &event.only_subscription {
+        Some(id) => vec![(id.clone(), false)],
         None => c
             .prepare_cached(
-                "SELECT DISTINCT k.subscription_id FROM subscription_keys k \
+                "SELECT DISTINCT k.subscription_id, s.ordered FROM subscription_keys k \
                  JOIN subscriptions s ON s.id = k.subscription_id \
                  WHERE k.store_hash = ?1 AND k.event_type IN (SELECT value FROM json_each(?2)) \
                  AND s.status = 'ACTIVE'",
             )?
             .query_map(params![event.store, json_list(&event.patterns)?], |r| {
-                r.get(0)
+                Ok((r.get(0)?, r.get(1)?))
             })?
             .collect::<Result<_, _>>()?,
     };
@@ -88,23 +252,34 @@ fn ingest_one(c: &Connection, event: NewEvent, claim: &Claim, now: i64) -> Resul
         data: event.data,
         resources: event.resources,
         time: event.time,
+        ordering_key: event.ordering_key,
     });
     let mut insert = c.prepare_cached(
         "INSERT INTO deliveries (id, event_seq, store_hash, subscription_id, status, due_at, \
-         lease_owner, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+         lease_owner, created_at, updated_at, ordering_key, position, waiting) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
     )?;
     let mut deliveries = Vec::with_capacity(subscriptions.len());
     let mut claimed = Vec::with_capacity(subscriptions.len());
-    for subscription_id in subscriptions {
+    for (subscription_id, ordered) in subscriptions {
         let id = ids::new_id("msg");
+        let key = data.ordering_key.as_deref().filter(|_| ordered);
+        let (position, waiting) = match key {
+            Some(key) => {
+                let (position, waiting) = enter_line(c, &subscription_id, key)?;
+                (Some(position), waiting)
+            }
+            None => (None, false),
+        };
         let deferred = claim.deferred.get(&subscription_id).map(|t| millis(*t));
         let (status, due_at, owner) = match (&claim.node, deferred) {
-            (_, Some(due_at)) => ("PENDING", due_at, None),
+            _ if waiting => ("PENDING", None, None),
+            (_, Some(due_at)) => ("PENDING", Some(due_at), None),
             (Some(node), None) => {
                 claimed.push(deliveries.len());
-                ("IN_FLIGHT", now, Some(node.as_str()))
+                ("IN_FLIGHT", Some(now), Some(node.as_str()))
             }
-            (None, None) => ("PENDING", now, None),
+            (None, None) => ("PENDING", Some(now), None),
         };
         insert.execute(params![
             id,
@@ -114,7 +289,10 @@ fn ingest_one(c: &Connection, event: NewEvent, claim: &Claim, now: i64) -> Resul
             status,
             due_at,
             owner,
-            now
+            now,
+            key,
+            position,
+            waiting
         ])?;
         deliveries.push(ClaimedDelivery {
             seq: c.last_insert_rowid(),
@@ -123,6 +301,7 @@ fn ingest_one(c: &Connection, event: NewEvent, claim: &Claim, now: i64) -> Resul
             attempt_count: 0,
             round_attempts: 0,
             event: data.clone(),
+            ordering_key: key.map(str::to_owned),
         });
     }
     Ok(Ingested::Created {
@@ -143,56 +322,25 @@ fn claim(
         "UPDATE deliveries SET status = 'IN_FLIGHT', lease_owner = ?1, updated_at = ?2 \
          WHERE seq IN (SELECT seq FROM deliveries WHERE status = 'PENDING' AND due_at <= ?2 \
            AND subscription_id NOT IN (SELECT value FROM json_each(?4)) ORDER BY due_at LIMIT ?3) \
-         RETURNING seq, id, subscription_id, attempt_count, round_attempts, event_seq",
+         RETURNING seq, id, subscription_id, attempt_count, round_attempts, event_seq, ordering_key",
     )?;
     let rows = claimed
-        .query_map(params![node, now, limit as i64, json_list(exclude)?], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, u32>(3)?,
-                r.get::<_, u32>(4)?,
-                r.get::<_, i64>(5)?,
-            ))
-        })?
+        .query_map(
+            params![node, now, limit as i64, json_list(exclude)?],
+            claimed_row,
+        )?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut events: HashMap<i64, Arc<EventData>> = HashMap::new();
-    let mut load = c.prepare_cached(
-        "SELECT seq, id, store_hash, event_type, data, resources, event_time FROM events WHERE seq = ?1",
-    )?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (seq, id, subscription_id, attempt_count, round_attempts, event_seq) in rows {
-        let event = match events.get(&event_seq) {
-            Some(e) => e.clone(),
-            None => {
-                let mut rows = load.query([event_seq])?;
-                let row = rows
-                    .next()?
-                    .ok_or_else(|| StoreError::Corrupt(format!("delivery {id} has no event")))?;
-                let e = Arc::new(codec::event_data(row)?);
-                events.insert(event_seq, e.clone());
-                e
-            }
-        };
-        out.push(ClaimedDelivery {
-            seq,
-            id,
-            subscription_id,
-            attempt_count,
-            round_attempts,
-            event,
-        });
-    }
-    Ok(out)
+    with_events(c, rows)
 }
 
 /// Writes outcomes of deliveries `node` holds. An outcome whose lease `node` lost (it was
 /// silent too long and another node took the delivery over) is not written: the new
 /// holder's word counts.
-fn record(c: &Connection, node: &str, outcomes: &[Outcome]) -> Result<Vec<String>> {
+fn record(c: &Connection, node: &str, outcomes: &[Outcome], claim: &Claim) -> Result<Recorded> {
     let now = millis(Utc::now());
     let mut deactivated = Vec::new();
+    // The ordered lines whose head this batch ended, in the order of their outcomes.
+    let mut ended: Vec<(&str, &str)> = Vec::new();
     let mut attempt = c.prepare_cached(
         "INSERT INTO attempts (delivery_seq, n, started_at, duration_ms, status_code, error, response_body) \
          SELECT ?1, attempt_count, ?2, ?3, ?4, ?5, ?6 FROM deliveries WHERE seq = ?1",
@@ -248,6 +396,9 @@ fn record(c: &Connection, node: &str, outcomes: &[Outcome]) -> Result<Vec<String
             );
             continue;
         }
+        if let (Some(key), "SUCCEEDED" | "FAILED") = (&outcome.ordering_key, status) {
+            ended.push((&outcome.subscription_id, key));
+        }
         if matches!(outcome.next, Next::Failed) {
             let n = c
                 .prepare_cached(
@@ -266,7 +417,15 @@ fn record(c: &Connection, node: &str, outcomes: &[Outcome]) -> Result<Vec<String
             }
         }
     }
-    Ok(deactivated)
+    // After the deactivations, so that the next of a line whose head failed is parked.
+    let mut next = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (subscription_id, key) in ended {
+        if seen.insert((subscription_id, key)) {
+            next.extend(promote(c, subscription_id, key, claim, now)?);
+        }
+    }
+    Ok(Recorded { deactivated, next })
 }
 
 fn delivery_by_id(c: &Connection, store: &str, id: &str) -> Result<Option<(i64, DeliveryRecord)>> {
@@ -372,10 +531,15 @@ impl DeliveryStore for SqliteStore {
         .await
     }
 
-    async fn record_outcomes(&self, node: &str, outcomes: Vec<Outcome>) -> Result<Vec<String>> {
+    async fn record_outcomes(
+        &self,
+        node: &str,
+        outcomes: Vec<Outcome>,
+        claim: Claim,
+    ) -> Result<Recorded> {
         let node = node.to_owned();
         self.writer
-            .write(move |c| record(c, &node, &outcomes))
+            .write(move |c| record(c, &node, &outcomes, &claim))
             .await
     }
 
@@ -395,7 +559,12 @@ impl DeliveryStore for SqliteStore {
                 )?,
                 parked: count(
                     c,
-                    "SELECT COUNT(*) FROM deliveries WHERE status = 'PENDING' AND due_at IS NULL",
+                    "SELECT COUNT(*) FROM deliveries WHERE status = 'PENDING' AND due_at IS NULL AND waiting = 0",
+                    [],
+                )?,
+                waiting: count(
+                    c,
+                    "SELECT COUNT(*) FROM deliveries WHERE status = 'PENDING' AND waiting = 1",
                     [],
                 )?,
                 in_flight: count(
@@ -475,12 +644,32 @@ impl DeliveryStore for SqliteStore {
         let (store, id) = (store.0.to_owned(), id.0.to_owned());
         self.writer
             .write(move |c| {
-                c.prepare_cached(
-                    "UPDATE deliveries SET status = 'PENDING', due_at = ?3, round_attempts = 0, \
-                     updated_at = ?3 WHERE store_hash = ?1 AND id = ?2 \
-                     AND status IN ('SUCCEEDED', 'FAILED', 'PENDING')",
-                )?
-                .execute(params![store, id, millis(Utc::now())])?;
+                let now = millis(Utc::now());
+                let row: Option<(i64, String, String, Option<String>)> = c
+                    .prepare_cached(
+                        "SELECT seq, subscription_id, status, ordering_key FROM deliveries \
+                         WHERE store_hash = ?1 AND id = ?2",
+                    )?
+                    .query_row(params![store, id], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .optional()?;
+                match row {
+                    // A final delivery of an ordered key goes to the back of its line.
+                    Some((seq, sub, status, Some(key))) if status != "PENDING" && status != "IN_FLIGHT" => {
+                        restart(c, seq, Some((&sub, &key)), now)?;
+                    }
+                    // Due now, unless it is in flight or waits behind its key's head.
+                    Some(_) => {
+                        c.prepare_cached(
+                            "UPDATE deliveries SET status = 'PENDING', due_at = ?3, round_attempts = 0, \
+                             updated_at = ?3 WHERE store_hash = ?1 AND id = ?2 \
+                             AND status IN ('SUCCEEDED', 'FAILED', 'PENDING') AND waiting = 0",
+                        )?
+                        .execute(params![store, id, now])?;
+                    }
+                    None => {}
+                }
                 delivery_by_id(c, &store, &id)?
                     .map(|(_, record)| record)
                     .ok_or(StoreError::NotFound)
@@ -492,21 +681,31 @@ impl DeliveryStore for SqliteStore {
         let store = store.0.to_owned();
         self.writer
             .write(move |c| {
-                let n = c
+                let now = millis(Utc::now());
+                // Oldest first: replayed deliveries of an ordered key re-enter its line in
+                // the order of their events.
+                let rows: Vec<(i64, Option<String>)> = c
                     .prepare_cached(
-                        "UPDATE deliveries SET status = 'PENDING', due_at = ?6, round_attempts = 0, updated_at = ?6 \
+                        "SELECT seq, ordering_key FROM deliveries \
                          WHERE store_hash = ?1 AND subscription_id = ?2 AND status = ?3 \
-                         AND created_at >= ?4 AND created_at <= ?5",
+                         AND created_at >= ?4 AND created_at <= ?5 ORDER BY seq",
                     )?
-                    .execute(params![
-                        store,
-                        filter.subscription_id,
-                        filter.status.as_str(),
-                        filter.since.map(millis).unwrap_or(i64::MIN),
-                        filter.until.map(millis).unwrap_or(i64::MAX),
-                        millis(Utc::now())
-                    ])?;
-                Ok(n as u64)
+                    .query_map(
+                        params![
+                            store,
+                            filter.subscription_id,
+                            filter.status.as_str(),
+                            filter.since.map(millis).unwrap_or(i64::MIN),
+                            filter.until.map(millis).unwrap_or(i64::MAX),
+                        ],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?
+                    .collect::<Result<_, _>>()?;
+                for (seq, key) in &rows {
+                    let line = key.as_deref().map(|k| (filter.subscription_id.as_str(), k));
+                    restart(c, *seq, line, now)?;
+                }
+                Ok(rows.len() as u64)
             })
             .await
     }
@@ -524,6 +723,10 @@ impl DeliveryStore for SqliteStore {
                          ORDER BY e.created_at LIMIT ?2)",
                     )?
                     .execute(params![millis(before), limit as i64])?;
+                if n > 0 {
+                    // A parked head may have gone with its event: its line moves on.
+                    repair_lines(c)?;
+                }
                 Ok(n as u64)
             })
             .await

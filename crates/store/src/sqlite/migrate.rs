@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_event_sources.sql"),
     include_str!("../../migrations/sqlite/0004_retention.sql"),
     include_str!("../../migrations/sqlite/0005_portal.sql"),
+    include_str!("../../migrations/sqlite/0006_ordering.sql"),
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -369,8 +369,8 @@ impl Store for SqliteStore {
                 let (types, destination) = encode_subscription(&sub)?;
                 c.execute(
                     "INSERT INTO subscriptions (id, store_hash, owner_client_id, style, event_types, \
-                     destination, auth_profile_id, status, signing_secret, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                     destination, auth_profile_id, status, signing_secret, created_at, updated_at, ordered) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                     params![
                         sub.id,
                         sub.store,
@@ -382,7 +382,8 @@ impl Store for SqliteStore {
                         sub.status.as_str(),
                         sub.signing_secret.0,
                         millis(sub.created_at),
-                        millis(sub.updated_at)
+                        millis(sub.updated_at),
+                        sub.ordered
                     ],
                 )?;
                 Ok(())
@@ -421,7 +422,8 @@ impl Store for SqliteStore {
                 let (types, destination) = encode_subscription(&sub)?;
                 let n = c.execute(
                     "UPDATE subscriptions SET event_types = ?3, destination = ?4, auth_profile_id = ?5, \
-                     status = ?6, signing_secret = ?7, updated_at = ?8 WHERE store_hash = ?1 AND id = ?2",
+                     status = ?6, signing_secret = ?7, updated_at = ?8, ordered = ?9 \
+                     WHERE store_hash = ?1 AND id = ?2",
                     params![
                         sub.store,
                         sub.id,
@@ -430,7 +432,8 @@ impl Store for SqliteStore {
                         auth_profile_of(&sub.destination),
                         sub.status.as_str(),
                         sub.signing_secret.0,
-                        millis(sub.updated_at)
+                        millis(sub.updated_at),
+                        sub.ordered
                     ],
                 )?;
                 if n == 0 {

@@ -28,6 +28,9 @@ impl Cols for Row<'_> {
     fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>> {
         Ok(self.get(i)?)
     }
+    fn flag(&self, i: usize) -> Result<bool> {
+        Ok(self.get(i)?)
+    }
 }
 
 pub(crate) use crate::codec::{AUTH_PROFILE_COLUMNS, EVENT_SOURCE_COLUMNS, SUBSCRIPTION_COLUMNS};

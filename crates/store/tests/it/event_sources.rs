@@ -36,6 +36,7 @@ fn subscription(store: &str, id: &str, destination: Destination) -> Subscription
         status: SubscriptionStatus::Active,
         signing_secret: Sealed(vec![1]),
         previous_secret: None,
+        ordered: false,
         created_at: now,
         updated_at: now,
     }

@@ -37,6 +37,7 @@ pub(crate) async fn store_with_subscription() -> (
             status: SubscriptionStatus::Active,
             signing_secret: Sealed(vec![1, 2, 3]),
             previous_secret: None,
+            ordered: false,
             created_at: now,
             updated_at: now,
         },
@@ -59,6 +60,7 @@ pub(crate) fn event(id: &str) -> NewEvent {
         time: Utc::now(),
         patterns: vec!["ORDER_CONFIRMED".into()],
         only_subscription: None,
+        ordering_key: None,
     }
 }
 
@@ -112,6 +114,7 @@ async fn a_dead_nodes_deliveries_are_taken_back_and_its_late_outcome_is_ignored(
         seq,
         subscription_id: "sub_1".into(),
         store: "s1".into(),
+        ordering_key: None,
         attempt: None,
         next,
     };
@@ -120,6 +123,7 @@ async fn a_dead_nodes_deliveries_are_taken_back_and_its_late_outcome_is_ignored(
         vec![outcome(Next::Drop {
             reason: "late".into(),
         })],
+        Claim::default(),
     )
     .await
     .unwrap();
@@ -130,7 +134,7 @@ async fn a_dead_nodes_deliveries_are_taken_back_and_its_late_outcome_is_ignored(
         .unwrap();
     assert_eq!(d.status, DeliveryStatus::InFlight);
     assert!(attempts.is_empty());
-    db.record_outcomes("node_b", vec![outcome(Next::Failed)])
+    db.record_outcomes("node_b", vec![outcome(Next::Failed)], Claim::default())
         .await
         .unwrap();
     let (d, _) = db

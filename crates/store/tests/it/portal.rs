@@ -208,6 +208,7 @@ fn subscription(id: &str, status: SubscriptionStatus) -> SubscriptionRecord {
         status,
         signing_secret: Sealed(vec![1]),
         previous_secret: None,
+        ordered: false,
         created_at: now,
         updated_at: now,
     }
@@ -226,6 +227,7 @@ async fn delivery_seq(db: &dyn Store, event_id: &str, event_type: &str) -> i64 {
                 time: Utc::now(),
                 patterns: vec![event_type.into()],
                 only_subscription: None,
+                ordering_key: None,
             }],
             Claim {
                 node: Some("n1".into()),
@@ -283,6 +285,7 @@ async fn attempts_are_counted_per_hour_with_the_last_error_and_deactivated_subsc
             seq,
             subscription_id: "a".into(),
             store: "s1".into(),
+            ordering_key: None,
             attempt: Some(AttemptRecord {
                 started_at: *at,
                 duration_ms: 5,
@@ -293,7 +296,9 @@ async fn attempts_are_counted_per_hour_with_the_last_error_and_deactivated_subsc
             next: Next::Succeeded,
         });
     }
-    db.record_outcomes("n1", outcomes).await.unwrap();
+    db.record_outcomes("n1", outcomes, Claim::default())
+        .await
+        .unwrap();
 
     let buckets = db
         .attempt_buckets("s1", "a", since, Duration::from_secs(3600), 24)

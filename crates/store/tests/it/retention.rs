@@ -32,6 +32,7 @@ fn subscription(id: &str, event_type: &str) -> SubscriptionRecord {
         status: SubscriptionStatus::Active,
         signing_secret: Sealed(vec![1]),
         previous_secret: None,
+        ordered: false,
         created_at: now,
         updated_at: now,
     }
@@ -48,6 +49,7 @@ fn event(id: &str, event_type: &str) -> NewEvent {
         time: Utc::now(),
         patterns: vec![event_type.into()],
         only_subscription: None,
+        ordering_key: None,
     }
 }
 
@@ -73,6 +75,7 @@ fn outcome(seq: i64, next: Next) -> Outcome {
         seq,
         subscription_id: "sub_a".into(),
         store: "s1".into(),
+        ordering_key: None,
         attempt: None,
         next,
     }
@@ -117,7 +120,9 @@ async fn old_final_events_go_in_batches_and_live_ones_stay() {
             due_at: Utc::now() + chrono::Duration::hours(1),
         },
     ));
-    db.record_outcomes("n1", outcomes).await.unwrap();
+    db.record_outcomes("n1", outcomes, Claim::default())
+        .await
+        .unwrap();
 
     // Nothing is older than an hour ago.
     let hour_ago = Utc::now() - chrono::Duration::hours(1);
@@ -138,9 +143,13 @@ async fn old_final_events_go_in_batches_and_live_ones_stay() {
     assert_eq!(events, ["evt_in_flight", "evt_retrying"]);
 
     // Once the delivery in flight is final, its event goes too.
-    db.record_outcomes("n1", vec![outcome(in_flight[0], Next::Succeeded)])
-        .await
-        .unwrap();
+    db.record_outcomes(
+        "n1",
+        vec![outcome(in_flight[0], Next::Succeeded)],
+        Claim::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(db.prune(later, 10).await.unwrap(), 1);
     let left = db
         .list_deliveries(StoreHash("s1"), DeliveryFilter::default(), all())
@@ -164,9 +173,13 @@ async fn parked_deliveries_do_not_keep_an_old_event() {
     db.heartbeat("n1", Duration::from_secs(60)).await.unwrap();
     let seq = seqs(db, "evt_parked").await[0];
     // Not attempted and parked until the subscription is active again.
-    db.record_outcomes("n1", vec![outcome(seq, Next::Release { due_at: None })])
-        .await
-        .unwrap();
+    db.record_outcomes(
+        "n1",
+        vec![outcome(seq, Next::Release { due_at: None })],
+        Claim::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(db.backlog().await.unwrap().parked, 1);
     let later = Utc::now() + chrono::Duration::seconds(1);
     assert_eq!(db.prune(later, 10).await.unwrap(), 1);

@@ -39,6 +39,7 @@ fn subscription(id: &str) -> SubscriptionRecord {
         status: SubscriptionStatus::Active,
         signing_secret: Sealed(vec![1]),
         previous_secret: None,
+        ordered: false,
         created_at: now,
         updated_at: now,
     }
@@ -56,6 +57,7 @@ fn events(n: usize) -> Vec<NewEvent> {
             time: Utc::now(),
             patterns: vec!["A".into()],
             only_subscription: None,
+            ordering_key: None,
         })
         .collect()
 }
