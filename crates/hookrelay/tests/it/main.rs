@@ -22,7 +22,7 @@ mod ingest_api;
 mod log_api;
 mod multinode;
 mod nats;
-mod ordering;
+pub mod ordering;
 mod portal;
 mod rabbitmq;
 mod retention;
