@@ -202,6 +202,16 @@ pub struct ReplayFilter {
     pub status: DeliveryStatus,
 }
 
+/// The place a delivery takes on entering an ordered line whose last position taken is
+/// `tail` (`None`: the line is empty), and whether it waits; `tail` moves on to it
+/// (docs/delivery.md#ordered-delivery).
+pub(crate) fn take_place(tail: &mut Option<i64>) -> (i64, bool) {
+    let waits = tail.is_some();
+    let position = tail.map_or(1, |t| t + 1);
+    *tail = Some(position);
+    (position, waits)
+}
+
 /// What recording a batch of outcomes did beyond writing them.
 #[derive(Debug, Clone, Default)]
 pub struct Recorded {

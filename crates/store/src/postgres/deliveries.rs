@@ -256,9 +256,7 @@ async fn restart(
         let (position, waits) = match key {
             Some(key) => {
                 let tail = tails.entry((sub.clone(), key.clone())).or_insert(None);
-                let waits = tail.is_some();
-                let position = tail.map_or(1, |t| t + 1);
-                *tail = Some(position);
+                let (position, waits) = take_place(tail);
                 (Some(position), waits)
             }
             None => (None, false),

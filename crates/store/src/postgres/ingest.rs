@@ -249,9 +249,7 @@ async fn write(
                     let tail = tails
                         .entry((subscription_id.clone(), key.clone()))
                         .or_insert(None);
-                    let waiting = tail.is_some();
-                    let position = tail.map_or(1, |t| t + 1);
-                    *tail = Some(position);
+                    let (position, waiting) = crate::delivery::take_place(tail);
                     Some((key.clone(), position, waiting))
                 }
                 _ => None,

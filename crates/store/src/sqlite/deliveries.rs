@@ -46,10 +46,7 @@ fn line_tail(c: &Connection, subscription_id: &str, key: &str) -> Result<Option<
 /// Where a delivery entering the line of its key goes: its position, and whether it waits
 /// (the line had someone in it already).
 fn enter_line(c: &Connection, subscription_id: &str, key: &str) -> Result<(i64, bool)> {
-    Ok(match line_tail(c, subscription_id, key)? {
-        Some(tail) => (tail + 1, true),
-        None => (1, false),
-    })
+    Ok(take_place(&mut line_tail(c, subscription_id, key)?))
 }
 
 /// Makes the first in line of `key` on `subscription_id` the head if it is waiting: claimed
