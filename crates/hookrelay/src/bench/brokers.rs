@@ -83,7 +83,7 @@ impl RabbitQueue {
             let tally = tally.clone();
             tokio::spawn(async move {
                 while let Some(Ok(delivery)) = consumer.next().await {
-                    tally.arrived(amqp_webhook_id(&delivery.properties), &delivery.data);
+                    tally.arrived(0, amqp_webhook_id(&delivery.properties), &delivery.data);
                 }
             });
             queues.push(queue);
@@ -142,7 +142,7 @@ impl NatsStream {
                     .as_ref()
                     .and_then(|h| h.get("webhook-id"))
                     .map(|v| v.as_str().to_owned());
-                tally.arrived(id, &message.payload);
+                tally.arrived(0, id, &message.payload);
             }
         });
         Ok(NatsStream {

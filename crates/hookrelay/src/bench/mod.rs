@@ -57,6 +57,22 @@ pub struct BenchArgs {
     /// How many of the receivers answer 500 to everything.
     #[arg(long, default_value_t = 0)]
     failing: usize,
+    /// Give each event one of N ordering keys (`orderingKey`), in turn by publish order.
+    /// Each key's events are published one after the other and numbered, and the
+    /// receivers count every first arrival that is not the next of its key: the order
+    /// violations a subscriber would see. Webhook receivers only.
+    #[arg(long, value_name = "N")]
+    keys: Option<u32>,
+    /// Make the subscriptions ordered (docs/delivery.md#ordered-delivery). The same
+    /// workload runs twice, unordered and then ordered, each on fresh servers and a fresh
+    /// database, and the two runs' figures are printed side by side.
+    #[arg(long, requires = "keys")]
+    ordered: bool,
+    /// The receivers answer 500 to every event of the first K keys (with --keys). The
+    /// figures are then those of the other keys: what a key that keeps failing costs the
+    /// healthy ones.
+    #[arg(long, value_name = "K", default_value_t = 0, requires = "keys")]
+    failing_keys: u32,
     /// Run the servers on PostgreSQL: a fresh database `hookrelay_bench_<time>_<pid>` is
     /// created on the server this URL names (connecting to the database in it) and dropped
     /// afterwards. Without it, one server on SQLite in a temporary data dir.
@@ -180,6 +196,82 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             args.kind().name()
         );
     }
+    if let Some(keys) = args.keys {
+        if keys == 0 || args.failing_keys >= keys {
+            bail!(
+                "--keys must be at least 1, and --failing-keys must leave at least one healthy key"
+            );
+        }
+        if args.kind() != Kind::Webhook || args.slow_host_ms.is_some() {
+            bail!("--keys applies to webhook receivers, without --slow-host-ms");
+        }
+    }
+    if !args.ordered {
+        let figures = run_once(&args).await?;
+        if args.json {
+            println!("{figures}");
+        }
+        return Ok(());
+    }
+    // The same workload unordered, then ordered: the cost of the order, measured by the
+    // same driver on the same machine a minute apart.
+    let mut unordered_args = args.clone();
+    unordered_args.ordered = false;
+    let mut runs = Vec::new();
+    for (i, args) in [unordered_args, args.clone()].iter().enumerate() {
+        if !args.json {
+            println!(
+                "--- run {} of 2: {}",
+                i + 1,
+                if args.ordered { "ordered" } else { "unordered" }
+            );
+        }
+        runs.push(run_once(args).await?);
+        if !args.json && i == 0 {
+            println!();
+        }
+    }
+    let ordered = runs.pop().unwrap_or_default();
+    let unordered = runs.pop().unwrap_or_default();
+    if args.json {
+        println!("{}", json!({"unordered": unordered, "ordered": ordered}));
+    } else {
+        print_comparison(&unordered, &ordered);
+    }
+    Ok(())
+}
+
+/// The ordered run's figures against the unordered run's.
+fn print_comparison(unordered: &serde_json::Value, ordered: &serde_json::Value) {
+    println!();
+    println!("--- ordered against unordered (ratio ordered / unordered)");
+    for (what, key, precision) in [
+        ("deliveries/s", "deliveries_per_second", 0),
+        ("latency p50 ms", "latency_p50_ms", 1),
+        ("latency p99 ms", "latency_p99_ms", 1),
+        ("CPU-s / 100k", "cpu_seconds_per_100k_deliveries", 2),
+        ("peak RSS MB", "peak_rss_mb", 1),
+    ] {
+        let (u, o) = (
+            unordered[key].as_f64().unwrap_or(0.0),
+            ordered[key].as_f64().unwrap_or(0.0),
+        );
+        let ratio = if u > 0.0 { o / u } else { f64::NAN };
+        println!("{what:<18}unordered {u:>10.precision$}   ordered {o:>10.precision$}   ratio {ratio:.2}");
+    }
+    for (what, key) in [
+        ("order violations", "order_violations"),
+        ("duplicates", "duplicates"),
+    ] {
+        println!(
+            "{what:<18}unordered {:>10}   ordered {:>10}",
+            unordered[key], ordered[key]
+        );
+    }
+}
+
+/// One run on fresh servers (and a fresh PostgreSQL database): its figures.
+async fn run_once(args: &BenchArgs) -> Result<serde_json::Value> {
     let database = match &args.database_url {
         Some(url) => Some(BenchDatabase::create(url).await?),
         None => None,
@@ -194,7 +286,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     // Interrupted or not, the servers stop (dropping them kills them) before the database
     // goes.
     let result = tokio::select! {
-        result = measure(&args, &backend, database.as_ref().map(|db| db.name.as_str())) => result,
+        result = measure(args, &backend, database.as_ref().map(|db| db.name.as_str())) => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     if let Some(db) = database {
@@ -210,8 +302,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     result
 }
 
-/// Starts the servers, runs the workload and prints the figures.
-async fn measure(args: &BenchArgs, backend: &Backend, database: Option<&str>) -> Result<()> {
+/// Starts the servers, runs the workload, prints the figures (unless `--json`) and returns
+/// them.
+async fn measure(
+    args: &BenchArgs,
+    backend: &Backend,
+    database: Option<&str>,
+) -> Result<serde_json::Value> {
     let tally = Arc::new(Tally::default());
     let failing_tally = Arc::new(Tally::default());
     let slow = Arc::new(SlowTally::default());
@@ -275,7 +372,7 @@ async fn measure_with(
     target: &Target,
     tallies: Tallies,
     mut envs: Vec<(String, String)>,
-) -> Result<()> {
+) -> Result<serde_json::Value> {
     let Tallies {
         tally,
         failing_tally,
@@ -465,9 +562,14 @@ async fn measure_with(
     figures["delivery_hot_updates"] = json!(updates.map(|u| u.1));
     figures["delivery_hot_update_ratio"] =
         json!(updates.map(|(all, hot)| hot as f64 / all.max(1) as f64));
+    figures["keys"] = json!(args.keys);
+    figures["ordered"] = json!(args.ordered);
+    figures["failing_keys"] = json!(args.failing_keys);
+    figures["order_violations"] = json!(args
+        .keys
+        .map(|_| tally.order_violations.load(Ordering::Relaxed)));
     if args.json {
-        println!("{figures}");
-        return Ok(());
+        return Ok(figures);
     }
     let f = |k: &str| figures[k].as_f64().unwrap_or(0.0);
     println!(
@@ -506,6 +608,21 @@ async fn measure_with(
         f("latency_max_ms")
     );
     println!("duplicates: {}", figures["duplicates"]);
+    if let Some(keys) = args.keys {
+        println!(
+            "keys:       {keys} ordering keys, subscriptions {}: {} order violations seen by the receivers{}",
+            if args.ordered { "ordered" } else { "not ordered" },
+            figures["order_violations"],
+            match args.failing_keys {
+                0 => String::new(),
+                k => format!(
+                    "; the first {k} key{} failing ({} requests answered 500, not in the figures)",
+                    if k == 1 { "" } else { "s" },
+                    tally.failing_requests.load(Ordering::Relaxed)
+                ),
+            }
+        );
+    }
     let call = match args.kind() {
         Kind::Eventbridge => Some("PutPartnerEvents"),
         Kind::Sqs => Some("SendMessageBatch"),
@@ -592,7 +709,7 @@ async fn measure_with(
             each(&node_deliveries)
         );
     }
-    Ok(())
+    Ok(figures)
 }
 
 /// A node's `hookrelay_events_accepted_total` and succeeded `hookrelay_deliveries_total`,
@@ -709,13 +826,14 @@ async fn workload(
         ),
         false => None,
     };
+    let ordered = args.ordered;
     let webhook = |url: String| {
-        let query = "mutation($url: String!) { createEventSubscription(input: { destination: { webhook: { url: $url, method: POST } }, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
-        json!({"query": query, "variables": {"url": url}})
+        let query = "mutation($url: String!, $ordered: Boolean) { createEventSubscription(input: { destination: { webhook: { url: $url, method: POST } }, eventType: \"ORDER_CONFIRMED\", ordered: $ordered }) { subscriptionId } }";
+        json!({"query": query, "variables": {"url": url, "ordered": ordered}})
     };
     let subscribe = |destination: serde_json::Value| {
-        let query = "mutation($destination: DestinationInput!) { createEventSubscription(input: { destination: $destination, eventType: \"ORDER_CONFIRMED\" }) { subscriptionId } }";
-        json!({"query": query, "variables": {"destination": destination}})
+        let query = "mutation($destination: DestinationInput!, $ordered: Boolean) { createEventSubscription(input: { destination: $destination, eventType: \"ORDER_CONFIRMED\", ordered: $ordered }) { subscriptionId } }";
+        json!({"query": query, "variables": {"destination": destination, "ordered": ordered}})
     };
     let mut requests = Vec::new();
     for i in 0..args.subscriptions {
@@ -742,7 +860,7 @@ async fn workload(
         } else {
             let failing = i < args.failing;
             let t = if failing { &receivers.failing } else { tally };
-            let port = receiver::start(t.clone(), failing).await?;
+            let port = receiver::start(t.clone(), i, failing).await?;
             webhook(format!("http://127.0.0.1:{port}/hook"))
         };
         requests.push(request);
@@ -771,8 +889,18 @@ async fn workload(
         }
     }
 
+    tally
+        .failing_keys
+        .store(args.failing_keys, Ordering::Relaxed);
     let healthy = (args.subscriptions - args.failing) as u64;
-    let expected = args.events as u64 * healthy;
+    // Events of a failing key never arrive: they are not waited for.
+    let healthy_events = match args.keys {
+        Some(keys) => (0..args.events as u64)
+            .filter(|seq| seq % u64::from(keys) >= u64::from(args.failing_keys))
+            .count() as u64,
+        None => args.events as u64,
+    };
+    let expected = healthy_events * healthy;
     let bar = if args.no_progress {
         indicatif::ProgressBar::hidden()
     } else {
@@ -789,11 +917,19 @@ async fn workload(
 
     let next = Arc::new(AtomicU64::new(0));
     let published = Arc::new(AtomicU64::new(0));
+    // With --keys, each key's next number; a publisher holds its key's lock from taking
+    // the number until the 202, so that a key's numbers are its acceptance order.
+    let key_numbers: Arc<Vec<tokio::sync::Mutex<u64>>> = Arc::new(
+        (0..args.keys.unwrap_or(0))
+            .map(|_| tokio::sync::Mutex::new(0))
+            .collect(),
+    );
     let started = Instant::now();
     let first_publish = now_micros();
     let mut publishers = Vec::new();
     for p in 0..args.publishers {
         let (http, next, published) = (http.clone(), next.clone(), published.clone());
+        let key_numbers = key_numbers.clone();
         let url = format!("{}/v1/events", servers[p % servers.len()].base);
         let token = publisher.clone();
         let total = args.events as u64;
@@ -804,13 +940,26 @@ async fn workload(
                 if seq >= total {
                     return Ok::<_, anyhow::Error>(latencies);
                 }
+                let mut number = None;
+                if !key_numbers.is_empty() {
+                    let key = seq % key_numbers.len() as u64;
+                    number = Some((key, key_numbers[key as usize].lock().await));
+                }
                 let sent = now_micros();
-                let body = json!({"store": "bench", "type": "ORDER_CONFIRMED", "data": {"seq": seq, "sentAt": sent}});
+                let mut body = json!({"store": "bench", "type": "ORDER_CONFIRMED", "data": {"seq": seq, "sentAt": sent}});
+                if let Some((key, n)) = &number {
+                    body["orderingKey"] = json!(format!("key-{key}"));
+                    body["data"]["key"] = json!(key);
+                    body["data"]["n"] = json!(**n);
+                }
                 let response = http.post(&url).bearer_auth(&token).json(&body).send().await?;
                 let status = response.status();
                 if status != reqwest::StatusCode::ACCEPTED {
                     let text = response.text().await.unwrap_or_default();
                     bail!("publish to {url} answered {status}: {text}");
+                }
+                if let Some((_, mut n)) = number {
+                    *n += 1;
                 }
                 latencies.push((now_micros() - sent).min(u32::MAX as u64) as u32);
                 published.fetch_add(1, Ordering::Relaxed);

@@ -7,9 +7,9 @@
 //! They share the machine with the server being measured, so they do as little as
 //! possible.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +34,14 @@ pub struct Tally {
     pub latencies: Mutex<Vec<u32>>,
     /// Unix microseconds of the last arrival.
     pub last_arrival: AtomicU64,
+    /// `--keys`: for each (endpoint, key), the `data.n` its next first arrival should
+    /// carry. Each key's events are published one after the other, numbered from 0.
+    next_in_key: Mutex<HashMap<(usize, u64), u64>>,
+    /// First arrivals whose `data.n` was not the next of their key: the order a
+    /// subscriber sees broken.
+    pub order_violations: AtomicU64,
+    /// `--failing-keys`: events whose `data.key` is below this are answered 500.
+    pub failing_keys: AtomicU32,
 }
 
 pub fn now_micros() -> u64 {
@@ -45,7 +53,11 @@ pub fn now_micros() -> u64 {
 
 /// `data.sentAt` without parsing the whole body.
 fn sent_at(body: &[u8]) -> Option<u64> {
-    let key = b"\"sentAt\":";
+    number(body, b"\"sentAt\":")
+}
+
+/// The unsigned number after `key` (`"name":`) in a JSON body, without parsing it.
+fn number(body: &[u8], key: &[u8]) -> Option<u64> {
     let start = body.windows(key.len()).position(|w| w == key)? + key.len();
     let digits: Vec<u8> = body[start..]
         .iter()
@@ -55,8 +67,20 @@ fn sent_at(body: &[u8]) -> Option<u64> {
     std::str::from_utf8(&digits).ok()?.parse().ok()
 }
 
+/// `data.key` and `data.n` of a keyed bench event.
+fn key_and_n(body: &[u8]) -> Option<(u64, u64)> {
+    Some((number(body, b"\"key\":")?, number(body, b"\"n\":")?))
+}
+
 impl Tally {
-    pub fn arrived(&self, id: Option<String>, body: &[u8]) {
+    /// Whether the receiver should fail this request (`--failing-keys`).
+    fn fails(&self, body: &[u8]) -> bool {
+        let failing = u64::from(self.failing_keys.load(Ordering::Relaxed));
+        failing > 0 && key_and_n(body).is_some_and(|(key, _)| key < failing)
+    }
+
+    /// A delivery arrived at `endpoint` (the subscription's receiver or path).
+    pub fn arrived(&self, endpoint: usize, id: Option<String>, body: &[u8]) {
         let now = now_micros();
         let fresh = match id {
             Some(id) => self
@@ -69,6 +93,16 @@ impl Tally {
         if !fresh {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
             return;
+        }
+        if let Some((key, n)) = key_and_n(body) {
+            let mut next = self.next_in_key.lock().unwrap_or_else(|e| e.into_inner());
+            let expected = next.entry((endpoint, key)).or_insert(0);
+            if n != *expected {
+                self.order_violations.fetch_add(1, Ordering::Relaxed);
+            }
+            // After a violation, judge the next arrival against this one, so that one
+            // event out of place counts once or twice, not for every event after it.
+            *expected = n + 1;
         }
         if let Some(sent) = sent_at(body) {
             let micros = now.saturating_sub(sent).min(u32::MAX as u64) as u32;
@@ -184,7 +218,7 @@ fn sqs_answer(target: &str, body: &[u8], tally: &Tally, aws: &AwsTally) -> Strin
     let mut ok = Vec::with_capacity(entries.len());
     for entry in &entries {
         let message = entry["MessageBody"].as_str().unwrap_or_default();
-        tally.arrived(idempotency_key(message), message.as_bytes());
+        tally.arrived(0, idempotency_key(message), message.as_bytes());
         ok.push(serde_json::json!({
             "Id": entry["Id"],
             "MessageId": format!("bench-{}", aws.entries.load(Ordering::Relaxed)),
@@ -212,7 +246,7 @@ fn sns_answer(body: &[u8], tally: &Tally, aws: &AwsTally) -> String {
             break;
         };
         aws.entries.fetch_add(1, Ordering::Relaxed);
-        tally.arrived(idempotency_key(message), message.as_bytes());
+        tally.arrived(0, idempotency_key(message), message.as_bytes());
         members.push_str(&format!(
             "<member><Id>{id}</Id><MessageId>bench-{n}</MessageId></member>"
         ));
@@ -242,7 +276,7 @@ fn eventbridge_answer(target: &str, body: &[u8], tally: &Tally, aws: &AwsTally) 
             let mut results = Vec::with_capacity(entries.len());
             for (i, entry) in entries.iter().enumerate() {
                 let detail = entry["Detail"].as_str().unwrap_or_default();
-                tally.arrived(idempotency_key(detail), detail.as_bytes());
+                tally.arrived(0, idempotency_key(detail), detail.as_bytes());
                 results.push(serde_json::json!({ "EventId": format!("bench-{i}") }));
             }
             serde_json::json!({ "FailedEntryCount": 0, "Entries": results }).to_string()
@@ -264,25 +298,28 @@ fn empty(status: StatusCode) -> Response<Full<Bytes>> {
     response
 }
 
-/// Counts a delivery to a healthy endpoint (204), or a request to a failing one (500).
+/// Counts a delivery to a healthy endpoint (204), or a request to a failing one, or of a
+/// failing key (500).
 fn answer(
     tally: &Tally,
+    endpoint: usize,
     failing: bool,
     headers: &hyper::HeaderMap,
     body: &[u8],
 ) -> Response<Full<Bytes>> {
-    if failing {
+    if failing || tally.fails(body) {
         tally.failing_requests.fetch_add(1, Ordering::Relaxed);
         return empty(StatusCode::INTERNAL_SERVER_ERROR);
     }
-    tally.arrived(webhook_id(headers), body);
+    tally.arrived(endpoint, webhook_id(headers), body);
     empty(StatusCode::NO_CONTENT)
 }
 
-/// Starts one receiver; returns its port. A failing receiver answers 500 to everything.
-pub async fn start(tally: Arc<Tally>, failing: bool) -> Result<u16> {
+/// Starts the receiver of endpoint `endpoint`; returns its port. A failing receiver
+/// answers 500 to everything.
+pub async fn start(tally: Arc<Tally>, endpoint: usize, failing: bool) -> Result<u16> {
     serve("a receiver", move |parts, body| {
-        std::future::ready(answer(&tally, failing, &parts.headers, &body))
+        std::future::ready(answer(&tally, endpoint, failing, &parts.headers, &body))
     })
     .await
 }
@@ -301,8 +338,8 @@ pub async fn start_shared(
             .strip_prefix("/hook/")
             .and_then(|i| i.parse::<usize>().ok());
         let response = match index {
-            Some(i) if i < failing => answer(&failing_tally, true, &parts.headers, &body),
-            Some(_) => answer(&healthy, false, &parts.headers, &body),
+            Some(i) if i < failing => answer(&failing_tally, i, true, &parts.headers, &body),
+            Some(i) => answer(&healthy, i, false, &parts.headers, &body),
             None => empty(StatusCode::NOT_FOUND),
         };
         std::future::ready(response)
@@ -333,7 +370,7 @@ pub async fn start_slow(slow: Arc<SlowTally>, delay: Duration, workers: usize) -
             let response = match workers.acquire().await {
                 Ok(_permit) => {
                     tokio::time::sleep(delay).await;
-                    answer(&slow.tally, false, &parts.headers, &body)
+                    answer(&slow.tally, usize::MAX, false, &parts.headers, &body)
                 }
                 Err(_) => empty(StatusCode::SERVICE_UNAVAILABLE),
             };
@@ -353,11 +390,33 @@ mod tests {
         assert_eq!(sent_at(br#"{"data":{"seq":1,"sentAt":1234}}"#), Some(1234));
         assert_eq!(sent_at(br#"{"data":{}}"#), None);
         let t = Tally::default();
-        t.arrived(Some("a".into()), br#"{"sentAt":1}"#);
-        t.arrived(Some("a".into()), br#"{"sentAt":1}"#);
-        t.arrived(Some("b".into()), b"{}");
+        t.arrived(0, Some("a".into()), br#"{"sentAt":1}"#);
+        t.arrived(0, Some("a".into()), br#"{"sentAt":1}"#);
+        t.arrived(0, Some("b".into()), b"{}");
         assert_eq!(t.unique.load(Ordering::Relaxed), 2);
         assert_eq!(t.duplicates.load(Ordering::Relaxed), 1);
         assert_eq!(t.latencies.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn counts_first_arrivals_out_of_their_key_order() {
+        let t = Tally::default();
+        let body = |key: u64, n: u64| format!(r#"{{"data":{{"key":{key},"n":{n},"sentAt":1}}}}"#);
+        // Key 0 in order at endpoint 0, and again (its own order) at endpoint 1.
+        for (endpoint, id, n) in [(0, "a", 0), (0, "b", 1), (1, "c", 0), (1, "d", 1)] {
+            t.arrived(endpoint, Some(id.into()), body(0, n).as_bytes());
+        }
+        assert_eq!(t.order_violations.load(Ordering::Relaxed), 0);
+        // A duplicate of an earlier one is a duplicate, not a violation.
+        t.arrived(0, Some("a".into()), body(0, 0).as_bytes());
+        assert_eq!(t.order_violations.load(Ordering::Relaxed), 0);
+        // Key 1: n = 1 before n = 0 is one swap, counted at each of the two arrivals.
+        t.arrived(0, Some("e".into()), body(1, 1).as_bytes());
+        t.arrived(0, Some("f".into()), body(1, 0).as_bytes());
+        assert_eq!(t.order_violations.load(Ordering::Relaxed), 2);
+        t.failing_keys.store(1, Ordering::Relaxed);
+        assert!(t.fails(body(0, 5).as_bytes()));
+        assert!(!t.fails(body(1, 5).as_bytes()));
+        assert!(!t.fails(br#"{"sentAt":1}"#));
     }
 }
