@@ -406,6 +406,9 @@ pub struct SubscriptionRecord {
     /// Deliveries of events with an ordering key go out one at a time per key, in the order
     /// the events were accepted (docs/delivery.md#ordered-delivery).
     pub ordered: bool,
+    /// At most this many requests per second, across every node
+    /// (docs/delivery.md#rate-limits); `None`: no limit.
+    pub rate_limit: Option<u32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -23,6 +23,10 @@
 //! So a slow, failing or paused destination holds a bounded share of memory and never
 //! delays the others.
 //!
+//! A subscription with a rate limit passes a gate of its own before its lane
+//! ([`crate::rate`]): a delivery moves on to the lane when a slot reserved from the store
+//! comes, so that the nodes together keep to the limit.
+//!
 //! A lane that takes batches (every kind but webhooks) sends up to its batch limit per
 //! request. A full
 //! batch goes at once; a partial one waits up to `batch_wait` for more, so a steady
@@ -33,13 +37,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use hookrelay_store::{ClaimedDelivery, Next, Outcome};
+use hookrelay_store::{ClaimedDelivery, Next, Outcome, Store};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::concurrency::{AdaptiveLimit, LimitConfig};
 use crate::destinations::Verdict;
 use crate::metrics;
+use crate::rate::Gate;
 use crate::target::Target;
 use crate::worker::Worker;
 
@@ -67,6 +72,13 @@ pub enum Msg {
     },
     /// Answer what the lanes look like now.
     Snapshot(oneshot::Sender<Vec<LaneStatus>>),
+    /// Send slots were reserved for a rate-limited subscription: `count`, the first
+    /// `first_in` from now.
+    Slots {
+        subscription: String,
+        first_in: Duration,
+        count: u32,
+    },
     /// Stop starting requests; hand back what waits.
     Stop,
 }
@@ -195,6 +207,10 @@ fn shown(url: &str) -> String {
 pub struct Dispatcher {
     limits: DispatchLimits,
     lanes: HashMap<Arc<str>, Lane>,
+    /// The gates of rate-limited subscriptions, by subscription id.
+    gates: HashMap<String, Gate<Work>>,
+    /// Where send slots are reserved.
+    store: Arc<dyn Store>,
     /// The lanes that take batches (few: one per region and call), for the batch timer.
     batching: HashSet<Arc<str>>,
     worker: Arc<Worker>,
@@ -207,12 +223,15 @@ impl Dispatcher {
     pub fn new(
         limits: DispatchLimits,
         worker: Arc<Worker>,
+        store: Arc<dyn Store>,
         inbox: mpsc::UnboundedReceiver<Msg>,
         me: mpsc::UnboundedSender<Msg>,
     ) -> Self {
         Dispatcher {
             limits,
             lanes: HashMap::new(),
+            gates: HashMap::new(),
+            store,
             batching: HashSet::new(),
             worker,
             inbox,
@@ -228,6 +247,13 @@ impl Dispatcher {
             let flush_at = self.next_flush();
             let flush = async {
                 match flush_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let slot_at = self.next_slot();
+            let slot = async {
+                match slot_at {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
                     None => std::future::pending().await,
                 }
@@ -250,6 +276,13 @@ impl Dispatcher {
                     Some(Msg::Snapshot(reply)) => {
                         let _ = reply.send(self.snapshot());
                     }
+                    Some(Msg::Slots { subscription, first_in, count }) => {
+                        let now = Instant::now();
+                        if let Some(gate) = self.gates.get_mut(&subscription) {
+                            gate.reserved(now + first_in, count);
+                        }
+                        self.pump_gate(&subscription, now);
+                    }
                     Some(Msg::Stop) => self.stop(),
                     None => return,
                 },
@@ -258,6 +291,18 @@ impl Dispatcher {
                     let lanes: Vec<Arc<str>> = self.batching.iter().cloned().collect();
                     for lane in lanes {
                         self.pump(&lane, now);
+                    }
+                }
+                _ = slot => {
+                    let now = Instant::now();
+                    let due: Vec<String> = self
+                        .gates
+                        .iter()
+                        .filter(|(_, g)| g.next_due().is_some_and(|at| at <= now))
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    for id in due {
+                        self.pump_gate(&id, now);
                     }
                 }
                 _ = tick.tick() => self.housekeeping(),
@@ -274,6 +319,11 @@ impl Dispatcher {
             .filter_map(|l| l.waiting_since)
             .min()
             .map(|since| since + self.limits.batch_wait)
+    }
+
+    /// When the next rate-limited delivery may move on to its lane.
+    fn next_slot(&self) -> Option<Instant> {
+        self.gates.values().filter_map(|g| g.next_due()).min()
     }
 
     fn lane(&mut self, name: &Arc<str>, batch: Option<usize>) -> &mut Lane {
@@ -318,6 +368,81 @@ impl Dispatcher {
             self.release(work, None);
             return None;
         }
+        if let Some(rate) = work.target.rate_limit {
+            self.gate(work, rate);
+            return None;
+        }
+        self.enqueue(work)
+    }
+
+    /// Queues `work` at its subscription's gate (or hands it back when the gate is
+    /// full), and lets through what may go.
+    fn gate(&mut self, work: Work, rate: u32) {
+        let now = Instant::now();
+        let id = work.target.id.clone();
+        let gate = self
+            .gates
+            .entry(id.clone())
+            .or_insert_with(|| Gate::new(rate, now));
+        if gate.per_second() != rate {
+            gate.set_rate(rate);
+        }
+        if let Err(work) = gate.push(work) {
+            let wait = gate.overflow_wait();
+            let newly = !gate.saturated;
+            gate.saturated = true;
+            if newly {
+                self.publish_blocked();
+            }
+            self.release(work, Some(wait));
+            return;
+        }
+        self.pump_gate(&id, now);
+    }
+
+    /// Moves the works of `id`'s gate whose slot has come on to their lanes, and reserves
+    /// more slots when the gate needs them.
+    fn pump_gate(&mut self, id: &str, now: Instant) {
+        let Some(gate) = self.gates.get_mut(id) else {
+            return;
+        };
+        let due = gate.take_due(now);
+        let wants = gate.wants().map(|n| (n, gate.per_second()));
+        let drained = gate.saturated && gate.queued() < gate.capacity() / 2;
+        if drained {
+            gate.saturated = false;
+        }
+        if let Some((count, per_second)) = wants {
+            let (store, me, subscription) = (self.store.clone(), self.me.clone(), id.to_owned());
+            tokio::spawn(async move {
+                let first_in = match store.reserve_slots(&subscription, per_second, count).await {
+                    Ok(first_in) => first_in,
+                    Err(e) => {
+                        // The database will be back; until then this node alone paces the
+                        // subscription, more slowly than its limit.
+                        tracing::warn!(subscription_id = %subscription, error = %e, "cannot reserve rate-limit slots; trying again in a second");
+                        Duration::from_secs(1)
+                    }
+                };
+                let _ = me.send(Msg::Slots {
+                    subscription,
+                    first_in,
+                    count,
+                });
+            });
+        }
+        for work in due {
+            if let Some(lane) = self.enqueue(work) {
+                self.pump(&lane, now);
+            }
+        }
+        if drained {
+            self.publish_blocked();
+        }
+    }
+
+    /// Queues `work` in its lane (or hands it back); returns the lane to pump.
+    fn enqueue(&mut self, work: Work) -> Option<Arc<str>> {
         let now = Instant::now();
         let limits = self.limits;
         let name = work.target.lane.clone();
@@ -496,7 +621,7 @@ impl Dispatcher {
 
     fn stop(&mut self) {
         self.stopping = true;
-        let waiting: Vec<Work> = self
+        let mut waiting: Vec<Work> = self
             .lanes
             .values_mut()
             .flat_map(|l| {
@@ -504,6 +629,7 @@ impl Dispatcher {
                 l.queue.drain(..)
             })
             .collect();
+        waiting.extend(self.gates.values_mut().flat_map(|g| g.drain()));
         for work in waiting {
             self.release(work, Some(Duration::ZERO));
         }
@@ -532,6 +658,7 @@ impl Dispatcher {
             );
         }
         self.lanes.retain(|_, l| !l.is_idle(now));
+        self.gates.retain(|_, g| !g.is_idle());
         let lanes = &self.lanes;
         self.batching.retain(|name| lanes.contains_key(name));
         metrics::breakers_open(hosts_open, endpoints_open);
@@ -594,6 +721,13 @@ impl Dispatcher {
                 if let Some(until) = endpoint.breaker.paused_until(now) {
                     block(&endpoint.subscriptions, wall(now, until));
                 }
+            }
+        }
+        for (id, gate) in &self.gates {
+            if gate.saturated {
+                let due = wall(now, now + gate.overflow_wait());
+                let at = blocked.entry(id.clone()).or_insert(due);
+                *at = (*at).max(due);
             }
         }
         self.worker.set_blocked(blocked);

@@ -171,6 +171,7 @@ impl Engine {
                 batch_wait: config.eventbridge.batch_wait,
             },
             worker.clone(),
+            store.clone(),
             inbox,
             dispatch.clone(),
         );

@@ -39,6 +39,8 @@ pub struct Target {
     pub endpoint: Option<Arc<str>>,
     /// Deliveries per request at most (1: one per request).
     pub batch_limit: usize,
+    /// Requests per second at most, across the cluster (docs/delivery.md#rate-limits).
+    pub rate_limit: Option<u32>,
     pub key: SigningKey,
     /// The rotated-out key, and when it stops signing.
     pub previous: Option<(SigningKey, DateTime<Utc>)>,
@@ -183,6 +185,7 @@ impl Targets {
             lane: resolved.lane.key.into(),
             endpoint: resolved.lane.endpoint.map(Arc::from),
             batch_limit: resolved.batch_limit,
+            rate_limit: sub.rate_limit,
             key,
             previous,
         })

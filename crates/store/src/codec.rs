@@ -113,7 +113,7 @@ pub(crate) fn auth_profile(r: &impl Cols) -> Result<(i64, AuthProfileRecord)> {
 
 pub(crate) const SUBSCRIPTION_COLUMNS: &str = "seq, store_hash, id, owner_client_id, style, \
      event_types, destination, status, signing_secret, created_at, updated_at, \
-     previous_signing_secret, previous_secret_until, ordered";
+     previous_signing_secret, previous_secret_until, ordered, rate_limit";
 
 pub(crate) fn subscription(r: &impl Cols) -> Result<(i64, SubscriptionRecord)> {
     let style = r.text(4)?;
@@ -142,6 +142,10 @@ pub(crate) fn subscription(r: &impl Cols) -> Result<(i64, SubscriptionRecord)> {
                 _ => None,
             },
             ordered: r.flag(13)?,
+            rate_limit: r
+                .opt_int(14)?
+                .map(|n| u32::try_from(n).map_err(|_| corrupt("rate limit", &n.to_string())))
+                .transpose()?,
         },
     ))
 }

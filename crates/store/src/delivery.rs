@@ -235,3 +235,39 @@ pub struct Backlog {
     pub waiting: u64,
     pub in_flight: u64,
 }
+
+/// A reservation of `count` send slots at `per_second` (docs/delivery.md#rate-limits),
+/// from the time up to which slots were taken before it (`taken_until`; `None`: never)
+/// and now: the new time up to which they are taken, and when the first reserved slot
+/// is. Slots start no earlier than now, so idle time is never saved up for a burst.
+/// PostgreSQL computes the same in its statement.
+pub fn take_slots<T>(taken_until: Option<T>, now: T, count: u32, per_second: u32) -> (T, T)
+where
+    T: Copy + Ord + std::ops::Add<std::time::Duration, Output = T>,
+{
+    let from = taken_until.map_or(now, |t| t.max(now));
+    let span = std::time::Duration::from_secs_f64(f64::from(count) / f64::from(per_second.max(1)));
+    (from + span, from)
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use std::time::{Duration, Instant};
+
+    use super::take_slots;
+
+    #[test]
+    fn reservations_follow_each_other_and_never_bank_idle_time() {
+        let t0 = Instant::now();
+        // The first reservation starts now.
+        let (until, first) = take_slots(None, t0, 2, 20);
+        assert_eq!((until, first), (t0 + Duration::from_millis(100), t0));
+        // Another node asks at once: its slots follow.
+        let (until2, first2) = take_slots(Some(until), t0, 2, 20);
+        assert_eq!(first2, until);
+        assert_eq!(until2, t0 + Duration::from_millis(200));
+        // After an idle second, slots start at the time asked, not in the past.
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(take_slots(Some(until2), later, 1, 20).1, later);
+    }
+}

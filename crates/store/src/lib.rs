@@ -150,6 +150,15 @@ pub trait DeliveryStore: Send + Sync + 'static {
         claim: Claim,
     ) -> Result<Recorded>;
     async fn backlog(&self) -> Result<Backlog>;
+    /// Reserves `count` send slots of a subscription limited to `per_second` requests per
+    /// second, one rate shared by every node (docs/delivery.md#rate-limits). Answers how
+    /// long from now until the first of them; the others follow one every 1/`per_second`.
+    async fn reserve_slots(
+        &self,
+        subscription_id: &str,
+        per_second: u32,
+        count: u32,
+    ) -> Result<std::time::Duration>;
 
     // --- the delivery log ---
     async fn list_deliveries(

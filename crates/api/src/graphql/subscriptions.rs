@@ -147,6 +147,9 @@ pub struct CreateEventSubscriptionInput {
     /// Deliver the events of one ordering key one at a time, in the order they were
     /// accepted (docs/delivery.md#ordered-delivery). Default false.
     pub ordered: Option<bool>,
+    /// At most this many requests per second, 1 to 10,000, across every node
+    /// (docs/delivery.md#rate-limits). Default null: no limit.
+    pub rate_limit: Option<i32>,
 }
 
 /// How a subscription's webhook deliveries are signed.
@@ -286,6 +289,8 @@ pub struct EventSubscription {
     /// Events of one ordering key are delivered one at a time, in order
     /// (docs/delivery.md#ordered-delivery).
     pub ordered: bool,
+    /// Requests per second at most; null: no limit (docs/delivery.md#rate-limits).
+    pub rate_limit: Option<i32>,
 }
 
 connection_type!(
@@ -411,6 +416,7 @@ fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<EventSubscription
         status: sub.status.into(),
         is_active: sub.status.is_active(),
         ordered: sub.ordered,
+        rate_limit: sub.rate_limit.map(|n| n as i32),
         created_at: sub.created_at,
         updated_at: sub.updated_at,
         signing_secret: signing.secret,
@@ -509,6 +515,7 @@ impl SubscriptionMutation {
             input.signature_scheme,
             matches!(requested, Requested::Webhook(_)),
         )?;
+        let rate_limit = validate::rate_limit(&format!("{path}/rateLimit"), input.rate_limit)?;
         let at = format!("{path}/destination/{field}");
         let seal = |plain: &[u8]| {
             rc.services
@@ -561,6 +568,7 @@ impl SubscriptionMutation {
             signing_secret: new_signing_secret(rc, &id, scheme)?,
             previous_secret: None,
             ordered: input.ordered.unwrap_or(false),
+            rate_limit,
             created_at: now,
             updated_at: now,
         };

@@ -29,6 +29,23 @@ pub fn text(path: &str, value: &str, max: usize) -> ApiResult<()> {
     Ok(())
 }
 
+/// The highest `rateLimit` (requests per second) a subscription may have.
+pub const MAX_RATE_LIMIT: i32 = 10_000;
+
+/// Checks a `rateLimit` (docs/delivery.md#rate-limits); `None`: no limit.
+pub fn rate_limit(path: &str, value: Option<i32>) -> ApiResult<Option<u32>> {
+    match value {
+        None => Ok(None),
+        Some(n) if (1..=MAX_RATE_LIMIT).contains(&n) => Ok(Some(n as u32)),
+        Some(n) => Err(invalid(
+            path,
+            format!(
+                "must be between 1 and {MAX_RATE_LIMIT} requests per second, or null for no limit (got {n})"
+            ),
+        )),
+    }
+}
+
 /// Checks a destination URL; it is kept as the caller wrote it.
 pub fn url(policy: &AddressPolicy, path: &str, value: &str) -> ApiResult<String> {
     policy

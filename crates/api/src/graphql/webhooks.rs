@@ -2,7 +2,7 @@
 //! `store { webhooks }` (query). They are subscriptions of the same model as the Buy with
 //! Prime ones; the style only decides the payload format.
 
-use async_graphql::{Context, InputObject, Interface, Object, SimpleObject, ID};
+use async_graphql::{Context, InputObject, Interface, MaybeUndefined, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use hookrelay_core::ids::{StoreHash, SubscriptionId};
 use hookrelay_core::{
@@ -45,6 +45,8 @@ pub struct HttpsWebhook {
     /// Events of one ordering key are delivered one at a time, in order
     /// (docs/delivery.md#ordered-delivery).
     pub ordered: bool,
+    /// Requests per second at most; null: no limit (docs/delivery.md#rate-limits).
+    pub rate_limit: Option<i32>,
 }
 
 #[derive(SimpleObject)]
@@ -62,6 +64,8 @@ pub struct EventBridgeWebhook {
     /// Events of one ordering key are delivered one at a time, in order
     /// (docs/delivery.md#ordered-delivery).
     pub ordered: bool,
+    /// Requests per second at most; null: no limit (docs/delivery.md#rate-limits).
+    pub rate_limit: Option<i32>,
 }
 
 // clippy reads the repeated `ty = …` of different fields as duplicated attributes.
@@ -77,7 +81,8 @@ pub struct EventBridgeWebhook {
     field(name = "updated_at", ty = "&DateTime<Utc>"),
     field(name = "headers", ty = "&Vec<KeyValueObject>"),
     field(name = "signing_secret", ty = "&Option<String>"),
-    field(name = "ordered", ty = "&bool")
+    field(name = "ordered", ty = "&bool"),
+    field(name = "rate_limit", ty = "&Option<i32>")
 )]
 pub enum Webhook {
     HttpsWebhook(HttpsWebhook),
@@ -91,6 +96,7 @@ fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<Webhook> {
     let signing_secret = signing.secret;
     let scope = sub.event_types.first().cloned().unwrap_or_default();
     let status = StatusValue::from(sub.status);
+    let rate_limit = sub.rate_limit.map(|n| n as i32);
     Ok(match sub.destination {
         Destination::Webhook { url, headers, .. } => Webhook::HttpsWebhook(HttpsWebhook {
             id: ID(sub.id),
@@ -105,6 +111,7 @@ fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<Webhook> {
             signing_public_key: signing.public_key,
             signature_scheme: signing.scheme,
             ordered: sub.ordered,
+            rate_limit,
         }),
         Destination::EventBridge { arn, .. } => Webhook::EventBridgeWebhook(EventBridgeWebhook {
             id: ID(sub.id),
@@ -117,6 +124,7 @@ fn view(rc: &RequestCtx, sub: SubscriptionRecord) -> ApiResult<Webhook> {
             headers: Vec::new(),
             signing_secret,
             ordered: sub.ordered,
+            rate_limit,
         }),
         // Made with createEventSubscription only, which makes Buy with Prime subscriptions.
         other => {
@@ -171,6 +179,9 @@ pub struct CreateHttpsWebhookInput {
     /// Deliver the events of one ordering key one at a time, in the order they were
     /// accepted (docs/delivery.md#ordered-delivery). Default false.
     pub ordered: Option<bool>,
+    /// At most this many requests per second, 1 to 10,000, across every node
+    /// (docs/delivery.md#rate-limits). Default null: no limit.
+    pub rate_limit: Option<i32>,
 }
 
 #[derive(Debug, Clone, InputObject)]
@@ -182,6 +193,9 @@ pub struct CreateEventBridgeWebhookInput {
     /// Deliver the events of one ordering key one at a time, in the order they were
     /// accepted (docs/delivery.md#ordered-delivery). Default false.
     pub ordered: Option<bool>,
+    /// At most this many requests per second, 1 to 10,000, across every node
+    /// (docs/delivery.md#rate-limits). Default null: no limit.
+    pub rate_limit: Option<i32>,
 }
 
 #[derive(Debug, Clone, InputObject)]
@@ -193,6 +207,9 @@ pub struct UpdateWebhookDataInput {
     /// Turns ordered delivery on or off for events accepted from now on
     /// (docs/delivery.md#ordered-delivery).
     pub ordered: Option<bool>,
+    /// A new limit in requests per second (1 to 10,000), or null to remove it; left out,
+    /// the limit stays (docs/delivery.md#rate-limits).
+    pub rate_limit: MaybeUndefined<i32>,
 }
 
 #[derive(Debug, Clone, InputObject)]
@@ -258,6 +275,7 @@ impl WebhookMutations {
             path,
             vec![(format!("{path}/scope"), input.scope)],
         )?;
+        let rate_limit = validate::rate_limit(&format!("{path}/rateLimit"), input.rate_limit)?;
         let destination_path = format!("{path}/destination");
         let destination =
             event_sources::destination_for_arn(rc, &destination_path, &input.destination).await?;
@@ -269,6 +287,7 @@ impl WebhookMutations {
             signing::Scheme::HmacSha256,
         )?;
         record.ordered = input.ordered.unwrap_or(false);
+        record.rate_limit = rate_limit;
         rc.services
             .store
             .insert_subscription(record.clone(), Owned::default(), limits())
@@ -305,6 +324,7 @@ impl WebhookMutations {
             &input.destination,
         )?;
         let headers = validate::webhook_headers(&format!("{path}/headers"), input.headers)?;
+        let rate_limit = validate::rate_limit(&format!("{path}/rateLimit"), input.rate_limit)?;
         let destination = Destination::Webhook {
             url,
             method: HttpMethod::Post,
@@ -319,6 +339,7 @@ impl WebhookMutations {
         )?;
         let mut record = new_webhook(rc, event_types, destination, input.is_active, scheme)?;
         record.ordered = input.ordered.unwrap_or(false);
+        record.rate_limit = rate_limit;
         rc.services
             .store
             .insert_subscription(record.clone(), Owned::default(), limits())
@@ -340,6 +361,13 @@ impl WebhookMutations {
         let path = "/webhook/updateWebhook/input/data";
         let mut sub = visible_webhook(rc, &input.id).await?;
         let data = input.data;
+        let rate_limit = match data.rate_limit {
+            MaybeUndefined::Undefined => sub.rate_limit,
+            MaybeUndefined::Null => None,
+            MaybeUndefined::Value(n) => {
+                validate::rate_limit(&format!("{path}/rateLimit"), Some(n))?
+            }
+        };
         if let Some(scope) = data.scope {
             sub.event_types = validate::event_types(
                 &rc.services.catalog,
@@ -385,6 +413,7 @@ impl WebhookMutations {
         if let Some(ordered) = data.ordered {
             sub.ordered = ordered;
         }
+        sub.rate_limit = rate_limit;
         if let Some(active) = data.is_active {
             sub.status = if active {
                 SubscriptionStatus::Active
@@ -457,6 +486,7 @@ fn new_webhook(
         },
         previous_secret: None,
         ordered: false,
+        rate_limit: None,
         created_at: now,
         updated_at: now,
     })

@@ -25,6 +25,7 @@ mod nats;
 pub mod ordering;
 mod portal;
 mod rabbitmq;
+pub mod rate_limits;
 mod retention;
 mod retry_flow;
 mod secrets;

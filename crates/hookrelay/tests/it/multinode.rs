@@ -575,3 +575,28 @@ async fn ordered_keys_keep_their_order_across_nodes_and_a_kill() {
         hook.count()
     );
 }
+
+/// A rate limit holds for the whole cluster: two nodes, each given half the events,
+/// together send 20 requests a second, because they reserve their send slots from one
+/// row in the database (docs/delivery.md#rate-limits).
+#[tokio::test]
+async fn a_rate_limit_holds_across_two_nodes() {
+    use crate::common::hooks::{metrics, series};
+    use crate::rate_limits::{assert_rate, limited_webhook, publish_orders};
+    let (a, b) = two_nodes(Options::default()).await;
+    let client = a.client("shop");
+    let publisher = a.token("publisher", None);
+    let hook = Receiver::ok().await;
+    limited_webhook(&a, &client, &hook.url, 20).await;
+    // Batches to A and B in turn: each node holds half the deliveries at first.
+    publish_orders(&a.http, &[&a.base, &b.base], &publisher.token, 400).await;
+    assert_rate(&hook, 20, "two nodes").await;
+    // Both took part.
+    for (name, node) in [("A", &a), ("B", &b)] {
+        let sent = series(
+            &metrics(node).await,
+            "hookrelay_deliveries_total{outcome=\"succeeded\"}",
+        );
+        assert!(sent >= 20.0, "node {name} delivered {sent}");
+    }
+}

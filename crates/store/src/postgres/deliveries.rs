@@ -505,6 +505,30 @@ impl PgStore {
 
 #[async_trait]
 impl DeliveryStore for PgStore {
+    async fn reserve_slots(
+        &self,
+        subscription_id: &str,
+        per_second: u32,
+        count: u32,
+    ) -> Result<std::time::Duration> {
+        // take_slots in one statement, on the database's clock, so that every node's
+        // reservations follow each other; answered as an offset from now, so that the
+        // nodes' own clocks do not matter.
+        let span = f64::from(count) / f64::from(per_second.max(1));
+        let first: f64 = sqlx::query_scalar(
+            "INSERT INTO rate_slots AS r (subscription_id, taken_until) \
+             VALUES ($1, clock_timestamp() + $2 * interval '1 second') \
+             ON CONFLICT (subscription_id) DO UPDATE \
+               SET taken_until = GREATEST(r.taken_until, clock_timestamp()) + $2 * interval '1 second' \
+             RETURNING EXTRACT(EPOCH FROM (taken_until - clock_timestamp()))::float8 - $2",
+        )
+        .bind(subscription_id)
+        .bind(span)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(std::time::Duration::from_secs_f64(first.max(0.0)))
+    }
+
     async fn ingest(&self, events: Vec<NewEvent>, claim: Claim) -> Result<Vec<Ingested>> {
         self.ingest.ingest(events, claim).await
     }

@@ -463,8 +463,8 @@ impl Store for PgStore {
         let (types, destination) = encode_subscription(&sub)?;
         sqlx::query(
             "INSERT INTO subscriptions (id, store_hash, owner_client_id, style, event_types, \
-             destination, auth_profile_id, status, signing_secret, created_at, updated_at, ordered) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             destination, auth_profile_id, status, signing_secret, created_at, updated_at, ordered, \
+             rate_limit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&sub.id)
         .bind(&sub.store)
@@ -478,6 +478,7 @@ impl Store for PgStore {
         .bind(millis(sub.created_at))
         .bind(millis(sub.updated_at))
         .bind(sub.ordered)
+        .bind(sub.rate_limit.map(i64::from))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -513,7 +514,8 @@ impl Store for PgStore {
         let (types, destination) = encode_subscription(&sub)?;
         let n = sqlx::query(
             "UPDATE subscriptions SET event_types = $3, destination = $4, auth_profile_id = $5, \
-             status = $6, signing_secret = $7, updated_at = $8, ordered = $9 \
+             status = $6, signing_secret = $7, updated_at = $8, ordered = $9, \
+             rate_limit = $10 \
              WHERE store_hash = $1 AND id = $2",
         )
         .bind(&sub.store)
@@ -525,6 +527,7 @@ impl Store for PgStore {
         .bind(&sub.signing_secret.0)
         .bind(millis(sub.updated_at))
         .bind(sub.ordered)
+        .bind(sub.rate_limit.map(i64::from))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -555,6 +558,10 @@ impl Store for PgStore {
             return Err(StoreError::NotFound);
         }
         sqlx::query("DELETE FROM subscription_keys WHERE subscription_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM rate_slots WHERE subscription_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;

@@ -452,6 +452,24 @@ fn count(c: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<u64> 
 
 #[async_trait]
 impl DeliveryStore for SqliteStore {
+    async fn reserve_slots(
+        &self,
+        subscription_id: &str,
+        per_second: u32,
+        count: u32,
+    ) -> Result<std::time::Duration> {
+        let now = std::time::Instant::now();
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget subscriptions idle for a while, so that the map stays small.
+        if slots.len() > 1024 {
+            slots.retain(|_, until| *until + std::time::Duration::from_secs(60) > now);
+        }
+        let taken = slots.get(subscription_id).copied();
+        let (until, first) = crate::delivery::take_slots(taken, now, count, per_second);
+        slots.insert(subscription_id.to_owned(), until);
+        Ok(first - now)
+    }
+
     async fn ingest(&self, events: Vec<NewEvent>, claim: Claim) -> Result<Vec<Ingested>> {
         self.writer
             .write(move |c| {

@@ -46,6 +46,9 @@ const READERS: u32 = 4;
 pub struct SqliteStore {
     pub(crate) writer: Writer,
     readers: r2d2::Pool<SqliteConnectionManager>,
+    /// Per rate-limited subscription, the time up to which send slots are taken: in
+    /// memory, as a SQLite database has one node (docs/delivery.md#rate-limits).
+    pub(crate) slots: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -76,7 +79,11 @@ impl SqliteStore {
             .min_idle(Some(1))
             .build(manager)
             .map_err(|e| StoreError::Database(e.to_string()))?;
-        Ok(SqliteStore { writer, readers })
+        Ok(SqliteStore {
+            writer,
+            readers,
+            slots: Default::default(),
+        })
     }
 
     /// Applies pending migrations to the database at `path`; returns the versions applied.
@@ -369,8 +376,8 @@ impl Store for SqliteStore {
                 let (types, destination) = encode_subscription(&sub)?;
                 c.execute(
                     "INSERT INTO subscriptions (id, store_hash, owner_client_id, style, event_types, \
-                     destination, auth_profile_id, status, signing_secret, created_at, updated_at, ordered) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     destination, auth_profile_id, status, signing_secret, created_at, updated_at, ordered, \
+                     rate_limit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     params![
                         sub.id,
                         sub.store,
@@ -383,7 +390,8 @@ impl Store for SqliteStore {
                         sub.signing_secret.0,
                         millis(sub.created_at),
                         millis(sub.updated_at),
-                        sub.ordered
+                        sub.ordered,
+                        sub.rate_limit
                     ],
                 )?;
                 Ok(())
@@ -422,7 +430,8 @@ impl Store for SqliteStore {
                 let (types, destination) = encode_subscription(&sub)?;
                 let n = c.execute(
                     "UPDATE subscriptions SET event_types = ?3, destination = ?4, auth_profile_id = ?5, \
-                     status = ?6, signing_secret = ?7, updated_at = ?8, ordered = ?9 \
+                     status = ?6, signing_secret = ?7, updated_at = ?8, ordered = ?9, \
+                     rate_limit = ?10 \
                      WHERE store_hash = ?1 AND id = ?2",
                     params![
                         sub.store,
@@ -433,7 +442,8 @@ impl Store for SqliteStore {
                         sub.status.as_str(),
                         sub.signing_secret.0,
                         millis(sub.updated_at),
-                        sub.ordered
+                        sub.ordered,
+                        sub.rate_limit
                     ],
                 )?;
                 if n == 0 {

@@ -37,6 +37,7 @@ fn subscription(store: &str, id: &str, destination: Destination) -> Subscription
         signing_secret: Sealed(vec![1]),
         previous_secret: None,
         ordered: false,
+        rate_limit: None,
         created_at: now,
         updated_at: now,
     }

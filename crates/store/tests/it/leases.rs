@@ -38,6 +38,7 @@ pub(crate) async fn store_with_subscription() -> (
             signing_secret: Sealed(vec![1, 2, 3]),
             previous_secret: None,
             ordered: false,
+            rate_limit: None,
             created_at: now,
             updated_at: now,
         },

@@ -209,6 +209,7 @@ fn subscription(id: &str, status: SubscriptionStatus) -> SubscriptionRecord {
         signing_secret: Sealed(vec![1]),
         previous_secret: None,
         ordered: false,
+        rate_limit: None,
         created_at: now,
         updated_at: now,
     }

@@ -33,6 +33,7 @@ fn subscription(id: &str, event_type: &str) -> SubscriptionRecord {
         signing_secret: Sealed(vec![1]),
         previous_secret: None,
         ordered: false,
+        rate_limit: None,
         created_at: now,
         updated_at: now,
     }

@@ -40,6 +40,7 @@ fn subscription(id: &str) -> SubscriptionRecord {
         signing_secret: Sealed(vec![1]),
         previous_secret: None,
         ordered: false,
+        rate_limit: None,
         created_at: now,
         updated_at: now,
     }
