@@ -94,6 +94,20 @@ pub const BIGCOMMERCE_TYPES: &[&str] = &[
     "store/subscriber/updated",
 ];
 
+/// hookrelay's own events (docs/delivery.md#operational-events): published by the
+/// delivery engine into the store they concern, never by publishers; `hookrelay/*`
+/// matches them all.
+pub const OPERATIONAL_TYPES: &[&str] = &[
+    "hookrelay/delivery/failed",
+    "hookrelay/destination/blocked",
+    "hookrelay/destination/unblocked",
+    "hookrelay/subscription/deactivated",
+    "hookrelay/subscription/reactivated",
+];
+
+/// The prefix of every operational event type.
+pub const OPERATIONAL_PREFIX: &str = "hookrelay/";
+
 /// The set of event types hookrelay accepts.
 #[derive(Debug, Clone)]
 pub struct Catalog {
@@ -121,6 +135,7 @@ impl Catalog {
         let mut types: BTreeSet<String> = BUY_WITH_PRIME_TYPES
             .iter()
             .chain(BIGCOMMERCE_TYPES)
+            .chain(OPERATIONAL_TYPES)
             .map(|s| s.to_string())
             .collect();
         types.extend(extra.into_iter().map(Into::into));
@@ -189,6 +204,10 @@ mod tests {
         assert!(c.check_subscribable("store/order/*").is_ok());
         assert!(c.check_subscribable("custom/*").is_ok());
         assert!(c.check_subscribable("REFUND_REQUESTED").is_ok());
+        assert!(c.check_subscribable("hookrelay/*").is_ok());
+        for t in OPERATIONAL_TYPES {
+            assert!(c.is_known(t) && matches("hookrelay/*", t), "{t}");
+        }
         assert_eq!(
             c.check_subscribable("store/nothing/*"),
             Err(EventTypeError::EmptyWildcard("store/nothing/*".into()))

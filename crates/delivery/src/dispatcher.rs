@@ -44,6 +44,7 @@ use crate::breaker::{Breaker, BreakerConfig};
 use crate::concurrency::{AdaptiveLimit, LimitConfig};
 use crate::destinations::Verdict;
 use crate::metrics;
+use crate::operational;
 use crate::rate::Gate;
 use crate::target::Target;
 use crate::worker::Worker;
@@ -114,8 +115,13 @@ pub struct LaneStatus {
 /// An endpoint of a lane: its breaker and the subscriptions seen going to it.
 struct Endpoint {
     breaker: Breaker,
-    subscriptions: HashSet<String>,
+    subscriptions: Seen,
+    /// Its stores were told it is blocked, and not yet that it is unblocked.
+    announced: bool,
 }
+
+/// Subscriptions seen going somewhere, each with its store.
+type Seen = HashMap<String, String>;
 
 struct Lane {
     queue: VecDeque<Work>,
@@ -126,7 +132,9 @@ struct Lane {
     breaker: Breaker,
     endpoints: HashMap<Arc<str>, Endpoint>,
     /// The subscriptions seen going to this lane (to leave out of claims while blocked).
-    subscriptions: HashSet<String>,
+    subscriptions: Seen,
+    /// Its stores were told the host is blocked, and not yet that it is unblocked.
+    announced: bool,
     saturated: bool,
     /// Deliveries per request at most when the lane takes batches; `None`: one.
     batch: Option<usize>,
@@ -162,7 +170,8 @@ impl Lane {
             .entry(url.clone())
             .or_insert_with(|| Endpoint {
                 breaker: Breaker::new(breaker),
-                subscriptions: HashSet::new(),
+                subscriptions: HashMap::new(),
+                announced: false,
             })
     }
 
@@ -184,10 +193,36 @@ impl Lane {
     }
 }
 
-/// Inserts `id` without allocating when it is there already (the common case).
-fn note(set: &mut HashSet<String>, id: &str) {
-    if !set.contains(id) {
-        set.insert(id.to_owned());
+/// Notes subscription `id` of `store`, without allocating when it is there already (the
+/// common case).
+fn note(seen: &mut Seen, id: &str, store: &str) {
+    if !seen.contains_key(id) {
+        seen.insert(id.to_owned(), store.to_owned());
+    }
+}
+
+/// Tells each store with subscriptions in `seen` that `destination` is blocked until
+/// `until`, or (`None`) unblocked (docs/delivery.md#operational-events).
+fn announce(
+    worker: &Worker,
+    scope: operational::Scope,
+    destination: &str,
+    until: Option<DateTime<Utc>>,
+    seen: &Seen,
+) {
+    let mut by_store: HashMap<&str, Vec<String>> = HashMap::new();
+    for (id, store) in seen {
+        by_store.entry(store).or_default().push(id.clone());
+    }
+    for (store, mut ids) in by_store {
+        ids.sort();
+        worker.notice(operational::destination(
+            store,
+            scope,
+            destination,
+            until,
+            ids,
+        ));
     }
 }
 
@@ -337,7 +372,8 @@ impl Dispatcher {
             limit: AdaptiveLimit::new(limits.in_flight),
             breaker: Breaker::new(limits.host_breaker),
             endpoints: HashMap::new(),
-            subscriptions: HashSet::new(),
+            subscriptions: HashMap::new(),
+            announced: false,
             saturated: false,
             batch,
             waiting_since: None,
@@ -354,6 +390,7 @@ impl Dispatcher {
             store: work.target.store.clone(),
             attempt: None,
             next: Next::Release { due_at },
+            failed: None,
         });
     }
 
@@ -448,14 +485,18 @@ impl Dispatcher {
         let name = work.target.lane.clone();
         let batch = (work.target.batch_limit > 1).then_some(work.target.batch_limit);
         let lane = self.lane(&name, batch);
-        note(&mut lane.subscriptions, &work.target.id);
+        note(&mut lane.subscriptions, &work.target.id, &work.target.store);
         if let Some(until) = lane.breaker.paused_until(now) {
             self.release(work, Some(until - now));
             return None;
         }
         if let Some(url) = &work.target.endpoint {
             let endpoint = lane.endpoint(url, limits.endpoint_breaker);
-            note(&mut endpoint.subscriptions, &work.target.id);
+            note(
+                &mut endpoint.subscriptions,
+                &work.target.id,
+                &work.target.store,
+            );
             if let Some(until) = endpoint.breaker.paused_until(now) {
                 self.release(work, Some(until - now));
                 return None;
@@ -576,19 +617,59 @@ impl Dispatcher {
                 .finished(now, report.rtt, report.verdict == Verdict::HostFailed);
         }
         let host_opened = host_ok.and_then(|ok| lane.breaker.record(now, ok));
+        if host_opened.is_none() && host_ok == Some(true) && lane.announced {
+            lane.announced = false;
+            tracing::info!(host = %name, "circuit breaker closed: the host answers again");
+            announce(
+                &self.worker,
+                operational::Scope::Host,
+                &name,
+                None,
+                &lane.subscriptions,
+            );
+        }
         if let Some(until) = host_opened {
             tracing::warn!(host = %name, pause_secs = (until - now).as_secs(), "circuit breaker opened: the host is failing");
             metrics::breaker_opened(metrics::HOST);
+            lane.announced = true;
+            announce(
+                &self.worker,
+                operational::Scope::Host,
+                &name,
+                Some(wall(now, until)),
+                &lane.subscriptions,
+            );
             let waiting: Vec<Work> = lane.queue.drain(..).collect();
             lane.waiting_since = None;
             self.pause(waiting, until - now);
             return;
         }
         let endpoint_opened = match (&endpoint, endpoint_ok) {
-            (Some(url), Some(ok)) => lane
-                .endpoint(url, limits.endpoint_breaker)
-                .breaker
-                .record(now, ok),
+            (Some(url), Some(ok)) => {
+                let e = lane.endpoint(url, limits.endpoint_breaker);
+                let opened = e.breaker.record(now, ok);
+                if let Some(until) = opened {
+                    e.announced = true;
+                    announce(
+                        &self.worker,
+                        operational::Scope::Endpoint,
+                        &shown(url),
+                        Some(wall(now, until)),
+                        &e.subscriptions,
+                    );
+                } else if ok && e.announced {
+                    e.announced = false;
+                    tracing::info!(host = %name, endpoint = %shown(url), "circuit breaker closed: the endpoint answers again");
+                    announce(
+                        &self.worker,
+                        operational::Scope::Endpoint,
+                        &shown(url),
+                        None,
+                        &e.subscriptions,
+                    );
+                }
+                opened
+            }
             _ => None,
         };
         if let (Some(until), Some(url)) = (endpoint_opened, &endpoint) {
@@ -640,8 +721,23 @@ impl Dispatcher {
     fn housekeeping(&mut self) {
         let now = Instant::now();
         let (mut hosts_open, mut endpoints_open) = (0, 0);
+        let worker = &self.worker;
         for (name, lane) in &mut self.lanes {
-            lane.endpoints.retain(|_, e| !e.breaker.is_idle(now));
+            lane.endpoints.retain(|url, e| {
+                let idle = e.breaker.is_idle(now);
+                if idle && e.announced {
+                    // The pause ended and nothing has been sent there since: no longer
+                    // blocked.
+                    announce(
+                        worker,
+                        operational::Scope::Endpoint,
+                        &shown(url),
+                        None,
+                        &e.subscriptions,
+                    );
+                }
+                !idle
+            });
             let open = lane.breaker.paused_until(now).is_some();
             hosts_open += usize::from(open);
             endpoints_open += lane
@@ -657,7 +753,19 @@ impl Dispatcher {
                 open,
             );
         }
-        self.lanes.retain(|_, l| !l.is_idle(now));
+        self.lanes.retain(|name, l| {
+            let idle = l.is_idle(now);
+            if idle && l.announced {
+                announce(
+                    worker,
+                    operational::Scope::Host,
+                    name,
+                    None,
+                    &l.subscriptions,
+                );
+            }
+            !idle
+        });
         self.gates.retain(|_, g| !g.is_idle());
         let lanes = &self.lanes;
         self.batching.retain(|name| lanes.contains_key(name));
@@ -703,8 +811,8 @@ impl Dispatcher {
     fn publish_blocked(&self) {
         let now = Instant::now();
         let mut blocked: HashMap<String, DateTime<Utc>> = HashMap::new();
-        let mut block = |ids: &HashSet<String>, due: DateTime<Utc>| {
-            for id in ids {
+        let mut block = |ids: &Seen, due: DateTime<Utc>| {
+            for id in ids.keys() {
                 let at = blocked.entry(id.clone()).or_insert(due);
                 *at = (*at).max(due);
             }

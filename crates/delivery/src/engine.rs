@@ -29,6 +29,7 @@ use crate::destinations::webhook::{http, Webhook};
 use crate::destinations::{Registry, Shared};
 use crate::dispatcher::{DispatchLimits, Dispatcher, LaneStatus, Msg, Work};
 use crate::metrics;
+use crate::operational;
 use crate::target::Targets;
 use crate::worker::Worker;
 
@@ -152,11 +153,13 @@ impl Engine {
                 settings: config.eventbridge.clone(),
             },
         );
+        let (notices_tx, notices_rx) = mpsc::unbounded_channel();
         let worker = Arc::new(Worker {
             retry: config.retry.clone(),
             outcomes: outcomes_tx,
             blocked: Mutex::new(Arc::new(HashMap::new())),
             unblocked: wake.clone(),
+            notices: notices_tx,
         });
         let (dispatch, inbox) = mpsc::unbounded_channel();
         let dispatcher = Dispatcher::new(
@@ -195,6 +198,7 @@ impl Engine {
             tokio::spawn(engine.clone().schedule_loop()),
             tokio::spawn(engine.clone().heartbeat_loop()),
             tokio::spawn(engine.clone().prune_loop()),
+            tokio::spawn(engine.clone().notice_loop(notices_rx)),
         ];
         if let Some(signals) = engine.store.listen(&engine.node).await? {
             tasks.push(tokio::spawn(engine.clone().signal_loop(signals)));
@@ -245,6 +249,64 @@ impl Engine {
             self.wake_others();
         }
         Ok(results)
+    }
+
+    /// A subscription hookrelay had deactivated was made active again: its store hears
+    /// of it (`hookrelay/subscription/reactivated`).
+    pub fn reactivated(&self, store: &str, subscription_id: &str) {
+        self.worker
+            .notice(operational::reactivated(store, subscription_id));
+    }
+
+    /// Publishes operational events as they come (docs/delivery.md#operational-events),
+    /// a batch at a time. Like outcomes they are facts: a failed write is tried again.
+    async fn notice_loop(self: Arc<Self>, mut inbox: mpsc::UnboundedReceiver<NewEvent>) {
+        let mut batch = Vec::with_capacity(64);
+        while inbox.recv_many(&mut batch, 64).await > 0 {
+            loop {
+                match self.publish(batch.clone()).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, events = batch.len(), "cannot publish operational events; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            batch.clear();
+        }
+    }
+
+    /// The operational events of a recorded batch: a delivery that ended FAILED (unless
+    /// it was itself an operational event), and a subscription that was deactivated.
+    fn notice_outcomes(&self, batch: &[Outcome], deactivated: &[String]) {
+        let mut told = std::collections::HashSet::new();
+        for outcome in batch {
+            let Some(failed) = &outcome.failed else {
+                continue;
+            };
+            let attempt = outcome.attempt.as_ref();
+            let error = attempt.and_then(|a| a.error.as_deref());
+            let status = attempt.and_then(|a| a.status_code);
+            if !operational::is_operational(&failed.event_type) {
+                self.worker.notice(operational::delivery_failed(
+                    &outcome.store,
+                    &outcome.subscription_id,
+                    failed,
+                    error,
+                    status,
+                ));
+            }
+            if deactivated.contains(&outcome.subscription_id)
+                && told.insert(outcome.subscription_id.as_str())
+            {
+                self.worker.notice(operational::deactivated(
+                    &outcome.store,
+                    &outcome.subscription_id,
+                    Some(failed),
+                    error,
+                ));
+            }
+        }
     }
 
     /// Something became due (a retry, a replay, a reactivation): look now, here and on
@@ -414,6 +476,7 @@ impl Engine {
                     next: Next::Drop {
                         reason: "the subscription was deleted".into(),
                     },
+                    failed: None,
                 }),
                 Err(e) => {
                     tracing::error!(error = %e, delivery_id = %delivery.id, "cannot resolve the subscription; retrying later");
@@ -426,6 +489,7 @@ impl Engine {
                         next: Next::Release {
                             due_at: Some(Utc::now() + chrono::Duration::seconds(5)),
                         },
+                        failed: None,
                     });
                 }
             }
@@ -462,6 +526,9 @@ impl Engine {
                 {
                     Ok(recorded) => {
                         let deactivated = recorded.deactivated;
+                        if batch.iter().any(|o| o.failed.is_some()) {
+                            self.notice_outcomes(&batch, &deactivated);
+                        }
                         if !deactivated.is_empty() {
                             metrics::deactivated(deactivated.len());
                             for id in &deactivated {

@@ -2,7 +2,7 @@
 //! for the HTTP ingest and `hookrelay publish`.
 
 use chrono::{DateTime, Utc};
-use hookrelay_core::event_types::Catalog;
+use hookrelay_core::event_types::{Catalog, OPERATIONAL_PREFIX};
 use hookrelay_core::ids;
 use hookrelay_store::NewEvent;
 use serde::Deserialize;
@@ -113,6 +113,16 @@ pub fn prepare(
             "type must be an event type of 1-256 characters without wildcards",
         ));
     }
+    if request.event_type.starts_with(OPERATIONAL_PREFIX) {
+        return Err(IngestError {
+            status: 422,
+            code: "ReservedEventType",
+            message: format!(
+                "{:?}: {OPERATIONAL_PREFIX}* events are published by hookrelay itself",
+                request.event_type
+            ),
+        });
+    }
     if !catalog.is_known(&request.event_type) {
         return Err(IngestError::unknown_type(&request.event_type));
     }
@@ -168,6 +178,7 @@ pub fn prepare(
         time,
         only_subscription: None,
         ordering_key: request.ordering_key,
+        except_subscriptions: Vec::new(),
     })
 }
 
@@ -204,6 +215,11 @@ mod tests {
             err(r#"{"store":"s1","type":"nope","data":{}}"#, 1024).status,
             422
         );
+        let reserved = err(
+            r#"{"store":"s1","type":"hookrelay/delivery/failed","data":{}}"#,
+            1024,
+        );
+        assert_eq!((reserved.status, reserved.code), (422, "ReservedEventType"));
         assert_eq!(
             err(r#"{"store":"S!","type":"ORDER_CONFIRMED","data":{}}"#, 1024).status,
             400

@@ -12,6 +12,7 @@ pub mod dispatcher;
 pub mod engine;
 pub mod ingest;
 pub mod metrics;
+pub mod operational;
 mod rate;
 pub mod resolver;
 pub mod target;

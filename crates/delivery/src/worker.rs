@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hookrelay_core::retry::RetrySchedule;
-use hookrelay_store::{AttemptRecord, ClaimedDelivery, Next, Outcome};
+use hookrelay_store::{AttemptRecord, ClaimedDelivery, FailedDelivery, NewEvent, Next, Outcome};
 use tokio::sync::mpsc;
 
 use crate::destinations::{Action, Answer, Verdict};
@@ -25,6 +25,8 @@ pub struct Worker {
     pub blocked: Mutex<Arc<HashMap<String, DateTime<Utc>>>>,
     /// Woken when a subscription leaves `blocked`: the scheduler may claim its work.
     pub unblocked: Arc<tokio::sync::Notify>,
+    /// Operational events to publish (docs/delivery.md#operational-events).
+    pub notices: mpsc::UnboundedSender<NewEvent>,
 }
 
 impl Worker {
@@ -34,6 +36,11 @@ impl Worker {
             // handed back by the next heartbeat of a live node (or this one's restart).
             tracing::warn!("outcome recorder is gone; the delivery will be retried");
         }
+    }
+
+    /// Publishes an operational event, without waiting.
+    pub fn notice(&self, event: NewEvent) {
+        let _ = self.notices.send(event);
     }
 
     pub fn set_blocked(&self, blocked: HashMap<String, DateTime<Utc>>) {
@@ -193,6 +200,14 @@ impl Worker {
     /// Counts the attempt and hands it, with the delivery's next state, to the recorder.
     fn record_attempt(&self, delivery: ClaimedDelivery, record: AttemptRecord, next: Next) {
         metrics::attempt(record.error.is_none(), record.duration_ms);
+        let failed = matches!(next, Next::Failed | Next::Drop { .. }).then(|| {
+            Box::new(FailedDelivery {
+                delivery_id: delivery.id.clone(),
+                event_id: delivery.event.id.clone(),
+                event_type: delivery.event.event_type.clone(),
+                attempts: delivery.attempt_count + 1,
+            })
+        });
         self.record(Outcome {
             seq: delivery.seq,
             subscription_id: delivery.subscription_id,
@@ -200,6 +215,7 @@ impl Worker {
             store: delivery.event.store.clone(),
             attempt: Some(record),
             next,
+            failed,
         });
     }
 }

@@ -56,6 +56,10 @@ pub struct NewEvent {
     /// The publisher's ordering key: ordered subscriptions deliver the events of one key
     /// one at a time, in the order they were accepted (docs/delivery.md#ordered-delivery).
     pub ordering_key: Option<String>,
+    /// Subscriptions this event never goes to, whatever their types: an operational
+    /// event is not sent to the subscriptions it is about
+    /// (docs/delivery.md#operational-events).
+    pub except_subscriptions: Vec<String>,
 }
 
 /// An event as the delivery path needs it.
@@ -159,6 +163,18 @@ pub struct Outcome {
     pub ordering_key: Option<String>,
     pub attempt: Option<AttemptRecord>,
     pub next: Next,
+    /// Set when the outcome ends the delivery FAILED: what hookrelay's operational events
+    /// tell about it (docs/delivery.md#operational-events).
+    pub failed: Option<Box<FailedDelivery>>,
+}
+
+/// A delivery that ended FAILED, as an operational event describes it.
+#[derive(Debug, Clone)]
+pub struct FailedDelivery {
+    pub delivery_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub attempts: u32,
 }
 
 /// A delivery as the log shows it.

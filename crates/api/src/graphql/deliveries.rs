@@ -381,6 +381,7 @@ impl DeliveryMutation {
             time: hookrelay_core::now(),
             only_subscription: Some(sub.id.clone()),
             ordering_key: None,
+            except_subscriptions: Vec::new(),
         };
         let written = rc.services.engine.publish(vec![event]).await?;
         match written.into_iter().next() {

@@ -606,6 +606,7 @@ impl SubscriptionMutation {
     ) -> ApiResult<EventSubscription> {
         let rc = request_ctx(ctx)?;
         let mut sub = visible_subscription(rc, &subscription_id).await?;
+        let was = sub.status;
         sub.status = match status {
             StatusValue::Active => SubscriptionStatus::Active,
             StatusValue::Inactive => SubscriptionStatus::Inactive,
@@ -626,6 +627,9 @@ impl SubscriptionMutation {
                 e => e.into(),
             })?;
         rc.services.engine.subscription_changed(&sub.id).await;
+        if was == SubscriptionStatus::Deactivated && sub.status == SubscriptionStatus::Active {
+            rc.services.engine.reactivated(&sub.store, &sub.id);
+        }
         view(rc, sub)
     }
 

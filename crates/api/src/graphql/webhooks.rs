@@ -360,6 +360,7 @@ impl WebhookMutations {
         let rc = request_ctx(ctx)?;
         let path = "/webhook/updateWebhook/input/data";
         let mut sub = visible_webhook(rc, &input.id).await?;
+        let was = sub.status;
         let data = input.data;
         let rate_limit = match data.rate_limit {
             MaybeUndefined::Undefined => sub.rate_limit,
@@ -437,6 +438,9 @@ impl WebhookMutations {
                 e => store_error(e, path),
             })?;
         rc.services.engine.subscription_changed(&sub.id).await;
+        if was == SubscriptionStatus::Deactivated && sub.status == SubscriptionStatus::Active {
+            rc.services.engine.reactivated(&sub.store, &sub.id);
+        }
         Ok(WebhookResult {
             webhook: view(rc, sub)?,
         })

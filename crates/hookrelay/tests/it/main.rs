@@ -22,6 +22,7 @@ mod ingest_api;
 mod log_api;
 mod multinode;
 mod nats;
+mod operational;
 pub mod ordering;
 mod portal;
 mod rabbitmq;

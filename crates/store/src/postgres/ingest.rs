@@ -218,6 +218,7 @@ async fn write(
                 .iter()
                 .filter_map(|p| subscribers.get(&(event.store.as_str(), p.as_str())))
                 .flatten()
+                .filter(|(id, _)| !event.except_subscriptions.contains(id))
                 .cloned()
                 .collect::<HashSet<(String, bool)>>()
                 .into_iter()

@@ -238,6 +238,10 @@ fn ingest_one(c: &Connection, event: NewEvent, claim: &Claim, now: i64) -> Resul
             .query_map(params![event.store, json_list(&event.patterns)?], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })?
+            .filter(|r| {
+                r.as_ref()
+                    .map_or(true, |(id, _)| !event.except_subscriptions.contains(id))
+            })
             .collect::<Result<_, _>>()?,
     };
 

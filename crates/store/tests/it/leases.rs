@@ -61,6 +61,7 @@ pub(crate) fn event(id: &str) -> NewEvent {
         time: Utc::now(),
         patterns: vec!["ORDER_CONFIRMED".into()],
         only_subscription: None,
+        except_subscriptions: Vec::new(),
         ordering_key: None,
     }
 }
@@ -118,6 +119,7 @@ async fn a_dead_nodes_deliveries_are_taken_back_and_its_late_outcome_is_ignored(
         ordering_key: None,
         attempt: None,
         next,
+        failed: None,
     };
     db.record_outcomes(
         "node_a",

@@ -228,6 +228,7 @@ async fn delivery_seq(db: &dyn Store, event_id: &str, event_type: &str) -> i64 {
                 time: Utc::now(),
                 patterns: vec![event_type.into()],
                 only_subscription: None,
+                except_subscriptions: Vec::new(),
                 ordering_key: None,
             }],
             Claim {
@@ -295,6 +296,7 @@ async fn attempts_are_counted_per_hour_with_the_last_error_and_deactivated_subsc
                 response_body: None,
             }),
             next: Next::Succeeded,
+            failed: None,
         });
     }
     db.record_outcomes("n1", outcomes, Claim::default())

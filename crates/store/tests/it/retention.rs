@@ -50,6 +50,7 @@ fn event(id: &str, event_type: &str) -> NewEvent {
         time: Utc::now(),
         patterns: vec![event_type.into()],
         only_subscription: None,
+        except_subscriptions: Vec::new(),
         ordering_key: None,
     }
 }
@@ -79,6 +80,7 @@ fn outcome(seq: i64, next: Next) -> Outcome {
         ordering_key: None,
         attempt: None,
         next,
+        failed: None,
     }
 }
 

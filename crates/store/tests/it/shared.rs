@@ -58,6 +58,7 @@ fn events(n: usize) -> Vec<NewEvent> {
             time: Utc::now(),
             patterns: vec!["A".into()],
             only_subscription: None,
+            except_subscriptions: Vec::new(),
             ordering_key: None,
         })
         .collect()
