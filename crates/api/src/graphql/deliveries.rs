@@ -2,6 +2,8 @@
 //! `deliveries`, `delivery`, `retryDelivery`, `replayDeliveries`, `rotateSigningSecret`,
 //! `sendTestEvent`. They take subscription ids of either style.
 
+use std::collections::HashMap;
+
 use async_graphql::{ComplexObject, Context, Enum, Object, SimpleObject};
 use chrono::{DateTime, Duration, Utc};
 use hookrelay_core::ids::{DeliveryId, StoreHash, SubscriptionId};
@@ -94,6 +96,10 @@ pub struct Delivery {
     /// subscription is ordered). A PENDING delivery with a key and no `nextAttemptAt`
     /// waits for the one before it (docs/delivery.md#ordered-delivery).
     ordering_key: Option<String>,
+    /// Why a PENDING delivery with no `nextAttemptAt` waits: `ORDER` behind an earlier
+    /// delivery of its ordering key, `REACTIVATION` for its subscription to be made active
+    /// again. Null otherwise.
+    waiting_for: Option<WaitReason>,
     #[graphql(skip)]
     store: String,
     #[graphql(skip)]
@@ -119,8 +125,64 @@ impl Delivery {
     }
 }
 
-fn view(store: &str, d: DeliveryRecord, attempts: Option<Vec<AttemptRecord>>) -> Delivery {
+/// What a PENDING delivery with no due time waits for.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "DeliveryWait")]
+pub enum WaitReason {
+    /// Its turn in its ordering key's line (docs/delivery.md#ordered-delivery).
+    Order,
+    /// Its subscription to be made active again.
+    Reactivation,
+}
+
+/// Whether each subscription of `records` that has a delivery waiting with no due time is
+/// active: what tells waiting in line from parked.
+async fn activity(
+    rc: &RequestCtx,
+    records: impl Iterator<Item = &DeliveryRecord>,
+) -> ApiResult<HashMap<String, bool>> {
+    let mut active = HashMap::new();
+    for d in records {
+        if d.status != DeliveryStatus::Pending
+            || d.next_attempt_at.is_some()
+            || active.contains_key(&d.subscription_id)
+        {
+            continue;
+        }
+        let sub = rc
+            .services
+            .store
+            .get_subscription(StoreHash(&rc.store), SubscriptionId(&d.subscription_id))
+            .await?;
+        active.insert(
+            d.subscription_id.clone(),
+            sub.is_some_and(|s| s.status.is_active()),
+        );
+    }
+    Ok(active)
+}
+
+/// A PENDING delivery with no due time waits for its turn in line while its subscription
+/// is active, and is parked while it is not (docs/delivery.md#ordered-delivery).
+fn waiting_for(d: &DeliveryRecord, active: &HashMap<String, bool>) -> Option<WaitReason> {
+    if d.status != DeliveryStatus::Pending || d.next_attempt_at.is_some() {
+        return None;
+    }
+    match active.get(&d.subscription_id) {
+        Some(false) => Some(WaitReason::Reactivation),
+        Some(true) if d.ordering_key.is_some() => Some(WaitReason::Order),
+        _ => None,
+    }
+}
+
+fn view(
+    store: &str,
+    d: DeliveryRecord,
+    attempts: Option<Vec<AttemptRecord>>,
+    active: &HashMap<String, bool>,
+) -> Delivery {
     Delivery {
+        waiting_for: waiting_for(&d, active),
         id: d.id,
         event_id: d.event_id,
         subscription_id: d.subscription_id,
@@ -248,13 +310,15 @@ impl DeliveryQuery {
             .store
             .list_deliveries(StoreHash(&rc.store), filter, page)
             .await?;
-        connection(found, &page, |d| Ok(view(&rc.store, d, None)))
+        let active = activity(rc, found.items.iter().map(|(_, d)| d)).await?;
+        connection(found, &page, |d| Ok(view(&rc.store, d, None, &active)))
     }
 
     async fn delivery(&self, ctx: &Context<'_>, id: String) -> ApiResult<Option<Delivery>> {
         let rc = request_ctx(ctx)?;
         let (delivery, attempts) = visible_delivery(rc, &id).await?;
-        Ok(Some(view(&rc.store, delivery, Some(attempts))))
+        let active = activity(rc, std::iter::once(&delivery)).await?;
+        Ok(Some(view(&rc.store, delivery, Some(attempts), &active)))
     }
 }
 
@@ -273,7 +337,8 @@ impl DeliveryMutation {
             .retry_delivery(StoreHash(&rc.store), DeliveryId(&id))
             .await?;
         rc.services.engine.wake().await;
-        Ok(view(&rc.store, delivery, None))
+        let active = activity(rc, std::iter::once(&delivery)).await?;
+        Ok(view(&rc.store, delivery, None, &active))
     }
 
     /// Sends again every delivery of a subscription in `status` (default FAILED) created

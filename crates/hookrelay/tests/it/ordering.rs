@@ -373,7 +373,7 @@ async fn a_key_that_always_fails_holds_back_only_itself() {
     let log = server
         .gql_ok(
             &client,
-            &format!(r#"{{ deliveries(subscriptionId: "{id}", status: PENDING) {{ edges {{ node {{ orderingKey attemptCount nextAttemptAt }} }} }} }}"#),
+            &format!(r#"{{ deliveries(subscriptionId: "{id}", status: PENDING) {{ edges {{ node {{ orderingKey attemptCount nextAttemptAt waitingFor }} }} }} }}"#),
         )
         .await;
     let pending: Vec<&Value> = log["deliveries"]["edges"]
@@ -399,6 +399,14 @@ async fn a_key_that_always_fails_holds_back_only_itself() {
         .filter(|d| d["attemptCount"] == 0 && d["nextAttemptAt"].is_null())
         .count();
     assert_eq!(waiting, 4, "the others wait with no time set: {pending:?}");
+    for d in &pending {
+        let expected = if d["attemptCount"] == 0 {
+            json!("ORDER")
+        } else {
+            Value::Null
+        };
+        assert_eq!(d["waitingFor"], expected, "the log says why: {d}");
+    }
     let backlog = crate::common::hooks::metrics(&server).await;
     assert_eq!(
         crate::common::hooks::series(&backlog, r#"hookrelay_deliveries_backlog{state="waiting"}"#),
@@ -454,6 +462,20 @@ async fn a_failed_head_parks_its_line_until_reactivation_and_a_retry_joins_the_b
         vec![0, 0],
         "only a/0, twice"
     );
+    // The log says why a/1 and a/2 wait: for the subscription, before their turn.
+    let waiting = server
+        .gql_ok(
+            &client,
+            &format!(r#"{{ deliveries(subscriptionId: "{id}", status: PENDING) {{ edges {{ node {{ waitingFor nextAttemptAt }} }} }} }}"#),
+        )
+        .await;
+    let reasons: Vec<&Value> = waiting["deliveries"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"]["waitingFor"])
+        .collect();
+    assert_eq!(reasons, [&json!("REACTIVATION"), &json!("REACTIVATION")]);
 
     // The receiver is fixed; a/0 is retried first, then the webhook reactivated.
     broken.store(false, std::sync::atomic::Ordering::Relaxed);
