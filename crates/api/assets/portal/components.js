@@ -1,5 +1,5 @@
 // Pieces shared by several pages: a subscription's actions, its health, its signing
-// secret and its test event.
+// secret (or Ed25519 public key) and its test event.
 
 import { h, button, badge, confirmDialog, announce, copyButton, time, alertBox, clear, formatTime, panel, link } from './dom.js';
 import { gql, ApiError, SessionEnded } from './api.js';
@@ -121,8 +121,32 @@ export function healthBody(stats, hours = 24) {
       : h('p', { class: 'muted' }, 'No errors in this period.'));
 }
 
-/** Hidden until revealed; Copy; Rotate (with the overlap explained). */
+export const ROTATE_SIGNING_SECRET = `mutation RotateSigningSecret($id: String!) {
+  rotateSigningSecret(subscriptionId: $id) { subscriptionId signingSecret signingPublicKey previousSecretExpiresAt }
+}`;
+
+/** Rotate, after a confirmation; `onDone(rotateSigningSecret)` with the answer. */
+function rotateButton(store, sub, { title, message, confirmLabel }, onDone) {
+  const rotate = button('Rotate', async () => {
+    const yes = await confirmDialog({ title, message, confirmLabel });
+    if (!yes) return;
+    rotate.disabled = true;
+    try {
+      const data = await gql(store, ROTATE_SIGNING_SECRET, { id: sub.id });
+      onDone(data.rotateSigningSecret);
+    } catch (e) {
+      report(e);
+    } finally {
+      rotate.disabled = false;
+    }
+  }, { class: 'btn btn-small', 'data-action': 'rotate' });
+  return rotate;
+}
+
+/** Hidden until revealed; Copy; Rotate (with the overlap explained). An ED25519
+ * subscription has a public key instead (publicKeyPanel). */
 export function secretPanel(store, sub, onRotated) {
+  if (sub.signatureScheme === 'ED25519') return publicKeyPanel(store, sub, onRotated);
   let secret = sub.signingSecret;
   let revealed = false;
   let previousUntil = null;
@@ -132,30 +156,18 @@ export function secretPanel(store, sub, onRotated) {
     render();
   }, { class: 'btn btn-small', 'data-action': 'reveal', 'aria-pressed': 'false' });
   const copy = copyButton(() => secret, 'Copy', 'Signing secret copied', { 'data-action': 'copy-secret' });
-  const rotate = button('Rotate', async () => {
-    const yes = await confirmDialog({
-      title: 'Rotate the signing secret?',
-      message: 'A new secret signs every delivery from now on. The old one keeps signing alongside it for 24 hours, so receivers can switch over without missing a delivery.',
-      confirmLabel: 'Rotate secret',
-    });
-    if (!yes) return;
-    rotate.disabled = true;
-    try {
-      const data = await gql(store, `mutation RotateSigningSecret($id: String!) {
-  rotateSigningSecret(subscriptionId: $id) { subscriptionId signingSecret previousSecretExpiresAt }
-}`, { id: sub.id });
-      secret = data.rotateSigningSecret.signingSecret;
-      previousUntil = data.rotateSigningSecret.previousSecretExpiresAt;
-      revealed = false;
-      render();
-      announce('Signing secret rotated');
-      if (onRotated) onRotated(secret);
-    } catch (e) {
-      report(e);
-    } finally {
-      rotate.disabled = false;
-    }
-  }, { class: 'btn btn-small', 'data-action': 'rotate' });
+  const rotate = rotateButton(store, sub, {
+    title: 'Rotate the signing secret?',
+    message: 'A new secret signs every delivery from now on. The old one keeps signing alongside it for 24 hours, so receivers can switch over without missing a delivery.',
+    confirmLabel: 'Rotate secret',
+  }, (answer) => {
+    secret = answer.signingSecret;
+    previousUntil = answer.previousSecretExpiresAt;
+    revealed = false;
+    render();
+    announce('Signing secret rotated');
+    if (onRotated) onRotated(secret);
+  });
   const note = h('p', { class: 'field-hint', 'data-rotation-note': '' });
 
   function render() {
@@ -176,6 +188,47 @@ export function secretPanel(store, sub, onRotated) {
   return panel('Signing secret',
     h('p', { class: 'field-hint' }, 'Deliveries carry a ', link('https://www.standardwebhooks.com', 'Standard Webhooks'), ' signature (webhook-signature: v1,…) made with this secret: any of its libraries verifies it.'),
     h('div', { class: 'secret-row' }, value, h('div', { class: 'btn-row' }, reveal, copy, rotate)),
+    note);
+}
+
+/**
+ * ED25519 (docs/payloads.md, asymmetric signatures): the public key receivers verify
+ * with, shown as it is (it cannot sign); Copy; Rotate makes a new key pair. The secret
+ * key is never shown, not even to the owner.
+ */
+function publicKeyPanel(store, sub, onRotated) {
+  let key = sub.signingPublicKey;
+  let previousUntil = null;
+  if (!key) {
+    return panel('Public key', h('p', { class: 'muted' },
+      'The public key is shown only to the app that created this subscription.'));
+  }
+  const value = h('code', { class: 'secret-value break', 'data-public-key': '', 'aria-live': 'polite' });
+  const copy = copyButton(() => key, 'Copy', 'Public key copied', { 'data-action': 'copy-public-key' });
+  const rotate = rotateButton(store, sub, {
+    title: 'Rotate the signing key?',
+    message: 'A new key pair signs every delivery from now on. The old key keeps signing alongside it for 24 hours, so receivers can add the new public key without missing a delivery.',
+    confirmLabel: 'Rotate key',
+  }, (answer) => {
+    key = answer.signingPublicKey;
+    previousUntil = answer.previousSecretExpiresAt;
+    render();
+    announce('Signing key rotated');
+    if (onRotated) onRotated(key);
+  });
+  const note = h('p', { class: 'field-hint', 'data-rotation-note': '' });
+
+  function render() {
+    value.textContent = key;
+    note.textContent = previousUntil
+      ? `Rotated: the previous key keeps signing alongside the new one until ${formatTime(previousUntil)}.`
+      : 'Rotating keeps the old key signing alongside the new one for 24 hours.';
+  }
+
+  render();
+  return panel('Public key',
+    h('p', { class: 'field-hint' }, 'Deliveries carry an Ed25519 signature (webhook-signature: v1a,…, as the ', link('https://www.standardwebhooks.com', 'Standard Webhooks'), ' spec describes it) that receivers verify with this public key. It cannot sign, so it need not be kept secret.'),
+    h('div', { class: 'secret-row' }, value, h('div', { class: 'btn-row' }, copy, rotate)),
     note);
 }
 

@@ -43,16 +43,23 @@ export class Form {
   /**
    * Adds a labelled field. `paths`: the API field paths whose messages belong here.
    * `control` is an input/select/textarea, or any element with `labelFor` (the id to
-   * label) and `invalidTargets` (elements that get aria-invalid).
+   * label) and `invalidTargets` (elements that get aria-invalid). `check`: a checkbox,
+   * drawn before its label, with the hint and the error under both.
    */
-  field({ label, control, hint = null, paths = [], className = '', legend = false }) {
+  field({ label, control, hint = null, paths = [], className = '', legend = false, check = false }) {
     const errorId = uid('err');
     const hintId = hint ? uid('hint') : null;
     const error = h('p', { class: 'field-error', id: errorId, hidden: true });
     const hintEl = hint ? h('p', { class: 'field-hint', id: hintId }, hint) : null;
     let wrapper;
     let targets;
-    if (legend) {
+    if (check) {
+      if (!control.id) control.id = uid('ctl');
+      wrapper = h('div', { class: ['field', 'field-option', className] },
+        h('div', { class: 'field-check' }, control, h('label', { class: 'field-label', for: control.id }, label)), hintEl, error);
+      control.setAttribute('aria-describedby', [hintId, errorId].filter(Boolean).join(' '));
+      targets = () => [control];
+    } else if (legend) {
       // A group of controls (checkbox lists, header rows): a fieldset and its legend.
       wrapper = h('fieldset', { class: ['field', 'field-group', className] },
         h('legend', { class: 'field-label' }, label), hintEl, control, error);
@@ -78,6 +85,13 @@ export class Form {
       const i = this.fields.indexOf(entry);
       if (i >= 0) this.fields.splice(i, 1);
     };
+  }
+
+  /** A titled group of fields (made with `field`): a fieldset and its legend. */
+  group(label, ...fields) {
+    return h('fieldset', { class: 'field field-group field-set' },
+      h('legend', { class: 'field-label' }, label),
+      h('div', { class: 'subform' }, fields));
   }
 
   add(...nodes) {

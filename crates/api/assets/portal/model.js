@@ -6,10 +6,13 @@ import { gql, gqlRaw, ApiError } from './api.js';
 
 export const WEBHOOK_FIELDS = `
       __typename id scope destination status isActive createdAt updatedAt signingSecret
+      ordered rateLimit
+      ... on HttpsWebhook { signatureScheme signingPublicKey }
       headers { key value }`;
 
 export const SUBSCRIPTION_FIELDS = `
       subscriptionId status isActive createdAt updatedAt signingSecret
+      signatureScheme signingPublicKey ordered rateLimit
       eventSubscriptionDetails {
         eventType eventTypes
         destination {
@@ -38,6 +41,11 @@ export function fromWebhook(w) {
     headers: w.headers || [],
     authProfileId: null,
     signingSecret: w.signingSecret,
+    // EventBridge webhooks are not signed: they have no scheme or public key.
+    signatureScheme: https ? w.signatureScheme || 'HMAC_SHA256' : null,
+    signingPublicKey: w.signingPublicKey || null,
+    ordered: Boolean(w.ordered),
+    rateLimit: w.rateLimit ?? null,
     createdAt: w.createdAt,
     updatedAt: w.updatedAt,
   };
@@ -78,6 +86,10 @@ export function fromEventSubscription(s) {
     headers: https ? d.headers || [] : [],
     authProfileId: https ? d.authProfileId : null,
     signingSecret: s.signingSecret,
+    signatureScheme: s.signatureScheme || 'HMAC_SHA256',
+    signingPublicKey: s.signingPublicKey || null,
+    ordered: Boolean(s.ordered),
+    rateLimit: s.rateLimit ?? null,
     createdAt: s.createdAt,
     updatedAt: s.updatedAt,
   };

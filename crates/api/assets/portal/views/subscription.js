@@ -1,9 +1,28 @@
-// One subscription: its details, state controls, signing secret, health and test event.
+// One subscription: its details (delivery options included), state controls, signing
+// secret or public key, health and test event.
 
 import { h, badge, link, dl, panel, time, button, announce } from '../dom.js';
 import { getSubscription, statsFor, styleName } from '../model.js';
 import { stateButton, deleteButton, secretPanel, testEventPanel, healthBody } from '../components.js';
 import { eventsCell } from './subscriptions.js';
+
+const SCHEME_NAMES = { HMAC_SHA256: 'HMAC-SHA256', ED25519: 'Ed25519' };
+
+function orderedFact(sub) {
+  return sub.ordered
+    ? h('span', { 'data-ordered': 'true' }, 'Yes: events with the same orderingKey go one at a time, in order')
+    : h('span', { class: 'muted', 'data-ordered': 'false' }, 'No');
+}
+
+function rateLimitFact(sub) {
+  const n = sub.rateLimit;
+  if (n === null || n === undefined) return h('span', { class: 'muted', 'data-rate-limit': '' }, 'none');
+  return h('span', { 'data-rate-limit': String(n) }, n === 1 ? '1 request per second' : `${n} requests per second`);
+}
+
+function schemeFact(sub) {
+  return h('span', { 'data-signature-scheme': sub.signatureScheme }, SCHEME_NAMES[sub.signatureScheme] || sub.signatureScheme);
+}
 
 export async function render(ctx) {
   const sub = await getSubscription(ctx.store, ctx.params.id);
@@ -42,6 +61,9 @@ export async function render(ctx) {
     sub.kind === 'https' ? ['Custom headers', sub.headers.length
       ? h('ul', { class: 'plain' }, sub.headers.map((kv) => h('li', h('code', `${kv.key}: ${kv.value}`))))
       : h('span', { class: 'muted' }, 'none')] : [null, null],
+    ['Ordered by key', orderedFact(sub)],
+    ['Rate limit', rateLimitFact(sub)],
+    sub.kind === 'https' && sub.signatureScheme ? ['Signature', schemeFact(sub)] : [null, null],
     ['Created', time(sub.createdAt)],
     ['Updated', time(sub.updatedAt)],
   ].filter(([k]) => k)));
@@ -63,7 +85,7 @@ export async function render(ctx) {
   loadHealth();
 
   root.appendChild(h('div', { class: 'grid-2' },
-    h('div', { class: 'stack' }, details, secretPanel(ctx.store, sub, () => announce('Receivers should accept the new secret now'))),
+    h('div', { class: 'stack' }, details, secretPanel(ctx.store, sub, () => announce(sub.signatureScheme === 'ED25519' ? 'Receivers should accept the new public key now' : 'Receivers should accept the new secret now'))),
     h('div', { class: 'stack' }, health, testEventPanel(ctx.store, sub, ctx))));
   return root;
 }

@@ -113,6 +113,37 @@ export async function renderList(ctx) {
 
 const METHODS = ['POST', 'PUT', 'GET'];
 
+// Delivery options (docs/delivery.md#ordered-delivery, #rate-limits; docs/payloads.md
+// on ed25519). The API checks every value; the portal only reads the number typed.
+const SCHEMES = [
+  { value: 'HMAC_SHA256', label: 'HMAC-SHA256' },
+  { value: 'ED25519', label: 'Ed25519' },
+];
+const ORDERED_HINT = 'Events with the same orderingKey are delivered one at a time, in the order they were accepted.';
+const RATE_HINT = 'Requests per second at most, 1 to 10000, across every node. Empty: no limit.';
+const SCHEME_HINT = 'HMAC-SHA256: receivers verify with a shared secret (v1). Ed25519: receivers verify with a public key, which cannot sign (v1a).';
+
+function orderedBox(checked = false) {
+  return h('input', { type: 'checkbox', name: 'ordered', checked });
+}
+
+function rateLimitInput(value = null) {
+  return input({ type: 'number', name: 'rateLimit', min: 1, max: 10000, step: 1, inputmode: 'numeric', placeholder: 'No limit', class: 'input input-short', value: value === null ? '' : String(value) });
+}
+
+/** The rate limit typed, or null when the field is empty. */
+function rateLimitValue(control, path) {
+  const raw = control.value.trim();
+  const bad = () => new Error(`${path} must be a whole number of requests per second, or empty for no limit`);
+  if (raw === '') {
+    if (control.validity && control.validity.badInput) throw bad();
+    return null;
+  }
+  const n = Number(raw);
+  if (!Number.isInteger(n) || Math.abs(n) > 2147483647) throw bad();
+  return n;
+}
+
 /** The form for a new subscription, of either style; `prefill` comes from ?style=… */
 export async function renderCreate(ctx) {
   ctx.title('New subscription');
@@ -146,6 +177,19 @@ export async function renderCreate(ctx) {
   const method = select(METHODS, { name: 'method' }, 'POST');
   const auth = select([{ value: '', label: 'None' }, ...profiles.edges.map((e) => ({ value: e.node.authProfileId, label: `${e.node.authProfileId} (${e.node.authType === 'OAUTH' ? 'OAuth 2.0' : 'Basic'})` }))], { name: 'authProfileId' }, '');
   const active = h('input', { type: 'checkbox', name: 'isActive', checked: true, id: uid('active') });
+  const ordered = orderedBox(false);
+  const rateLimit = rateLimitInput();
+  const scheme = select(SCHEMES, { name: 'signatureScheme' }, 'HMAC_SHA256');
+
+  /** The delivery options the user changed from the defaults, and only those. */
+  function deliveryOptions(base) {
+    const out = {};
+    if (ordered.checked) out.ordered = true;
+    const limit = rateLimitValue(rateLimit, `${base}/rateLimit`);
+    if (limit !== null) out.rateLimit = limit;
+    if (scheme.value !== 'HMAC_SHA256') out.signatureScheme = scheme.value;
+    return out;
+  }
 
   const formHolder = h('div');
   root.appendChild(formHolder);
@@ -166,9 +210,11 @@ export async function renderCreate(ctx) {
       id: 'subscription-form',
       build: () => {
         const headers = headerEditor.values();
+        const options = deliveryOptions(base);
         if (bc) {
           const input_ = { scope: picker.values()[0] || '', destination: url.value.trim(), isActive: active.checked };
           if (headers.length) input_.headers = headers;
+          Object.assign(input_, options);
           return {
             query: `mutation CreateHttpsWebhook($input: CreateHttpsWebhookInput!) {
   webhook { createHttpsWebhook(input: $input) { webhook { id scope destination status isActive } } }
@@ -183,7 +229,7 @@ export async function renderCreate(ctx) {
           query: `mutation CreateEventSubscription($input: CreateEventSubscriptionInput!) {
   createEventSubscription(input: $input) { subscriptionId }
 }`,
-          variables: { input: { destination: { webhook }, eventTypes: picker.values() } },
+          variables: { input: { destination: { webhook }, eventTypes: picker.values(), ...options } },
         };
       },
       onSuccess: (data) => {
@@ -205,6 +251,10 @@ export async function renderCreate(ctx) {
         paths: bc ? [`${base}/scope`] : [`${base}/eventTypes`, `${base}/eventType`] }),
       form.field({ label: 'Custom headers', control: headerEditor, legend: true, hint: 'Sent with every delivery. hookrelay sets Authorization and webhook-* itself.', paths: [headersPath] }),
       bc ? null : form.field({ label: 'Auth profile', control: auth, hint: profiles.edges.length ? 'Adds Authorization (OAuth 2.0 client credentials or Basic) to every delivery.' : 'No auth profiles yet: create one under Auth profiles.', paths: [`${base}/destination/webhook/authProfileId`] }),
+      form.group('Delivery options',
+        form.field({ label: 'Ordered by key', control: ordered, check: true, hint: ORDERED_HINT, paths: [`${base}/ordered`] }),
+        form.field({ label: 'Rate limit', control: rateLimit, hint: RATE_HINT, paths: [`${base}/rateLimit`] }),
+        form.field({ label: 'Signature', control: scheme, hint: SCHEME_HINT, paths: [`${base}/signatureScheme`] })),
       bc ? h('div', { class: 'field field-check' }, active, h('label', { for: active.id }, 'Active: start delivering at once')) : null,
     );
     clear(formHolder).appendChild(form.el);
@@ -235,6 +285,8 @@ export async function renderEdit(ctx) {
   const url = input({ type: 'url', name: 'url', value: sub.destination, inputmode: 'url' });
   const picker = eventPicker({ catalog, multiple: false, selected: sub.eventTypes });
   const active = h('input', { type: 'checkbox', name: 'isActive', checked: sub.isActive, id: uid('active') });
+  const ordered = orderedBox(sub.ordered);
+  const rateLimit = rateLimitInput(sub.rateLimit);
   let headerEditor;
   const form = new Form({
     label: 'Edit subscription',
@@ -251,6 +303,9 @@ export async function renderEdit(ctx) {
             scope: picker.values()[0] || '',
             headers: headerEditor.values(),
             isActive: active.checked,
+            ordered: ordered.checked,
+            // Empty removes the limit: null, not left out (which would keep it).
+            rateLimit: rateLimitValue(rateLimit, `${base}/rateLimit`),
           },
         },
       },
@@ -266,6 +321,9 @@ export async function renderEdit(ctx) {
     form.field({ label: 'Endpoint URL', control: url, paths: [`${base}/destination`] }),
     form.field({ label: 'Scope', control: picker, legend: true, paths: [`${base}/scope`] }),
     form.field({ label: 'Custom headers', control: headerEditor, legend: true, paths: [`${base}/headers`] }),
+    form.group('Delivery options',
+      form.field({ label: 'Ordered by key', control: ordered, check: true, hint: `${ORDERED_HINT} A change applies to events accepted from then on.`, paths: [`${base}/ordered`] }),
+      form.field({ label: 'Rate limit', control: rateLimit, hint: RATE_HINT, paths: [`${base}/rateLimit`] })),
     h('div', { class: 'field field-check' }, active, h('label', { for: active.id }, sub.status === 'DEACTIVATED' ? 'Active: reactivate, and send the parked deliveries' : 'Active')),
   );
   root.appendChild(form.el);
