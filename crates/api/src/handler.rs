@@ -162,7 +162,7 @@ async fn run(
         Ok(v) => v,
         Err(e) => return graphql_error(StatusCode::INTERNAL_SERVER_ERROR, ApiError::internal(e)),
     };
-    classify_errors(&mut value);
+    classify_errors(&mut value, app.services.graphql);
     Json(value).into_response()
 }
 
@@ -197,7 +197,7 @@ fn syntax_error(e: &async_graphql::ServerError) -> Value {
 /// Errors raised by our resolvers carry their classification. Errors without one come
 /// from async-graphql's own checks of the request (unknown fields, wrong types, limits):
 /// they are the caller's bad input.
-fn classify_errors(response: &mut Value) {
+fn classify_errors(response: &mut Value, limits: crate::graphql::SchemaLimits) {
     let Some(errors) = response.get_mut("errors").and_then(Value::as_array_mut) else {
         return;
     };
@@ -215,8 +215,10 @@ fn classify_errors(response: &mut Value) {
                     crate::graphql::MAX_DEPTH
                 )),
                 Some("Query is too complex.") => Some(format!(
-                    "the query is too complex: the complexity limit is {}",
-                    crate::graphql::MAX_COMPLEXITY
+                    "the query would make too many database round trips or is too large: a request may weigh {} ({} round trips of {} each; totalCount, every list and lookup, and attempts on each delivery of a page count as round trips)",
+                    limits.max_complexity(),
+                    limits.max_round_trips,
+                    crate::graphql::ROUND_TRIP_COST
                 )),
                 _ => None,
             };

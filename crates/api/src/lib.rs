@@ -36,8 +36,8 @@ pub struct AppState {
 impl AppState {
     pub fn new(services: Services) -> Self {
         AppState {
+            schema: graphql::schema(services.graphql),
             services: Arc::new(services),
-            schema: graphql::schema(),
         }
     }
 }

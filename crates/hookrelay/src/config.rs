@@ -151,6 +151,15 @@ pub struct Settings {
     /// comma-separated; default 'none'.
     #[arg(long, env = "HOOKRELAY_PORTAL_FRAME_ANCESTORS", value_name = "ORIGINS")]
     pub portal_frame_ancestors: Option<String>,
+    /// Database round trips one GraphQL request may make at most, counted from the query
+    /// before it runs (docs/api.md#limits); default 60.
+    #[arg(long, env = "HOOKRELAY_GRAPHQL_MAX_ROUND_TRIPS", value_name = "N")]
+    pub graphql_max_round_trips: Option<usize>,
+    /// Answer GraphQL introspection (`__schema`, `__type`; GraphiQL's docs need it);
+    /// default true.
+    #[arg(long, env = "HOOKRELAY_GRAPHQL_INTROSPECTION", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub graphql_introspection: Option<bool>,
 }
 
 /// `allowed_networks` in the file: `"10.0.0.0/8,127.0.0.0/8"` or a list of CIDRs.
@@ -343,6 +352,7 @@ pub struct ServeConfig {
     /// `public_url` as given; `None`: http:// and the address bound.
     pub public_url: Option<String>,
     pub portal_frame_ancestors: String,
+    pub graphql: hookrelay_api::graphql::SchemaLimits,
 }
 
 impl ServeConfig {
@@ -455,9 +465,18 @@ impl ServeConfig {
             None => None,
         };
         let portal_frame_ancestors = s.frame_ancestors()?;
+        let graphql = hookrelay_api::graphql::SchemaLimits {
+            max_round_trips: match s.graphql_max_round_trips {
+                Some(0) => bail!("graphql_max_round_trips must be at least 1"),
+                Some(n) => n,
+                None => hookrelay_api::graphql::DEFAULT_MAX_ROUND_TRIPS,
+            },
+            introspection: s.graphql_introspection.unwrap_or(true),
+        };
         Ok(ServeConfig {
             public_url,
             portal_frame_ancestors,
+            graphql,
             eventbridge_partner_name: partner_name,
             listen,
             engine: EngineConfig {

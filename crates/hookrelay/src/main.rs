@@ -450,6 +450,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
                 .unwrap_or_else(|| format!("http://{local}")),
             frame_ancestors: config.portal_frame_ancestors.clone(),
         },
+        graphql: config.graphql,
     };
     let app = hookrelay_api::router(AppState::new(services));
     tracing::info!(address = %local, database = %backend.describe(), "hookrelay listening on {local}");

@@ -212,6 +212,7 @@ pub struct AuthProfileQuery;
 #[Object]
 impl AuthProfileQuery {
     /// One auth profile, without its secrets.
+    #[graphql(complexity = "super::ROUND_TRIP_COST + child_complexity")]
     async fn auth_profile(
         &self,
         ctx: &Context<'_>,
@@ -223,6 +224,7 @@ impl AuthProfileQuery {
     }
 
     /// The caller's auth profiles (a store admin's: all of the store's).
+    #[graphql(complexity = "super::ROUND_TRIP_COST + child_complexity")]
     async fn auth_profiles(
         &self,
         ctx: &Context<'_>,
@@ -245,6 +247,7 @@ pub struct AuthProfileMutation;
 
 #[Object]
 impl AuthProfileMutation {
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn create_auth_profile(
         &self,
         ctx: &Context<'_>,
@@ -289,6 +292,7 @@ impl AuthProfileMutation {
 
     /// Replaces a profile's configuration; every subscription using it uses the new one
     /// from its next attempt on.
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn update_auth_profile(
         &self,
         ctx: &Context<'_>,
@@ -329,6 +333,7 @@ impl AuthProfileMutation {
     }
 
     /// Deletes a profile no active subscription uses.
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn delete_auth_profile(
         &self,
         ctx: &Context<'_>,

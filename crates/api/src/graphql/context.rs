@@ -28,6 +28,8 @@ pub struct Services {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Where the portal is reached and who may frame it.
     pub portal: crate::portal::PortalConfig,
+    /// `graphql_max_round_trips` and `graphql_introspection`.
+    pub graphql: super::SchemaLimits,
 }
 
 /// One GraphQL request's caller and store.

@@ -18,6 +18,10 @@ use super::subscriptions::{new_signing_secret, signing_for};
 use super::types::{connection, connection_type, page_request};
 use crate::error::{ApiError, ApiResult};
 
+/// The largest page of `deliveries` that may select `attempts` (each delivery's attempts
+/// are one more round trip).
+pub const MAX_PAGE_WITH_ATTEMPTS: i32 = 20;
+
 /// How long a rotated-out signing secret keeps signing.
 pub const ROTATION_OVERLAP: Duration = Duration::hours(24);
 
@@ -108,7 +112,12 @@ pub struct Delivery {
 
 #[ComplexObject]
 impl Delivery {
-    /// Every attempt, oldest first.
+    /// Every attempt, oldest first. On a page of `deliveries` each delivery's attempts
+    /// are a round trip of their own, so such a page is at most
+    /// [`MAX_PAGE_WITH_ATTEMPTS`] deliveries, and the field weighs that many round trips.
+    #[graphql(
+        complexity = "MAX_PAGE_WITH_ATTEMPTS as usize * super::ROUND_TRIP_COST + child_complexity"
+    )]
     async fn attempts(&self, ctx: &Context<'_>) -> ApiResult<Vec<Attempt>> {
         if let Some(loaded) = &self.loaded_attempts {
             return Ok(loaded.iter().cloned().map(Attempt::from).collect());
@@ -274,6 +283,7 @@ impl DeliveryQuery {
     /// every subscription the caller may see; `since` / `until` bound when deliveries
     /// were created (until excluded).
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "super::ROUND_TRIP_COST + child_complexity")]
     async fn deliveries(
         &self,
         ctx: &Context<'_>,
@@ -292,6 +302,17 @@ impl DeliveryQuery {
                     "/deliveries/since must not be after until",
                 ));
             }
+        }
+        let with_attempts = ctx
+            .look_ahead()
+            .field("edges")
+            .field("node")
+            .field("attempts")
+            .exists();
+        if with_attempts && first.unwrap_or(super::types::DEFAULT_PAGE) > MAX_PAGE_WITH_ATTEMPTS {
+            return Err(ApiError::validation(format!(
+                "/deliveries/first must be at most {MAX_PAGE_WITH_ATTEMPTS} when attempts are selected (each delivery's attempts are a database round trip of their own); page with after, or read one delivery with delivery(id)"
+            )));
         }
         let page = page_request(ctx, "/deliveries", first, after)?;
         if let Some(id) = &subscription_id {
@@ -314,6 +335,7 @@ impl DeliveryQuery {
         connection(found, &page, |d| Ok(view(&rc.store, d, None, &active)))
     }
 
+    #[graphql(complexity = "2 * super::ROUND_TRIP_COST + child_complexity")]
     async fn delivery(&self, ctx: &Context<'_>, id: String) -> ApiResult<Option<Delivery>> {
         let rc = request_ctx(ctx)?;
         let (delivery, attempts) = visible_delivery(rc, &id).await?;
@@ -328,6 +350,7 @@ pub struct DeliveryMutation;
 #[Object]
 impl DeliveryMutation {
     /// Sends a delivery again now, with a fresh round of retries.
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn retry_delivery(&self, ctx: &Context<'_>, id: String) -> ApiResult<Delivery> {
         let rc = request_ctx(ctx)?;
         visible_delivery(rc, &id).await?;
@@ -343,6 +366,7 @@ impl DeliveryMutation {
 
     /// Sends again every delivery of a subscription in `status` (default FAILED) created
     /// between `since` and `until`.
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn replay_deliveries(
         &self,
         ctx: &Context<'_>,
@@ -386,6 +410,7 @@ impl DeliveryMutation {
     }
 
     /// A new signing secret; the old one keeps signing alongside it for 24 hours.
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn rotate_signing_secret(
         &self,
         ctx: &Context<'_>,
@@ -422,6 +447,7 @@ impl DeliveryMutation {
     }
 
     /// Delivers a test event to this subscription only.
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn send_test_event(
         &self,
         ctx: &Context<'_>,

@@ -7,6 +7,7 @@ pub mod context;
 pub mod deliveries;
 pub mod event_sources;
 pub mod hosts;
+mod introspection;
 pub mod portal;
 pub mod subscriptions;
 pub mod types;
@@ -21,7 +22,41 @@ use context::request_ctx;
 /// Deep enough for GraphiQL's introspection query and every real request; deeper queries
 /// are refused before they run.
 pub const MAX_DEPTH: usize = 16;
-pub const MAX_COMPLEXITY: usize = 2000;
+
+/// What one database round trip weighs in a request's complexity (docs/api.md#limits):
+/// a field that reads or writes the database weighs this much for each round trip it
+/// makes (a lookup or a list 1, `totalCount` 1 more, `deliveryStats` 3, a mutation 3,
+/// `attempts` on each delivery of a page 1); any other field weighs 1. A request may
+/// weigh `graphql_max_round_trips` × this at most, so it makes at most about that many
+/// round trips, and the check is made before anything runs.
+pub const ROUND_TRIP_COST: usize = 50;
+/// The default `graphql_max_round_trips`.
+pub const DEFAULT_MAX_ROUND_TRIPS: usize = 60;
+/// Round trips of a mutation, at most as its complexity counts them.
+pub const MUTATION_COST: usize = 3 * ROUND_TRIP_COST;
+
+/// How the schema is built: `graphql_max_round_trips` and `graphql_introspection`.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaLimits {
+    pub max_round_trips: usize,
+    pub introspection: bool,
+}
+
+impl Default for SchemaLimits {
+    fn default() -> Self {
+        SchemaLimits {
+            max_round_trips: DEFAULT_MAX_ROUND_TRIPS,
+            introspection: true,
+        }
+    }
+}
+
+impl SchemaLimits {
+    /// The complexity a request may have.
+    pub fn max_complexity(&self) -> usize {
+        self.max_round_trips.saturating_mul(ROUND_TRIP_COST)
+    }
+}
 
 #[derive(Default)]
 pub struct CatalogQuery;
@@ -60,15 +95,22 @@ pub struct MutationRoot(
 
 pub type ApiSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
-pub fn schema() -> ApiSchema {
-    Schema::build(
+pub fn schema(limits: SchemaLimits) -> ApiSchema {
+    let builder = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         EmptySubscription,
     )
     .limit_depth(MAX_DEPTH)
-    .limit_complexity(MAX_COMPLEXITY)
+    .limit_complexity(limits.max_complexity())
     .limit_recursive_depth(64)
-    .limit_directives(16)
-    .finish()
+    .limit_directives(16);
+    if limits.introspection {
+        builder.finish()
+    } else {
+        builder
+            .disable_introspection()
+            .extension(introspection::NoIntrospection)
+            .finish()
+    }
 }

@@ -48,6 +48,7 @@ impl PortalMutation {
     /// A single-use link that opens the portal for this store, or for one of its API
     /// clients. Store-admin and admin tokens only (admins through
     /// `/stores/{store_hash}/graphql`).
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn create_portal_link(
         &self,
         ctx: &Context<'_>,
@@ -162,6 +163,7 @@ async fn stats(rc: &RequestCtx, id: &str, hours: u32) -> ApiResult<DeliveryStats
 impl PortalQuery {
     /// Attempts of one subscription (of either style) per hour over the last `hours`
     /// (1-168, default 24), with its success rate and latest error.
+    #[graphql(complexity = "3 * super::ROUND_TRIP_COST + child_complexity")]
     async fn delivery_stats(
         &self,
         ctx: &Context<'_>,

@@ -461,6 +461,7 @@ pub struct SubscriptionQuery;
 
 #[Object]
 impl SubscriptionQuery {
+    #[graphql(complexity = "super::ROUND_TRIP_COST + child_complexity")]
     async fn event_subscription(
         &self,
         ctx: &Context<'_>,
@@ -472,6 +473,7 @@ impl SubscriptionQuery {
     }
 
     /// The subscriptions made with `createEventSubscription` that the caller may see.
+    #[graphql(complexity = "super::ROUND_TRIP_COST + child_complexity")]
     async fn event_subscriptions(
         &self,
         ctx: &Context<'_>,
@@ -498,6 +500,7 @@ pub struct SubscriptionMutation;
 
 #[Object]
 impl SubscriptionMutation {
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn create_event_subscription(
         &self,
         ctx: &Context<'_>,
@@ -598,6 +601,7 @@ impl SubscriptionMutation {
     /// `createEventSubscription`; made ACTIVE again after it was DEACTIVATED, it sends the
     /// deliveries that waited for it. (hookrelay's addition: the Buy with Prime API has
     /// no update, so without it a deactivated subscription could only be deleted.)
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn set_event_subscription_status(
         &self,
         ctx: &Context<'_>,
@@ -633,6 +637,7 @@ impl SubscriptionMutation {
         view(rc, sub)
     }
 
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn delete_event_subscription(
         &self,
         ctx: &Context<'_>,

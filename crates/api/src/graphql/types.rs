@@ -103,6 +103,8 @@ macro_rules! connection_type {
         pub struct $conn {
             pub edges: Vec<$edge>,
             pub page_info: $crate::graphql::types::PageInfo,
+            /// Counting is a database round trip of its own.
+            #[graphql(complexity = "crate::graphql::ROUND_TRIP_COST")]
             pub total_count: u64,
         }
 

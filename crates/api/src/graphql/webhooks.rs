@@ -236,6 +236,7 @@ impl WebhookMutations {
     /// Creates an EventBridge partner event source for the store
     /// (`aws.partner/{partner}/{store}/{name}`) with `CreatePartnerEventSource`, and
     /// answers the ARN AWS gave it.
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn create_event_source(
         &self,
         ctx: &Context<'_>,
@@ -249,6 +250,7 @@ impl WebhookMutations {
 
     /// Deletes an event source (`DeletePartnerEventSource`); refused while a webhook
     /// delivers to it.
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn delete_event_source(
         &self,
         ctx: &Context<'_>,
@@ -263,6 +265,7 @@ impl WebhookMutations {
     /// store's event sources (`createEventSource`), delivered with `PutPartnerEvents`, or of
     /// an event bus (`arn:aws:events:REGION:ACCOUNT:event-bus/NAME`), delivered with
     /// `PutEvents`.
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn create_event_bridge_webhook(
         &self,
         ctx: &Context<'_>,
@@ -306,6 +309,7 @@ impl WebhookMutations {
 
     /// Creates an HTTPS webhook for one scope (a wildcard scope such as `store/order/*`
     /// included).
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn create_https_webhook(
         &self,
         ctx: &Context<'_>,
@@ -352,6 +356,7 @@ impl WebhookMutations {
 
     /// Changes a webhook's state, scope, destination or headers. `isActive: true` also
     /// reactivates a webhook hookrelay deactivated.
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn update_webhook(
         &self,
         ctx: &Context<'_>,
@@ -446,6 +451,7 @@ impl WebhookMutations {
         })
     }
 
+    #[graphql(complexity = "super::MUTATION_COST + child_complexity")]
     async fn delete_webhook(&self, ctx: &Context<'_>, id: ID) -> ApiResult<DeleteWebhookResult> {
         let rc = request_ctx(ctx)?;
         visible_webhook(rc, &id).await?;
@@ -507,6 +513,7 @@ impl StoreQuery {
 
     /// The webhooks made with `webhook { … }` that the caller may see, optionally only
     /// active (or inactive) ones, or one scope's.
+    #[graphql(complexity = "super::ROUND_TRIP_COST + child_complexity")]
     async fn webhooks(
         &self,
         ctx: &Context<'_>,
@@ -532,6 +539,7 @@ impl StoreQuery {
 
     /// The EventBridge partner event sources made with `createEventSource` that the
     /// caller may see.
+    #[graphql(complexity = "super::ROUND_TRIP_COST + child_complexity")]
     async fn event_sources(
         &self,
         ctx: &Context<'_>,

@@ -285,3 +285,67 @@ async fn malformed_and_oversized_requests() {
         );
     }
 }
+
+/// GraphQL requests weigh what they make the database do (docs/api.md#limits): a count
+/// or a list is a round trip, and a request may make `graphql_max_round_trips` of them.
+#[tokio::test]
+async fn graphql_requests_weigh_their_database_round_trips() {
+    let server = Server::start().await;
+    let alice = server.client("storea");
+    let aliases = |n: usize| {
+        let fields: Vec<String> = (0..n)
+            .map(|i| format!("a{i}: eventSubscriptions {{ totalCount }}"))
+            .collect();
+        format!("{{ {} }}", fields.join(" "))
+    };
+    // 1,000 counts in one request: refused before any runs, with the limit in words.
+    let body = server.gql(&alice, &aliases(1000)).await;
+    assert_eq!(classification(&body), "ValidationError", "{body}");
+    assert!(body["data"].is_null(), "nothing ran: {body}");
+    let text = message(&body);
+    assert!(
+        text.contains("too many database round trips") && text.contains("60 round trips"),
+        "{text}"
+    );
+    // 20 (40 round trips) are fine.
+    let body = server.gql_ok(&alice, &aliases(20)).await;
+    assert_eq!(body["a19"]["totalCount"], 0);
+    // Attempts on every delivery of a page: each is a round trip, so such pages are short.
+    let body = server
+        .gql(
+            &alice,
+            "{ deliveries(first: 100) { edges { node { id attempts { error } } } } }",
+        )
+        .await;
+    assert!(
+        message(&body).contains("/deliveries/first must be at most 20 when attempts are selected"),
+        "{body}"
+    );
+    server
+        .gql_ok(
+            &alice,
+            "{ deliveries(first: 20) { edges { node { id attempts { error } } } } }",
+        )
+        .await;
+
+    // The operator sets the limit, and may turn introspection off.
+    let mut options = crate::common::Options::default();
+    options.args.extend([
+        "--graphql-max-round-trips".into(),
+        "5".into(),
+        "--graphql-introspection".into(),
+        "false".into(),
+    ]);
+    let strict = Server::start_with(options).await;
+    let bob = strict.client("storeb");
+    let body = strict.gql(&bob, &aliases(3)).await;
+    assert!(message(&body).contains("5 round trips"), "{body}");
+    strict.gql_ok(&bob, &aliases(2)).await;
+    let body = strict.gql(&bob, "{ __schema { types { name } } }").await;
+    assert!(body.get("errors").is_some(), "introspection is off: {body}");
+    assert!(body.to_string().contains("__schema"), "{body}");
+    // On by default.
+    server
+        .gql_ok(&alice, "{ __schema { types { name } } }")
+        .await;
+}
