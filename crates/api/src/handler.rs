@@ -215,7 +215,7 @@ fn classify_errors(response: &mut Value, limits: crate::graphql::SchemaLimits) {
                     crate::graphql::MAX_DEPTH
                 )),
                 Some("Query is too complex.") => Some(format!(
-                    "the query would make too many database round trips or is too large: a request may weigh {} ({} round trips of {} each; totalCount, every list and lookup, and attempts on each delivery of a page count as round trips)",
+                    "the query would make too many database round trips or is too large: a request may weigh {} ({} round trips of {} each; totalCount, every list, lookup and mutation count as round trips)",
                     limits.max_complexity(),
                     limits.max_round_trips,
                     crate::graphql::ROUND_TRIP_COST

@@ -167,6 +167,12 @@ pub trait DeliveryStore: Send + Sync + 'static {
         filter: DeliveryFilter,
         page: PageRequest,
     ) -> Result<Page<DeliveryRecord>>;
+    /// The attempts of several deliveries (by seq, as a page of the log gives them),
+    /// oldest first each, in one round trip.
+    async fn attempts_of_many(
+        &self,
+        delivery_seqs: Vec<i64>,
+    ) -> Result<std::collections::HashMap<i64, Vec<AttemptRecord>>>;
     async fn get_delivery(
         &self,
         store: StoreHash<'_>,

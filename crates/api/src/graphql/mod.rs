@@ -26,7 +26,7 @@ pub const MAX_DEPTH: usize = 16;
 /// What one database round trip weighs in a request's complexity (docs/api.md#limits):
 /// a field that reads or writes the database weighs this much for each round trip it
 /// makes (a lookup or a list 1, `totalCount` 1 more, `deliveryStats` 3, a mutation 3,
-/// `attempts` on each delivery of a page 1); any other field weighs 1. A request may
+/// `attempts` 1: a page loads them all at once); any other field weighs 1. A request may
 /// weigh `graphql_max_round_trips` × this at most, so it makes at most about that many
 /// round trips, and the check is made before anything runs.
 pub const ROUND_TRIP_COST: usize = 50;

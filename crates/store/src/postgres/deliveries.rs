@@ -728,6 +728,26 @@ impl DeliveryStore for PgStore {
         .await
     }
 
+    async fn attempts_of_many(
+        &self,
+        delivery_seqs: Vec<i64>,
+    ) -> Result<std::collections::HashMap<i64, Vec<AttemptRecord>>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ATTEMPT_COLUMNS}, delivery_seq FROM attempts \
+             WHERE delivery_seq = ANY($1::bigint[]) ORDER BY delivery_seq, n"
+        )))
+        .bind(&delivery_seqs)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: std::collections::HashMap<i64, Vec<AttemptRecord>> =
+            delivery_seqs.iter().map(|s| (*s, Vec::new())).collect();
+        for r in &rows {
+            let seq: i64 = r.try_get(5)?;
+            out.entry(seq).or_default().push(codec::attempt(r)?);
+        }
+        Ok(out)
+    }
+
     async fn get_delivery(
         &self,
         store: StoreHash<'_>,

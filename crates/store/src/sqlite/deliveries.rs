@@ -638,6 +638,30 @@ impl DeliveryStore for SqliteStore {
         .await
     }
 
+    async fn attempts_of_many(
+        &self,
+        delivery_seqs: Vec<i64>,
+    ) -> Result<std::collections::HashMap<i64, Vec<AttemptRecord>>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {ATTEMPT_COLUMNS}, delivery_seq FROM attempts \
+                 WHERE delivery_seq IN (SELECT value FROM json_each(?1)) ORDER BY delivery_seq, n"
+            );
+            let seqs = serde_json::to_string(&delivery_seqs)
+                .map_err(|e| StoreError::Database(e.to_string()))?;
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query([seqs])?;
+            let mut out: std::collections::HashMap<i64, Vec<AttemptRecord>> =
+                delivery_seqs.iter().map(|s| (*s, Vec::new())).collect();
+            while let Some(r) = rows.next()? {
+                let seq: i64 = r.get(5)?;
+                out.entry(seq).or_default().push(codec::attempt(r)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn get_delivery(
         &self,
         store: StoreHash<'_>,
