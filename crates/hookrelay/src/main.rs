@@ -408,6 +408,17 @@ fn install_metrics() -> Result<PrometheusHandle> {
         .install_recorder()
         .context("installing the metrics recorder")?;
     hookrelay_delivery::metrics::describe();
+    // Histograms keep every sample until they are drained, which a scrape of /metrics
+    // does: without a scraper they grew by about 20 bytes per delivery (a soak of 2M
+    // deliveries went from 77 to 116 MB). Drain them every few seconds whoever scrapes.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     Ok(handle)
 }
 

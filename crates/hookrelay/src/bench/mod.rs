@@ -111,6 +111,16 @@ pub struct BenchArgs {
     /// The NATS server (with JetStream) of --destination nats.
     #[arg(long, default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// Sample the servers' resident memory each time this many more deliveries have
+    /// arrived (default: a tenth of the run), and report the curve: a soak
+    /// (`--events 100000`) shows whether memory stays flat.
+    #[arg(long, value_name = "N")]
+    rss_every: Option<u64>,
+    /// Fail (exit 1, after the report) when the servers' memory at the end is more than
+    /// this many times what it was at the first sample, or when a delivery arrived twice:
+    /// the soak's pass mark, e.g. 1.2.
+    #[arg(long, value_name = "RATIO")]
+    max_rss_growth: Option<f64>,
     /// Print the figures as one JSON object.
     #[arg(long)]
     json: bool,
@@ -211,7 +221,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         if args.json {
             println!("{figures}");
         }
-        return Ok(());
+        return soak_verdict(&args, &figures);
     }
     // The same workload unordered, then ordered: the cost of the order, measured by the
     // same driver on the same machine a minute apart.
@@ -238,7 +248,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     } else {
         print_comparison(&unordered, &ordered);
     }
-    Ok(())
+    soak_verdict(&args, &unordered)?;
+    soak_verdict(&args, &ordered)
 }
 
 /// The ordered run's figures against the unordered run's.
@@ -479,6 +490,7 @@ async fn measure_with(
         first_publish,
         mut publish_latencies,
         slow_port,
+        rss_curve,
     } = figures;
 
     let peak_rss_mb: f64 = node_rss_mb.iter().sum();
@@ -568,6 +580,15 @@ async fn measure_with(
     figures["order_violations"] = json!(args
         .keys
         .map(|_| tally.order_violations.load(Ordering::Relaxed)));
+    figures["rss_curve"] = json!(rss_curve
+        .iter()
+        .map(|(n, mb)| json!({"deliveries": n, "rss_mb": mb}))
+        .collect::<Vec<_>>());
+    let rss_growth = match (rss_curve.first(), rss_curve.last()) {
+        (Some((_, first)), Some((_, last))) if *first > 0.0 => Some(last / first),
+        _ => None,
+    };
+    figures["rss_growth"] = json!(rss_growth);
     if args.json {
         return Ok(figures);
     }
@@ -688,6 +709,15 @@ async fn measure_with(
             );
         }
     }
+    let curve: Vec<String> = rss_curve
+        .iter()
+        .map(|(n, mb)| format!("{n}: {mb:.1}"))
+        .collect();
+    println!(
+        "memory:     resident MB after deliveries {}; end / first {}",
+        curve.join(", "),
+        rss_growth.map_or_else(|| "?".to_owned(), |g| format!("{g:.2}"))
+    );
     if let [rss] = node_rss_mb[..] {
         println!("server:     peak RSS {rss:.1} MB");
     } else {
@@ -710,6 +740,28 @@ async fn measure_with(
         );
     }
     Ok(figures)
+}
+
+/// `--max-rss-growth`: the soak's verdict on a run's figures, an error when it failed.
+fn soak_verdict(args: &BenchArgs, figures: &serde_json::Value) -> Result<()> {
+    let Some(most) = args.max_rss_growth else {
+        return Ok(());
+    };
+    let growth = figures["rss_growth"].as_f64();
+    let duplicates = figures["duplicates"].as_u64().unwrap_or(0);
+    let failure = match growth {
+        _ if duplicates > 0 => Some(anyhow!(
+            "soak failed: {duplicates} deliveries arrived twice"
+        )),
+        Some(g) if g > most => Some(anyhow!(
+            "soak failed: memory grew {g:.2} × from the first sample to the end (at most {most})"
+        )),
+        None => Some(anyhow!(
+            "soak failed: the servers' memory could not be read"
+        )),
+        _ => None,
+    };
+    failure.map_or(Ok(()), Err)
 }
 
 /// A node's `hookrelay_events_accepted_total` and succeeded `hookrelay_deliveries_total`,
@@ -793,6 +845,8 @@ struct Workload {
     publish_latencies: Vec<u32>,
     /// The slow host's port, with --slow-host-ms.
     slow_port: Option<u16>,
+    /// (deliveries arrived, the servers' resident memory in MB) at each sample.
+    rss_curve: Vec<(u64, f64)>,
 }
 
 /// Where the receivers count what they get.
@@ -968,10 +1022,25 @@ async fn workload(
     }
 
     let deadline = started + Duration::from_secs(args.timeout);
+    let rss_every = args.rss_every.unwrap_or((expected / 10).max(1)).max(1);
+    let mut next_sample = rss_every;
+    let mut rss_curve = Vec::new();
+    let rss_now = || {
+        servers
+            .iter()
+            .map(|s| s.rss_kb().unwrap_or(0) as f64 / 1024.0)
+            .sum::<f64>()
+    };
     let mut publish_done: Option<Duration> = None;
     let mut publish_latencies = Vec::new();
     loop {
         let arrived = tally.unique.load(Ordering::Relaxed);
+        if arrived >= next_sample && arrived < expected {
+            rss_curve.push((arrived, rss_now()));
+            while next_sample <= arrived {
+                next_sample += rss_every;
+            }
+        }
         bar.set_position(arrived);
         bar.set_message(format!(
             "· {} / {} events published",
@@ -1001,6 +1070,8 @@ async fn workload(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bar.finish_and_clear();
+    // After the run: every delivery arrived.
+    rss_curve.push((tally.unique.load(Ordering::Relaxed), rss_now()));
     let last_arrival = tally.last_arrival.load(Ordering::Relaxed);
     tokio::time::sleep(LATE_DUPLICATES_WAIT).await;
     Ok((
@@ -1010,6 +1081,7 @@ async fn workload(
             first_publish,
             publish_latencies,
             slow_port,
+            rss_curve,
         },
         last_arrival,
     ))

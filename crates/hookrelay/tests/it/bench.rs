@@ -258,3 +258,85 @@ fn bench_refuses_several_nodes_on_sqlite() {
         "unclear error: {stderr}"
     );
 }
+
+/// The soak's short form (the long one is `HOOKRELAY_SOAK=1 ./scripts/test`): the servers'
+/// memory is sampled as deliveries arrive and judged against `--max-rss-growth`, and a
+/// run whose memory grew past it fails.
+#[test]
+fn bench_samples_memory_and_judges_a_soak() {
+    let figures = bench(&[
+        "--subscriptions",
+        "2",
+        "--events",
+        "3000",
+        "--publishers",
+        "8",
+        "--rss-every",
+        "1000",
+        "--max-rss-growth",
+        "1.5",
+    ]);
+    assert_eq!(figures["duplicates"], 0, "{figures}");
+    let curve = figures["rss_curve"].as_array().expect("rss_curve");
+    assert!(
+        curve.len() >= 6,
+        "a sample per 1,000 deliveries and one at the end: {figures}"
+    );
+    assert_eq!(curve.last().unwrap()["deliveries"], 6000, "{figures}");
+    assert!(
+        curve.iter().all(|s| s["rss_mb"].as_f64().unwrap() > 1.0),
+        "{figures}"
+    );
+    let growth = figures["rss_growth"].as_f64().unwrap();
+    assert!(growth > 0.0 && growth <= 1.5, "{figures}");
+
+    // The same verdict fails a run held to an impossible bound.
+    let out = Command::new(crate::common::BIN)
+        .args([
+            "bench",
+            "--subscriptions",
+            "1",
+            "--events",
+            "500",
+            "--publishers",
+            "4",
+        ])
+        .args([
+            "--rss-every",
+            "100",
+            "--max-rss-growth",
+            "0.01",
+            "--no-progress",
+        ])
+        .output()
+        .expect("run hookrelay bench");
+    assert!(!out.status.success(), "a soak over its bound fails");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("soak failed: memory grew"), "{err}");
+}
+
+/// `--ordered --keys N`: the same workload unordered then ordered; the receivers count
+/// order violations, and the ordered run has none.
+#[test]
+fn bench_compares_ordered_with_unordered() {
+    let figures = bench(&[
+        "--subscriptions",
+        "2",
+        "--events",
+        "600",
+        "--publishers",
+        "8",
+        "--keys",
+        "10",
+        "--ordered",
+    ]);
+    for run in ["unordered", "ordered"] {
+        assert_eq!(figures[run]["deliveries"], 1200, "{figures}");
+        assert_eq!(figures[run]["duplicates"], 0, "{figures}");
+        assert_eq!(figures[run]["keys"], 10, "{figures}");
+        assert!(figures[run]["order_violations"].is_u64(), "{figures}");
+    }
+    assert_eq!(figures["unordered"]["ordered"], false, "{figures}");
+    assert_eq!(figures["ordered"]["ordered"], true, "{figures}");
+    assert_eq!(figures["ordered"]["order_violations"], 0, "{figures}");
+}
