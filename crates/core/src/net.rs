@@ -15,6 +15,9 @@ pub struct AddressPolicy {
     pub allow_http: bool,
     /// Networks allowed although they are non-public (tests use `127.0.0.0/8`).
     pub allowed_networks: Vec<IpNet>,
+    /// The only ports webhook URLs and token endpoints may use (BigCommerce allows only
+    /// 443); empty: any port.
+    pub allowed_ports: Vec<u16>,
 }
 
 /// Why a destination was refused. The `Display` text completes a sentence that starts with
@@ -39,6 +42,8 @@ pub enum DestinationError {
     TooLong,
     #[error("must be a URL with the scheme {0}")]
     Scheme(&'static str),
+    #[error("must use an allowed port ({allowed}), not {port}")]
+    Port { port: u16, allowed: String },
 }
 
 impl AddressPolicy {
@@ -85,8 +90,38 @@ impl AddressPolicy {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(DestinationError::Credentials);
         }
+        self.check_port(&url)?;
         self.check_host(&url)?;
         Ok(url)
+    }
+
+    /// `allowed_ports`, at creation and again before each request: the URL's port, or its
+    /// scheme's default, must be one of them.
+    pub fn check_port(&self, url: &Url) -> Result<(), DestinationError> {
+        if self.allowed_ports.is_empty() {
+            return Ok(());
+        }
+        let port = url.port_or_known_default().unwrap_or(0);
+        if self.allowed_ports.contains(&port) {
+            return Ok(());
+        }
+        let allowed: Vec<String> = self.allowed_ports.iter().map(u16::to_string).collect();
+        Err(DestinationError::Port {
+            port,
+            allowed: allowed.join(", "),
+        })
+    }
+
+    /// Parses `allowed_ports`: ports separated by commas (blank entries ignored).
+    pub fn parse_ports(list: &str) -> Result<Vec<u16>, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| match s.parse::<u16>() {
+                Ok(port) if port > 0 => Ok(port),
+                _ => Err(format!("{s:?} is not a port (1-65535)")),
+            })
+            .collect()
     }
 
     /// The creation-time check of a broker URL (`amqp://`, `nats://`…): one of `schemes`
@@ -249,6 +284,7 @@ mod tests {
         );
         let open = AddressPolicy {
             allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
+            allowed_ports: Vec::new(),
             ..AddressPolicy::default()
         };
         assert!(open
@@ -337,10 +373,30 @@ mod tests {
     }
 
     #[test]
+    fn allowed_ports_hold_at_creation() {
+        let p = AddressPolicy {
+            allowed_ports: AddressPolicy::parse_ports("443, 8443").unwrap(),
+            ..Default::default()
+        };
+        assert!(p.check_url("https://example.com/x").is_ok());
+        assert!(p.check_url("https://example.com:8443/x").is_ok());
+        assert_eq!(
+            p.check_url("https://example.com:8080/x")
+                .unwrap_err()
+                .to_string(),
+            "must use an allowed port (443, 8443), not 8080"
+        );
+        assert!(AddressPolicy::parse_ports("0").is_err());
+        assert!(AddressPolicy::parse_ports("https").is_err());
+        assert_eq!(AddressPolicy::parse_ports(" ").unwrap(), Vec::<u16>::new());
+    }
+
+    #[test]
     fn allowed_networks_open_a_hole() {
         let p = AddressPolicy {
             allow_http: true,
             allowed_networks: AddressPolicy::parse_networks("127.0.0.0/8, ::1").unwrap(),
+            allowed_ports: Vec::new(),
         };
         assert!(p.check_url("http://127.0.0.1:9999/hook").is_ok());
         assert!(p.check_url("http://localhost:9999/hook").is_ok());

@@ -121,6 +121,9 @@ pub fn check_target(policy: &AddressPolicy, url: &Url) -> Result<(), String> {
         }
         other => return Err(format!("scheme {other} is not allowed (https only)")),
     }
+    if let Err(e) = policy.check_port(url) {
+        return Err(format!("the URL {e}"));
+    }
     let ip = match url.host() {
         None => return Err("URL has no host".to_owned()),
         Some(Host::Domain(_)) => return Ok(()),
@@ -141,6 +144,7 @@ mod tests {
         AddressPolicy {
             allow_http: true,
             allowed_networks: Vec::new(),
+            allowed_ports: Vec::new(),
         }
     }
 
@@ -148,6 +152,7 @@ mod tests {
         AddressPolicy {
             allow_http: true,
             allowed_networks: AddressPolicy::parse_networks("127.0.0.0/8").unwrap(),
+            allowed_ports: Vec::new(),
         }
     }
 
@@ -220,6 +225,7 @@ mod tests {
         let open = GuardedResolver::new(Arc::new(AddressPolicy {
             allow_http: true,
             allowed_networks: AddressPolicy::parse_networks("127.0.0.0/8, ::1").unwrap(),
+            allowed_ports: Vec::new(),
         }));
         let addrs = open.lookup("localhost").await.unwrap();
         assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");

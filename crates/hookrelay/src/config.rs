@@ -56,6 +56,11 @@ pub struct Settings {
     #[arg(long, env = "HOOKRELAY_ALLOWED_NETWORKS", value_name = "CIDRS")]
     #[serde(default, deserialize_with = "text_or_list")]
     pub allowed_networks: Option<String>,
+    /// The only ports webhook URLs and token endpoints may use, comma-separated (a list
+    /// or a string in the file), e.g. 443; default: any port.
+    #[arg(long, env = "HOOKRELAY_ALLOWED_PORTS", value_name = "PORTS")]
+    #[serde(default, deserialize_with = "text_or_list")]
+    pub allowed_ports: Option<String>,
     /// Base64 of 32 bytes; encrypts stored secrets. Generated in the data dir when absent
     /// (SQLite only: with PostgreSQL every node must be given the same key).
     #[arg(
@@ -162,17 +167,26 @@ pub struct Settings {
     pub graphql_introspection: Option<bool>,
 }
 
-/// `allowed_networks` in the file: `"10.0.0.0/8,127.0.0.0/8"` or a list of CIDRs.
+/// `allowed_networks` or `allowed_ports` in the file: `"10.0.0.0/8,127.0.0.0/8"`, a list
+/// of strings, or (ports) a number or a list of numbers.
 fn text_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Networks {
         Text(String),
         List(Vec<String>),
+        Number(u64),
+        Numbers(Vec<u64>),
     }
     Ok(Option::<Networks>::deserialize(d)?.map(|n| match n {
         Networks::Text(text) => text,
         Networks::List(list) => list.join(","),
+        Networks::Number(n) => n.to_string(),
+        Networks::Numbers(list) => list
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
     }))
 }
 
@@ -369,9 +383,13 @@ impl ServeConfig {
         let networks = s.allowed_networks.clone().unwrap_or_default();
         let allowed_networks = AddressPolicy::parse_networks(&networks)
             .map_err(|e| anyhow::anyhow!("allowed_networks: {e}"))?;
+        let allowed_ports =
+            AddressPolicy::parse_ports(s.allowed_ports.as_deref().unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!("allowed_ports: {e}"))?;
         let policy = AddressPolicy {
             allow_http: s.allow_http.unwrap_or(false),
             allowed_networks,
+            allowed_ports,
         };
         let duration = |name: &str, value: &Option<String>, default: Duration| match value {
             Some(text) => parse_duration(name, text),

@@ -339,3 +339,73 @@ async fn graphql_requests_weigh_their_database_round_trips() {
         .gql_ok(&alice, "{ __schema { types { name } } }")
         .await;
 }
+
+/// `allowed_ports` (docs/security.md#destination-address-policy): a webhook URL on any
+/// other port is refused at creation, and a webhook made before the setting changed gets
+/// no request: its attempts fail with the reason.
+#[tokio::test]
+async fn allowed_ports_hold_at_creation_and_before_each_request() {
+    let hook = crate::common::receiver::Receiver::ok().await;
+    let port = hook
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // Made while any port is allowed.
+    let server = Server::start().await;
+    let client = server.client("shop");
+    let id = crate::common::hooks::webhook(&server, &client, &hook.url, "store/order/*").await;
+    let (_, dir) = server.terminate();
+
+    let mut options = crate::common::Options::default();
+    options
+        .args
+        .extend(["--allowed-ports".into(), "443, 8443".into()]);
+    let server = Server::start_in(dir, options);
+    // The same client (its token is in the database), so that it owns the webhook.
+    let publisher = server.token("publisher", None);
+    for (url, ok) in [
+        ("https://hooks.example.com/in", true),
+        ("https://hooks.example.com:8443/in", true),
+        ("https://hooks.example.com:8080/in", false),
+    ] {
+        let body = server
+            .gql(
+                &client,
+                &format!(r#"mutation {{ webhook {{ createHttpsWebhook(input: {{ scope: "store/cart/*", destination: "{url}" }}) {{ webhook {{ id }} }} }} }}"#),
+            )
+            .await;
+        if ok {
+            assert!(body.get("errors").is_none(), "{url}: {body}");
+        } else {
+            assert_eq!(
+                message(&body),
+                "/webhook/createHttpsWebhook/input/destination must use an allowed port (443, 8443), not 8080",
+                "{body}"
+            );
+        }
+    }
+    server
+        .publish(&publisher, "shop", "store/order/created", json!({"id": 1}))
+        .await;
+    let attempt = crate::common::receiver::eventually(
+        "a refused attempt",
+        crate::common::hooks::WAIT,
+        || async {
+            let log = crate::common::hooks::deliveries(&server, &client, &id).await;
+            log.first()
+                .and_then(|d| d["attempts"].as_array()?.first().cloned())
+        },
+    )
+    .await;
+    let error = attempt["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("must use an allowed port (443, 8443), not {port}")),
+        "{attempt}"
+    );
+    assert_eq!(hook.count(), 0, "nothing was sent");
+}

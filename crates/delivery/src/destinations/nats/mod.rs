@@ -793,6 +793,7 @@ mod tests {
         AddressPolicy {
             allow_http: true,
             allowed_networks: Vec::new(),
+            allowed_ports: Vec::new(),
         }
     }
 
@@ -800,6 +801,7 @@ mod tests {
         AddressPolicy {
             allow_http: true,
             allowed_networks: AddressPolicy::parse_networks("127.0.0.0/8").unwrap(),
+            allowed_ports: Vec::new(),
         }
     }
 

@@ -824,6 +824,7 @@ mod tests {
         Arc::new(AddressPolicy {
             allow_http: true,
             allowed_networks: AddressPolicy::parse_networks("127.0.0.0/8").unwrap(),
+            allowed_ports: Vec::new(),
         })
     }
 
@@ -978,6 +979,7 @@ mod tests {
         let strict = Arc::new(AddressPolicy {
             allow_http: true,
             allowed_networks: Vec::new(),
+            allowed_ports: Vec::new(),
         });
         let kind = RabbitMq::with(strict, Duration::from_secs(2));
         for url in [

@@ -211,6 +211,7 @@ mod tests {
         Arc::new(AddressPolicy {
             allow_http: true,
             allowed_networks: AddressPolicy::parse_networks("127.0.0.0/8, ::1").unwrap(),
+            allowed_ports: Vec::new(),
         })
     }
 
@@ -246,6 +247,7 @@ mod tests {
         let policy = AddressPolicy {
             allow_http: true,
             allowed_networks: Vec::new(),
+            allowed_ports: Vec::new(),
         };
         build_client(Arc::new(policy), timeout, 4).unwrap()
     }

@@ -397,6 +397,7 @@ mod tests {
         let policy = Arc::new(AddressPolicy {
             allow_http: true,
             allowed_networks: networks,
+            allowed_ports: Vec::new(),
         });
         let client = crate::destinations::webhook::http::build_client(
             policy.clone(),
