@@ -18,6 +18,9 @@ pub struct AddressPolicy {
     /// The only ports webhook URLs and token endpoints may use (BigCommerce allows only
     /// 443); empty: any port.
     pub allowed_ports: Vec<u16>,
+    /// Names resolved to a fixed address instead of asking DNS (`dns_pins`, like curl's
+    /// `--resolve`); the address is still judged by the policy.
+    pub pinned: Vec<(String, IpAddr)>,
 }
 
 /// Why a destination was refused. The `Display` text completes a sentence that starts with
@@ -110,6 +113,40 @@ impl AddressPolicy {
             port,
             allowed: allowed.join(", "),
         })
+    }
+
+    /// Parses `dns_pins`: `name=address` pairs separated by commas (blank entries
+    /// ignored). Names are compared without case and without a trailing dot.
+    pub fn parse_pins(list: &str) -> Result<Vec<(String, IpAddr)>, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|pin| {
+                let (name, ip) = pin
+                    .split_once('=')
+                    .ok_or_else(|| format!("{pin:?} is not name=address"))?;
+                let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+                if name.is_empty() {
+                    return Err(format!("{pin:?} has no name"));
+                }
+                let ip = ip
+                    .trim()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .map_err(|_| format!("{pin:?}: {:?} is not an IP address", ip.trim()))?;
+                Ok((name, ip))
+            })
+            .collect()
+    }
+
+    /// The address `name` is pinned to, if it is.
+    pub fn pinned(&self, name: &str) -> Option<IpAddr> {
+        let name = name.trim_end_matches('.');
+        self.pinned
+            .iter()
+            .find(|(pinned, _)| pinned.eq_ignore_ascii_case(name))
+            .map(|(_, ip)| *ip)
     }
 
     /// Parses `allowed_ports`: ports separated by commas (blank entries ignored).
@@ -284,7 +321,6 @@ mod tests {
         );
         let open = AddressPolicy {
             allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
-            allowed_ports: Vec::new(),
             ..AddressPolicy::default()
         };
         assert!(open
@@ -392,11 +428,34 @@ mod tests {
     }
 
     #[test]
+    fn pins_parse_and_match_without_case() {
+        let p = AddressPolicy {
+            pinned: AddressPolicy::parse_pins("Hooks.Example.com.=10.0.0.1, v6.test=[fe80::1]")
+                .unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(
+            p.pinned("hooks.example.com"),
+            Some("10.0.0.1".parse().unwrap())
+        );
+        assert_eq!(
+            p.pinned("HOOKS.example.com."),
+            Some("10.0.0.1".parse().unwrap())
+        );
+        assert_eq!(p.pinned("v6.test"), Some("fe80::1".parse().unwrap()));
+        assert_eq!(p.pinned("other.test"), None);
+        assert!(AddressPolicy::parse_pins("nameonly").is_err());
+        assert!(AddressPolicy::parse_pins("a.test=not-an-ip").is_err());
+        assert!(AddressPolicy::parse_pins("=10.0.0.1").is_err());
+    }
+
+    #[test]
     fn allowed_networks_open_a_hole() {
         let p = AddressPolicy {
             allow_http: true,
             allowed_networks: AddressPolicy::parse_networks("127.0.0.0/8, ::1").unwrap(),
             allowed_ports: Vec::new(),
+            pinned: Vec::new(),
         };
         assert!(p.check_url("http://127.0.0.1:9999/hook").is_ok());
         assert!(p.check_url("http://localhost:9999/hook").is_ok());

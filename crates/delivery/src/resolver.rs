@@ -62,13 +62,17 @@ impl GuardedResolver {
         Self { policy }
     }
 
-    /// Resolves `name` with the system resolver and keeps the allowed addresses. Public
+    /// Resolves `name` (with its pin, or the system resolver) and keeps the allowed addresses. Public
     /// so that it can be exercised without a client.
     pub async fn lookup(&self, name: &str) -> Result<Vec<SocketAddr>, ResolveError> {
-        let resolved: Vec<SocketAddr> = tokio::net::lookup_host((name, 0))
-            .await
-            .map_err(ResolveError::Dns)?
-            .collect();
+        let resolved: Vec<SocketAddr> = match self.policy.pinned(name) {
+            // A pinned name's address is judged like any answer from DNS.
+            Some(ip) => vec![SocketAddr::new(ip, 0)],
+            None => tokio::net::lookup_host((name, 0))
+                .await
+                .map_err(ResolveError::Dns)?
+                .collect(),
+        };
         let mut refused = None;
         let allowed: Vec<SocketAddr> = resolved
             .into_iter()
@@ -145,6 +149,7 @@ mod tests {
             allow_http: true,
             allowed_networks: Vec::new(),
             allowed_ports: Vec::new(),
+            pinned: Vec::new(),
         }
     }
 
@@ -153,6 +158,7 @@ mod tests {
             allow_http: true,
             allowed_networks: AddressPolicy::parse_networks("127.0.0.0/8").unwrap(),
             allowed_ports: Vec::new(),
+            pinned: Vec::new(),
         }
     }
 
@@ -226,6 +232,7 @@ mod tests {
             allow_http: true,
             allowed_networks: AddressPolicy::parse_networks("127.0.0.0/8, ::1").unwrap(),
             allowed_ports: Vec::new(),
+            pinned: Vec::new(),
         }));
         let addrs = open.lookup("localhost").await.unwrap();
         assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");

@@ -61,6 +61,12 @@ pub struct Settings {
     #[arg(long, env = "HOOKRELAY_ALLOWED_PORTS", value_name = "PORTS")]
     #[serde(default, deserialize_with = "text_or_list")]
     pub allowed_ports: Option<String>,
+    /// Names to resolve to a fixed address instead of asking DNS, `name=address`
+    /// comma-separated (a list in the file), like curl's --resolve; the address policy
+    /// still judges the address.
+    #[arg(long, env = "HOOKRELAY_DNS_PINS", value_name = "PINS")]
+    #[serde(default, deserialize_with = "text_or_list")]
+    pub dns_pins: Option<String>,
     /// Base64 of 32 bytes; encrypts stored secrets. Generated in the data dir when absent
     /// (SQLite only: with PostgreSQL every node must be given the same key).
     #[arg(
@@ -386,10 +392,13 @@ impl ServeConfig {
         let allowed_ports =
             AddressPolicy::parse_ports(s.allowed_ports.as_deref().unwrap_or_default())
                 .map_err(|e| anyhow::anyhow!("allowed_ports: {e}"))?;
+        let pinned = AddressPolicy::parse_pins(s.dns_pins.as_deref().unwrap_or_default())
+            .map_err(|e| anyhow::anyhow!("dns_pins: {e}"))?;
         let policy = AddressPolicy {
             allow_http: s.allow_http.unwrap_or(false),
             allowed_networks,
             allowed_ports,
+            pinned,
         };
         let duration = |name: &str, value: &Option<String>, default: Duration| match value {
             Some(text) => parse_duration(name, text),

@@ -409,3 +409,126 @@ async fn allowed_ports_hold_at_creation_and_before_each_request() {
     );
     assert_eq!(hook.count(), 0, "nothing was sent");
 }
+
+/// Every forbidden address (docs/security.md#destination-address-policy), in one table,
+/// judged twice: written literally in a webhook URL, refused at creation; behind a name
+/// that resolves to it (`--dns-pins`), refused at connect time, the attempt saying why
+/// and nothing sent. A name pinned to an allowed address is the control: it delivers.
+#[tokio::test]
+async fn every_forbidden_address_is_refused_at_creation_and_at_connect_time() {
+    const FORBIDDEN: &[&str] = &[
+        // IPv4
+        "0.0.0.1",
+        "127.0.0.2",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "192.0.0.1",
+        "192.0.2.1",
+        "198.51.100.1",
+        "203.0.113.1",
+        "198.18.0.1",
+        "192.88.99.1",
+        "224.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        // IPv6
+        "::",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "fd00::1",
+        "fec0::1",
+        "ff02::1",
+        "2001:db8::1",
+        "3fff::1",
+        "100::1",
+        "2002:a9fe:a9fe::",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b:1::1",
+        "5f00::1",
+        "2001::1",
+        "4000::1",
+        // IPv4-mapped, -translated and -compatible forms of a loopback address
+        "::ffff:127.0.0.2",
+        "::ffff:0:7f00:2",
+        "::7f00:2",
+    ];
+    let hook = crate::common::receiver::Receiver::ok().await;
+    let mut pins: Vec<String> = FORBIDDEN
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| format!("case-{i}.ssrf.test={ip}"))
+        .collect();
+    pins.push("allowed.ssrf.test=127.0.0.1".into());
+    let options = Options {
+        args: vec![
+            "--allow-http".into(),
+            // Only the receiver's address: every loopback case above is another one.
+            "--allowed-networks".into(),
+            "127.0.0.1/32".into(),
+            "--dns-pins".into(),
+            pins.join(","),
+            "--retry-schedule".into(),
+            "60".into(),
+        ],
+        ..Options::default()
+    };
+    let server = Server::start_with(options).await;
+    let publisher = server.token("publisher", None);
+    let create = |client: &Token, url: String| {
+        let query = format!(
+            r#"mutation {{ webhook {{ createHttpsWebhook(input: {{ scope: "store/order/*", destination: "{url}" }}) {{ webhook {{ id }} }} }} }}"#
+        );
+        let (server, client) = (&server, client.clone());
+        async move { server.gql(&client, &query).await }
+    };
+    let mut made = Vec::new();
+    for (i, ip) in FORBIDDEN.iter().enumerate() {
+        let client = server.client("shop");
+        let literal = match ip.contains(':') {
+            true => format!("https://[{ip}]/hook"),
+            false => format!("https://{ip}/hook"),
+        };
+        let body = create(&client, literal.clone()).await;
+        assert!(
+            message(&body).contains("/destination must not point to"),
+            "{literal} at creation: {body}"
+        );
+        let body = create(&client, format!("https://case-{i}.ssrf.test/hook")).await;
+        let id = body["data"]["webhook"]["createHttpsWebhook"]["webhook"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a name is not judged at creation: {body}"))
+            .to_owned();
+        made.push((ip, client, id));
+    }
+    let control = server.client("shop");
+    let port = hook.url.rsplit(':').next().unwrap().to_owned();
+    let body = create(&control, format!("http://allowed.ssrf.test:{port}/")).await;
+    assert!(body.get("errors").is_none(), "{body}");
+
+    server
+        .publish(&publisher, "shop", "store/order/created", json!({"id": 1}))
+        .await;
+    hook.wait_for(1, crate::common::hooks::WAIT).await;
+    for (ip, client, id) in &made {
+        let attempt = crate::common::receiver::eventually(
+            &format!("the attempt to {ip}"),
+            crate::common::hooks::WAIT,
+            || async {
+                let log = crate::common::hooks::deliveries(&server, client, id).await;
+                log.first()
+                    .and_then(|d| d["attempts"].as_array()?.first().cloned())
+            },
+        )
+        .await;
+        let error = attempt["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("forbidden address"),
+            "{ip} at connect time: {attempt}"
+        );
+    }
+    assert_eq!(hook.count(), 1, "only the control was delivered");
+}

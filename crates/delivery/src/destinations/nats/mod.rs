@@ -794,6 +794,7 @@ mod tests {
             allow_http: true,
             allowed_networks: Vec::new(),
             allowed_ports: Vec::new(),
+            pinned: Vec::new(),
         }
     }
 
@@ -802,6 +803,7 @@ mod tests {
             allow_http: true,
             allowed_networks: AddressPolicy::parse_networks("127.0.0.0/8").unwrap(),
             allowed_ports: Vec::new(),
+            pinned: Vec::new(),
         }
     }
 

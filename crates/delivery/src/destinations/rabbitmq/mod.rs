@@ -825,6 +825,7 @@ mod tests {
             allow_http: true,
             allowed_networks: AddressPolicy::parse_networks("127.0.0.0/8").unwrap(),
             allowed_ports: Vec::new(),
+            pinned: Vec::new(),
         })
     }
 
@@ -980,6 +981,7 @@ mod tests {
             allow_http: true,
             allowed_networks: Vec::new(),
             allowed_ports: Vec::new(),
+            pinned: Vec::new(),
         });
         let kind = RabbitMq::with(strict, Duration::from_secs(2));
         for url in [

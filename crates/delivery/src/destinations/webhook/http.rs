@@ -212,6 +212,7 @@ mod tests {
             allow_http: true,
             allowed_networks: AddressPolicy::parse_networks("127.0.0.0/8, ::1").unwrap(),
             allowed_ports: Vec::new(),
+            pinned: Vec::new(),
         })
     }
 
@@ -248,6 +249,7 @@ mod tests {
             allow_http: true,
             allowed_networks: Vec::new(),
             allowed_ports: Vec::new(),
+            pinned: Vec::new(),
         };
         build_client(Arc::new(policy), timeout, 4).unwrap()
     }

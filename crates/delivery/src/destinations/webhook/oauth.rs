@@ -398,6 +398,7 @@ mod tests {
             allow_http: true,
             allowed_networks: networks,
             allowed_ports: Vec::new(),
+            pinned: Vec::new(),
         });
         let client = crate::destinations::webhook::http::build_client(
             policy.clone(),
