@@ -18,6 +18,7 @@ mod delivery;
 mod eventbridge;
 mod eventbridge_failures;
 mod failure_modes;
+mod hostile;
 mod ingest_api;
 mod log_api;
 mod multinode;

@@ -48,6 +48,8 @@ pub enum TokenError {
     Network(String),
     #[error("token request failed: response has no access_token")]
     NoAccessToken,
+    #[error("token request failed: the response is larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 struct Cached {
@@ -279,18 +281,22 @@ struct Fetched {
     lifetime: Duration,
 }
 
-/// The body, cut at [`MAX_RESPONSE_BYTES`].
+/// The body, at most [`MAX_RESPONSE_BYTES`]: a longer one is refused without reading
+/// the rest (a token response is a few hundred bytes).
 async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, TokenError> {
     let mut body = Vec::new();
-    while body.len() < MAX_RESPONSE_BYTES {
+    loop {
         match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            Ok(None) => break,
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_RESPONSE_BYTES {
+                    return Err(TokenError::TooLarge(MAX_RESPONSE_BYTES));
+                }
+            }
+            Ok(None) => return Ok(body),
             Err(e) => return Err(TokenError::Network(describe_error(&e))),
         }
     }
-    body.truncate(MAX_RESPONSE_BYTES);
-    Ok(body)
 }
 
 /// `{"access_token": "...", "expires_in": N}`; `expires_in` may be missing, and some
