@@ -153,9 +153,10 @@ impl From<StoreError> for ApiError {
                     users.join(", ")
                 ),
             ),
-            e @ (StoreError::Database(_) | StoreError::Corrupt(_) | StoreError::Closed) => {
-                ApiError::Internal(e.to_string())
-            }
+            e @ (StoreError::Database(_)
+            | StoreError::Full(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Closed) => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -25,7 +25,26 @@ pub const MAX_BATCH: usize = 1000;
 
 fn error_response(e: &IngestError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    http_error(status, e.code, e.message.clone())
+    let mut response = http_error(status, e.code, e.message.clone());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
+    response
+}
+
+/// What a 503 from ingest asks the publisher to wait, in seconds.
+const RETRY_AFTER_SECS: &str = "5";
+
+/// The answer when the store could not take the events: 503 for what passes (a full disk,
+/// a database that does not answer), 500 for stored data that is invalid (a bug).
+fn store_failure(e: &hookrelay_store::StoreError) -> Response {
+    match e {
+        hookrelay_store::StoreError::Corrupt(_) => error_response(&IngestError::internal()),
+        other => error_response(&IngestError::unavailable(other)),
+    }
 }
 
 fn error_value(e: &IngestError) -> Value {
@@ -103,7 +122,7 @@ pub async fn publish_one(
         },
         Err(e) => {
             tracing::error!(error = %e, "ingest failed");
-            error_response(&IngestError::internal())
+            store_failure(&e)
         }
     }
 }
@@ -158,7 +177,7 @@ pub async fn publish_batch(
             Ok(results) => results,
             Err(e) => {
                 tracing::error!(error = %e, "batch ingest failed");
-                return error_response(&IngestError::internal());
+                return store_failure(&e);
             }
         }
     };

@@ -73,6 +73,22 @@ impl IngestError {
             message: format!("unknown store {store:?}"),
         }
     }
+    /// The database could not take the event now (out of disk space, or not answering):
+    /// 503, and the publisher sends it again later. Nothing was stored.
+    pub fn unavailable(why: &hookrelay_store::StoreError) -> Self {
+        let message = match why {
+            hookrelay_store::StoreError::Full(_) => {
+                "the database is out of disk space: the event was not stored; send it again later"
+                    .to_owned()
+            }
+            other => format!("the event was not stored ({other}); send it again later"),
+        };
+        IngestError {
+            status: 503,
+            code: "Unavailable",
+            message,
+        }
+    }
     pub fn internal() -> Self {
         IngestError {
             status: 500,

@@ -36,6 +36,10 @@ pub enum StoreError {
     InUse(Vec<String>),
     #[error("database error: {0}")]
     Database(String),
+    /// The database has no room left to write (a full disk); it takes writes again once
+    /// there is room, without a restart.
+    #[error("the database is out of disk space ({0})")]
+    Full(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("the store is shut down")]

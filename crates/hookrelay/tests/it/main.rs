@@ -18,6 +18,7 @@ mod delivery;
 mod eventbridge;
 mod eventbridge_failures;
 mod failure_modes;
+mod full_disk;
 mod hostile;
 mod ingest_api;
 mod log_api;
