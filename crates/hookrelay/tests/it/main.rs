@@ -12,6 +12,7 @@ mod access;
 mod auth_delivery;
 mod auth_profiles;
 mod bench;
+mod chaos;
 mod cli;
 mod crash;
 mod delivery;
