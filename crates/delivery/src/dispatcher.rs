@@ -82,6 +82,8 @@ pub enum Msg {
     },
     /// Stop starting requests; hand back what waits.
     Stop,
+    /// This node's leases were taken by another: hand back what waits, unsent.
+    Forget,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -319,6 +321,7 @@ impl Dispatcher {
                         self.pump_gate(&subscription, now);
                     }
                     Some(Msg::Stop) => self.stop(),
+                    Some(Msg::Forget) => self.forget(),
                     None => return,
                 },
                 _ = flush => {
@@ -698,6 +701,23 @@ impl Dispatcher {
             self.release(work, Some(pause));
         }
         self.publish_blocked();
+    }
+
+    /// Hands back every delivery waiting in a lane or gate, unsent (recording a release
+    /// of a delivery whose lease was taken changes nothing; one claimed since is due again).
+    fn forget(&mut self) {
+        let mut waiting: Vec<Work> = self
+            .lanes
+            .values_mut()
+            .flat_map(|l| {
+                l.waiting_since = None;
+                l.queue.drain(..)
+            })
+            .collect();
+        waiting.extend(self.gates.values_mut().flat_map(|g| g.drain()));
+        for work in waiting {
+            self.release(work, Some(Duration::ZERO));
+        }
     }
 
     fn stop(&mut self) {

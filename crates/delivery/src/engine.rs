@@ -612,11 +612,18 @@ impl Engine {
         let every = (self.config.lease_timeout / 3).max(Duration::from_millis(100));
         loop {
             tokio::time::sleep(every).await;
-            match self
+            let beat = self
                 .store
                 .heartbeat(&self.node, self.config.lease_timeout)
-                .await
-            {
+                .await;
+            if self.store.take_leases_lost() {
+                // What this node holds now belongs to others: sending it would only send
+                // it twice. Requests already in flight finish; their outcomes are skipped.
+                tracing::warn!("another node took this node's deliveries after a silence longer than the lease; dropping what waits here");
+                metrics::leases_lost();
+                let _ = self.dispatch.send(Msg::Forget);
+            }
+            match beat {
                 Ok(0) => {}
                 Ok(n) => {
                     tracing::info!(

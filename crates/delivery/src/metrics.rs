@@ -16,6 +16,7 @@ pub const DEACTIVATED: &str = "hookrelay_subscriptions_deactivated_total";
 pub const DESTINATION_REQUESTS: &str = "hookrelay_destination_requests_total";
 pub const DESTINATION_MESSAGES: &str = "hookrelay_destination_messages_total";
 pub const PRUNED: &str = "hookrelay_events_pruned_total";
+pub const LEASES_LOST: &str = "hookrelay_leases_lost_total";
 pub const LANE_IN_FLIGHT: &str = "hookrelay_host_in_flight";
 pub const LANE_LIMIT: &str = "hookrelay_host_in_flight_limit";
 pub const LANE_RTT: &str = "hookrelay_host_rtt_seconds";
@@ -33,6 +34,10 @@ pub const ATTEMPT_BUCKETS: &[f64] = &[
 /// Describes every metric, so that each appears with help text.
 pub fn describe() {
     metrics::describe_counter!(EVENTS_ACCEPTED, "Events accepted by ingest (committed).");
+    metrics::describe_counter!(
+        LEASES_LOST,
+        "Times another node took this node's deliveries after it was silent past the lease."
+    );
     metrics::describe_counter!(
         DELIVERIES,
         "Delivery state changes by outcome: created, succeeded, retry, failed, released, dropped."
@@ -118,6 +123,10 @@ pub fn deliveries_created(n: usize) {
 
 pub fn delivered(outcome: &'static str) {
     counter!(DELIVERIES, "outcome" => outcome).increment(1);
+}
+
+pub fn leases_lost() {
+    counter!(LEASES_LOST).increment(1);
 }
 
 pub fn released() {

@@ -132,6 +132,12 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Records that `node` is alive, and hands the IN_FLIGHT deliveries of nodes silent for
     /// longer than `lease_timeout` back to PENDING. Returns how many it took back.
     async fn heartbeat(&self, node: &str, lease_timeout: std::time::Duration) -> Result<u64>;
+    /// Whether a heartbeat since the last call found that another node had taken this
+    /// node's deliveries (it was silent past the lease: frozen, or cut off); it should
+    /// then drop what it holds unsent. Always false with one node.
+    fn take_leases_lost(&self) -> bool {
+        false
+    }
     /// Hands every delivery `node` holds back to PENDING and forgets the node (clean stop).
     async fn leave(&self, node: &str) -> Result<u64>;
     /// Claims up to `limit` due PENDING deliveries for `node`, oldest due first, skipping

@@ -216,12 +216,13 @@ async fn a_node_frozen_past_its_lease_and_resumed_loses_nothing() {
     .await
     .unwrap();
     assert_eq!((deliveries, succeeded), (TOTAL as i64, TOTAL as i64));
-    // At most what A held when it froze went out twice (B sent it after the lease, and A
-    // sent what it had queued when it resumed): never more than was not yet delivered.
+    // What A had in flight when it froze went out twice (B sent it again after the lease),
+    // and what A started after the resume before its first heartbeat told it its leases
+    // were gone; the rest of what it held it dropped unsent.
     let held = TOTAL as usize - before_stop;
     println!("A held at most {held} undelivered deliveries when it froze");
     assert!(
-        duplicates <= held,
-        "{duplicates} copies sent twice, {held} held"
+        duplicates <= 4 * 4,
+        "{duplicates} copies sent twice: more than A's in-flight requests allow ({held} held)"
     );
 }

@@ -535,12 +535,15 @@ impl DeliveryStore for PgStore {
 
     async fn heartbeat(&self, node: &str, lease_timeout: Duration) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(AssertSqlSafe(format!(
+        // Whether the row was made anew (xmax = 0): after the node's first heartbeat, that
+        // means another node found it silent past the lease and took its deliveries.
+        let inserted: bool = sqlx::query_scalar(AssertSqlSafe(format!(
             "INSERT INTO nodes (id, heartbeat_at) VALUES ($1, {DB_NOW}) \
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at \
+             RETURNING xmax = 0"
         )))
         .bind(node)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         let gone: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
             "DELETE FROM nodes WHERE heartbeat_at < {DB_NOW} - $1 AND id <> $2 RETURNING id"
@@ -554,10 +557,11 @@ impl DeliveryStore for PgStore {
         // against the nodes registered, for leases of a node that never registered or whose
         // last ingest committed after it was found gone: scanning every lease at every
         // heartbeat of every node would grow with nodes × work in flight.
-        let sweep = self
-            .heartbeats
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(FULL_LEASE_SWEEP_EVERY);
+        let made = self.heartbeats.fetch_add(1, Ordering::Relaxed);
+        if inserted && made > 0 {
+            self.leases_lost.store(true, Ordering::Relaxed);
+        }
+        let sweep = made.is_multiple_of(FULL_LEASE_SWEEP_EVERY);
         let n = if sweep {
             hand_back(&mut tx, None).await?
         } else if gone.is_empty() {
@@ -567,6 +571,10 @@ impl DeliveryStore for PgStore {
         };
         tx.commit().await?;
         Ok(n)
+    }
+
+    fn take_leases_lost(&self) -> bool {
+        self.leases_lost.swap(false, Ordering::Relaxed)
     }
 
     async fn leave(&self, node: &str) -> Result<u64> {

@@ -45,6 +45,8 @@ pub struct PgStore {
     ingest: ingest::GroupCommit,
     /// Heartbeats made, for the occasional full check of leases.
     heartbeats: std::sync::atomic::AtomicU64,
+    /// A heartbeat found this node's row gone: another node took its leases.
+    leases_lost: std::sync::atomic::AtomicBool,
 }
 
 fn auth_profile_row(r: &PgRow) -> Result<(i64, AuthProfileRecord)> {
@@ -68,6 +70,7 @@ impl PgStore {
             pool,
             ingest,
             heartbeats: std::sync::atomic::AtomicU64::new(0),
+            leases_lost: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
