@@ -96,6 +96,8 @@ pub struct DispatchLimits {
     pub endpoint_breaker: BreakerConfig,
     /// How long a partial batch waits for more deliveries.
     pub batch_wait: Duration,
+    /// A node silent longer than this loses its deliveries to the others.
+    pub lease_timeout: Duration,
 }
 
 /// One lane as this node sees it (GraphQL `hosts`, `/metrics`).
@@ -254,6 +256,8 @@ pub struct Dispatcher {
     inbox: mpsc::UnboundedReceiver<Msg>,
     me: mpsc::UnboundedSender<Msg>,
     stopping: bool,
+    /// When the loop last woke (it wakes at least once a second).
+    awake: Instant,
 }
 
 impl Dispatcher {
@@ -274,6 +278,7 @@ impl Dispatcher {
             inbox,
             me,
             stopping: false,
+            awake: Instant::now(),
         }
     }
 
@@ -296,35 +301,39 @@ impl Dispatcher {
                 }
             };
             tokio::select! {
-                msg = self.inbox.recv() => match msg {
-                    Some(Msg::Work(batch)) => {
-                        let mut touched = HashSet::new();
-                        for work in batch {
-                            if let Some(lane) = self.accept(work) {
-                                touched.insert(lane);
+                msg = self.inbox.recv() => {
+                    self.woke();
+                    match msg {
+                        Some(Msg::Work(batch)) => {
+                            let mut touched = HashSet::new();
+                            for work in batch {
+                                if let Some(lane) = self.accept(work) {
+                                    touched.insert(lane);
+                                }
+                            }
+                            let now = Instant::now();
+                            for lane in touched {
+                                self.pump(&lane, now);
                             }
                         }
-                        let now = Instant::now();
-                        for lane in touched {
-                            self.pump(&lane, now);
+                        Some(Msg::Done { lane, endpoint, report }) => self.done(lane, endpoint, report),
+                        Some(Msg::Snapshot(reply)) => {
+                            let _ = reply.send(self.snapshot());
                         }
-                    }
-                    Some(Msg::Done { lane, endpoint, report }) => self.done(lane, endpoint, report),
-                    Some(Msg::Snapshot(reply)) => {
-                        let _ = reply.send(self.snapshot());
-                    }
-                    Some(Msg::Slots { subscription, first_in, count }) => {
-                        let now = Instant::now();
-                        if let Some(gate) = self.gates.get_mut(&subscription) {
-                            gate.reserved(now + first_in, count);
+                        Some(Msg::Slots { subscription, first_in, count }) => {
+                            let now = Instant::now();
+                            if let Some(gate) = self.gates.get_mut(&subscription) {
+                                gate.reserved(now + first_in, count);
+                            }
+                            self.pump_gate(&subscription, now);
                         }
-                        self.pump_gate(&subscription, now);
+                        Some(Msg::Stop) => self.stop(),
+                        Some(Msg::Forget) => self.forget(),
+                        None => return,
                     }
-                    Some(Msg::Stop) => self.stop(),
-                    Some(Msg::Forget) => self.forget(),
-                    None => return,
-                },
+                }
                 _ = flush => {
+                    self.woke();
                     let now = Instant::now();
                     let lanes: Vec<Arc<str>> = self.batching.iter().cloned().collect();
                     for lane in lanes {
@@ -332,6 +341,7 @@ impl Dispatcher {
                     }
                 }
                 _ = slot => {
+                    self.woke();
                     let now = Instant::now();
                     let due: Vec<String> = self
                         .gates
@@ -343,7 +353,10 @@ impl Dispatcher {
                         self.pump_gate(&id, now);
                     }
                 }
-                _ = tick.tick() => self.housekeeping(),
+                _ = tick.tick() => {
+                    self.woke();
+                    self.housekeeping();
+                }
             }
         }
     }
@@ -701,6 +714,23 @@ impl Dispatcher {
             self.release(work, Some(pause));
         }
         self.publish_blocked();
+    }
+
+    /// Notes that the loop runs. It wakes at least once a second; a gap longer than the
+    /// lease timeout means the process did not run (frozen, stopped, starved), so the
+    /// other nodes may have taken its deliveries: what waits here is handed back before
+    /// anything is sent, and comes back only if this node still holds it.
+    fn woke(&mut self) {
+        let now = Instant::now();
+        let gap = now.saturating_duration_since(self.awake);
+        self.awake = now;
+        if gap > self.limits.lease_timeout {
+            tracing::warn!(
+                silent_ms = gap.as_millis() as u64,
+                "this node did not run for longer than the lease; handing back what waits here unsent"
+            );
+            self.forget();
+        }
     }
 
     /// Hands back every delivery waiting in a lane or gate, unsent (recording a release

@@ -172,6 +172,7 @@ impl Engine {
                 host_breaker: config.breaker,
                 endpoint_breaker: config.endpoint_breaker,
                 batch_wait: config.eventbridge.batch_wait,
+                lease_timeout: config.lease_timeout,
             },
             worker.clone(),
             store.clone(),
