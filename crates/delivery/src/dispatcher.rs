@@ -733,8 +733,8 @@ impl Dispatcher {
         }
     }
 
-    /// Hands back every delivery waiting in a lane or gate, unsent (recording a release
-    /// of a delivery whose lease was taken changes nothing; one claimed since is due again).
+    /// Hands back every delivery waiting in a lane or gate, unsent and due at once
+    /// (recording a release of a delivery whose lease was taken changes nothing).
     fn forget(&mut self) {
         let mut waiting: Vec<Work> = self
             .lanes
@@ -750,20 +750,10 @@ impl Dispatcher {
         }
     }
 
+    /// Starts nothing more, and hands back what waits.
     fn stop(&mut self) {
         self.stopping = true;
-        let mut waiting: Vec<Work> = self
-            .lanes
-            .values_mut()
-            .flat_map(|l| {
-                l.waiting_since = None;
-                l.queue.drain(..)
-            })
-            .collect();
-        waiting.extend(self.gates.values_mut().flat_map(|g| g.drain()));
-        for work in waiting {
-            self.release(work, Some(Duration::ZERO));
-        }
+        self.forget();
     }
 
     /// Drops idle lanes and endpoints, refreshes the lanes' gauges and lifts ended
