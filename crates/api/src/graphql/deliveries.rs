@@ -137,18 +137,24 @@ pub enum WaitReason {
     Reactivation,
 }
 
-/// Whether each subscription of `records` that has a delivery waiting with no due time is
-/// active: what tells waiting in line from parked.
+/// A PENDING delivery with no due time: waiting in its key's line, or parked.
+fn untimed(d: &DeliveryRecord) -> bool {
+    d.status == DeliveryStatus::Pending && d.next_attempt_at.is_none()
+}
+
+/// Whether each subscription of `records` that has an [`untimed`] delivery is active:
+/// what tells waiting in line from parked. `known` are subscriptions already read.
 async fn activity(
     rc: &RequestCtx,
     records: impl Iterator<Item = &DeliveryRecord>,
+    known: Option<&SubscriptionRecord>,
 ) -> ApiResult<HashMap<String, bool>> {
-    let mut active = HashMap::new();
+    let mut active: HashMap<String, bool> = known
+        .map(|s| (s.id.clone(), s.status.is_active()))
+        .into_iter()
+        .collect();
     for d in records {
-        if d.status != DeliveryStatus::Pending
-            || d.next_attempt_at.is_some()
-            || active.contains_key(&d.subscription_id)
-        {
+        if !untimed(d) || active.contains_key(&d.subscription_id) {
             continue;
         }
         let sub = rc
@@ -167,7 +173,7 @@ async fn activity(
 /// A PENDING delivery with no due time waits for its turn in line while its subscription
 /// is active, and is parked while it is not (docs/delivery.md#ordered-delivery).
 fn waiting_for(d: &DeliveryRecord, active: &HashMap<String, bool>) -> Option<WaitReason> {
-    if d.status != DeliveryStatus::Pending || d.next_attempt_at.is_some() {
+    if !untimed(d) {
         return None;
     }
     match active.get(&d.subscription_id) {
@@ -303,9 +309,11 @@ impl DeliveryQuery {
             .field("attempts")
             .exists();
         let page = page_request(ctx, "/deliveries", first, after)?;
-        if let Some(id) = &subscription_id {
-            visible_subscription(rc, id).await?;
-        }
+        // Read once: it is checked here, and tells the log's waiting deliveries apart.
+        let subscription = match &subscription_id {
+            Some(id) => Some(visible_subscription(rc, id).await?),
+            None => None,
+        };
         let filter = DeliveryFilter {
             subscription_id,
             owner: rc.scope().owner,
@@ -319,7 +327,12 @@ impl DeliveryQuery {
             .store
             .list_deliveries(StoreHash(&rc.store), filter, page)
             .await?;
-        let active = activity(rc, found.items.iter().map(|(_, d)| d)).await?;
+        let active = activity(
+            rc,
+            found.items.iter().map(|(_, d)| d),
+            subscription.as_ref(),
+        )
+        .await?;
         // The page's attempts in one round trip, not one per delivery.
         let mut attempts = match with_attempts {
             true => Some(
@@ -349,7 +362,7 @@ impl DeliveryQuery {
     async fn delivery(&self, ctx: &Context<'_>, id: String) -> ApiResult<Option<Delivery>> {
         let rc = request_ctx(ctx)?;
         let (delivery, attempts) = visible_delivery(rc, &id).await?;
-        let active = activity(rc, std::iter::once(&delivery)).await?;
+        let active = activity(rc, std::iter::once(&delivery), None).await?;
         Ok(Some(view(&rc.store, delivery, Some(attempts), &active)))
     }
 }
@@ -370,7 +383,7 @@ impl DeliveryMutation {
             .retry_delivery(StoreHash(&rc.store), DeliveryId(&id))
             .await?;
         rc.services.engine.wake().await;
-        let active = activity(rc, std::iter::once(&delivery)).await?;
+        let active = activity(rc, std::iter::once(&delivery), None).await?;
         Ok(view(&rc.store, delivery, None, &active))
     }
 
