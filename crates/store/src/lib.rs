@@ -11,11 +11,14 @@ use hookrelay_core::{
 
 mod codec;
 pub mod delivery;
+pub mod keys;
+mod keys_sql;
 pub mod portal;
 pub mod postgres;
 pub mod sqlite;
 
 pub use delivery::*;
+pub use keys::{KeyStore, NodeKeys, Resealed, SecretColumn, StoredSecret};
 pub use portal::PortalStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -280,7 +283,7 @@ pub trait EventSourceStore: Send + Sync + 'static {
 }
 
 #[async_trait]
-pub trait Store: DeliveryStore + EventSourceStore + PortalStore {
+pub trait Store: DeliveryStore + EventSourceStore + PortalStore + KeyStore {
     /// Readiness: the database answers and the schema is current.
     async fn ready(&self) -> Result<()>;
 

@@ -34,7 +34,7 @@ use crate::{DeliveryStore, Page, PageRequest, Result, Signal, StoreError};
 const FULL_LEASE_SWEEP_EVERY: u64 = 10;
 
 /// The database's clock in Unix milliseconds.
-const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+pub(crate) const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 fn delivery_row(r: &PgRow) -> Result<(i64, DeliveryRecord)> {
     codec::delivery(r)

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0003_queue.sql"),
     include_str!("../../migrations/postgres/0004_ordering.sql"),
     include_str!("../../migrations/postgres/0005_rate_limits.sql"),
+    include_str!("../../migrations/postgres/0006_keys.sql"),
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -10,6 +10,7 @@
 mod deliveries;
 mod event_sources;
 mod ingest;
+mod keys;
 mod migrate;
 mod portal;
 mod query;

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_portal.sql"),
     include_str!("../../migrations/sqlite/0006_ordering.sql"),
     include_str!("../../migrations/sqlite/0007_rate_limits.sql"),
+    include_str!("../../migrations/sqlite/0008_keys.sql"),
 ];
 
 pub(crate) const LATEST: i64 = MIGRATIONS.len() as i64;

@@ -7,6 +7,7 @@
 
 mod deliveries;
 mod event_sources;
+mod keys;
 mod migrate;
 mod portal;
 mod query;
