@@ -339,6 +339,19 @@ pub struct NatsDestination {
 }
 
 impl Destination {
+    /// The sealed secret the destination carries, if its kind has one (a broker URL with
+    /// credentials): what a master-key rotation re-seals.
+    pub fn secret_mut(&mut self) -> Option<&mut SecretUrl> {
+        match self {
+            Destination::RabbitMq(d) => Some(&mut d.url),
+            Destination::Nats(d) => Some(&mut d.url),
+            Destination::Webhook { .. }
+            | Destination::EventBridge { .. }
+            | Destination::Sqs(_)
+            | Destination::Sns(_) => None,
+        }
+    }
+
     /// The part of the destination that makes two subscriptions "the same destination"
     /// for the duplicate rules of both vendors.
     pub fn identity(&self) -> String {

@@ -252,6 +252,11 @@ impl Engine {
         Ok(results)
     }
 
+    /// This node's id (its row in `nodes`).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     /// A subscription hookrelay had deactivated was made active again: its store hears
     /// of it (`hookrelay/subscription/reactivated`).
     pub fn reactivated(&self, store: &str, subscription_id: &str) {

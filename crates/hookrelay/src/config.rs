@@ -76,6 +76,18 @@ pub struct Settings {
         value_name = "KEY"
     )]
     pub master_key: Option<String>,
+    /// More master keys (base64, comma-separated; a list in the file). Each opens the
+    /// secrets sealed under it, and seals once `rotate-master-key` names it in the
+    /// database: give every node the new key here before a rotation
+    /// (docs/operations.md#rotating-the-master-key).
+    #[arg(
+        long,
+        env = "HOOKRELAY_OTHER_MASTER_KEYS",
+        hide_env_values = true,
+        value_name = "KEYS"
+    )]
+    #[serde(default, deserialize_with = "text_or_list")]
+    pub other_master_keys: Option<String>,
     /// Seconds to wait before each retry, comma-separated; its length is the number of retries.
     #[arg(long, env = "HOOKRELAY_RETRY_SCHEDULE", value_name = "SECS,...")]
     pub retry_schedule: Option<String>,
@@ -365,6 +377,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub policy: AddressPolicy,
     pub master_key: Option<String>,
+    /// `other_master_keys`, one per entry.
+    pub other_master_keys: Vec<String>,
     pub extra_event_types: Vec<String>,
     pub engine: EngineConfig,
     pub max_event_bytes: usize,
@@ -525,34 +539,98 @@ impl ServeConfig {
             max_event_bytes,
             policy,
             master_key: s.master_key.clone(),
+            other_master_keys: s
+                .other_master_keys
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect(),
             extra_event_types: s.extra_event_types(),
             storage,
         })
     }
 
-    /// The master key: given, or (SQLite only) read from (first time: generated into) the
-    /// data dir. Nodes sharing a PostgreSQL database must all be given the same key.
+    /// The master keys: `master_key` (or, SQLite only, the key file in the data dir,
+    /// generated the first time) and `other_master_keys`. The first seals until the
+    /// database names another (docs/operations.md#rotating-the-master-key). Nodes sharing
+    /// a PostgreSQL database must all be given the same keys.
     pub fn cipher(&self) -> Result<Cipher> {
-        if let Some(key) = &self.master_key {
-            return Cipher::from_base64(key).context("HOOKRELAY_MASTER_KEY");
-        }
-        if self.storage.database_url.is_some() {
+        let mut keys: Vec<String> = match &self.master_key {
+            Some(key) => vec![key.clone()],
+            None => read_key_file(&self.key_file_or_bail()?)?,
+        };
+        keys.extend(self.other_master_keys.iter().cloned());
+        let texts: Vec<&str> = keys.iter().map(String::as_str).collect();
+        Cipher::from_keys(&texts).context(match self.master_key {
+            Some(_) => "HOOKRELAY_MASTER_KEY or HOOKRELAY_OTHER_MASTER_KEYS",
+            None => "the master key file or HOOKRELAY_OTHER_MASTER_KEYS",
+        })
+    }
+
+    /// The key file in the data dir, when no `master_key` is given (SQLite only).
+    pub fn key_file(&self) -> Option<PathBuf> {
+        (self.master_key.is_none() && self.storage.database_url.is_none())
+            .then(|| self.storage.data_dir.join(MASTER_KEY_FILE))
+    }
+
+    /// [`ServeConfig::key_file`], made the first time; an error with PostgreSQL, which
+    /// needs the key given.
+    fn key_file_or_bail(&self) -> Result<PathBuf> {
+        let Some(path) = self.key_file() else {
             bail!(
                 "HOOKRELAY_MASTER_KEY (or --master-key) is required with PostgreSQL: every node \
                  must use the same key to read the secrets it stores. Make one with \
                  `openssl rand -base64 32` and keep it safe"
             );
-        }
-        let path = self.storage.data_dir.join(MASTER_KEY_FILE);
+        };
         if !path.exists() {
             create_private_dir(&self.storage.data_dir)?;
             write_private(&path, &Cipher::generate_key())?;
             tracing::info!(path = %path.display(), "generated a new master key; back it up with the database");
         }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read master key {}", path.display()))?;
-        Cipher::from_base64(&text).with_context(|| format!("master key file {}", path.display()))
+        Ok(path)
     }
+}
+
+/// The keys in a key file: one base64 key per line, the first sealing (until the database
+/// names another).
+pub fn read_key_file(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read master key {}", path.display()))?;
+    let keys: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if keys.is_empty() {
+        bail!("master key file {} is empty", path.display());
+    }
+    for key in &keys {
+        Cipher::key_id(key).with_context(|| format!("master key file {}", path.display()))?;
+    }
+    Ok(keys)
+}
+
+/// Replaces the key file with `keys`, one per line, through a new file renamed over it,
+/// readable by its owner only.
+pub fn write_key_file(path: &Path, keys: &[String]) -> Result<()> {
+    let next = path.with_extension("key.next");
+    let _ = std::fs::remove_file(&next);
+    let mut text = keys.join("\n");
+    text.push('\n');
+    write_private(&next, &text)?;
+    std::fs::rename(&next, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        // The rename itself survives a crash once the directory is synced.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
 }
 
 /// One breaker level's settings as given.

@@ -7,6 +7,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod bench;
 mod config;
+mod keys;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -73,9 +74,33 @@ enum Command {
     /// Publish one event (the same checks and fan-out as POST /v1/events); a running
     /// server delivers it.
     Publish(PublishArgs),
+    /// Re-seal every stored secret under a new master key, in batches, while the servers
+    /// run (docs/operations.md#rotating-the-master-key). Every running node must hold the
+    /// new key first (HOOKRELAY_OTHER_MASTER_KEYS, or the key file with SQLite).
+    RotateMasterKey(Box<RotateArgs>),
     /// End-to-end delivery benchmark: starts a server, receivers and publishers on this
     /// machine and prints throughput, latency and memory (use a --release build).
     Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct RotateArgs {
+    /// The new master key: base64 of 32 bytes (`openssl rand -base64 32`).
+    #[arg(
+        long,
+        env = "HOOKRELAY_NEW_MASTER_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    new_key: String,
+    /// Secrets read and written back per transaction.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    batch_size: u64,
+    /// How long to wait for every running node to hold the new key (e.g. 60s).
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    wait: String,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 #[derive(clap::Args)]
@@ -246,6 +271,18 @@ async fn run(command: Command) -> Result<()> {
         Command::Store(cmd) => store(cmd).await,
         Command::Portal(cmd) => portal(cmd).await,
         Command::Publish(args) => publish(args).await,
+        Command::RotateMasterKey(args) => {
+            let config = ServeConfig::resolve(&args.settings.load()?)?;
+            let wait = hookrelay_core::duration::parse(&args.wait)
+                .map_err(|e| anyhow::anyhow!("--wait: {e}"))?;
+            let store = open_backend(&config.storage.backend()?).await?;
+            let rotation = keys::Rotation {
+                new_key: args.new_key,
+                batch_size: args.batch_size as usize,
+                wait,
+            };
+            print_json_line(&keys::rotate(&config, &*store, rotation).await?)
+        }
         Command::Bench(args) => bench::run(args).await,
     }
 }
@@ -426,6 +463,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
     let backend = config.storage.backend()?;
     let cipher = Arc::new(config.cipher()?);
     let store = open_backend(&backend).await?;
+    keys::adopt_sealing_key(&*store, &cipher).await?;
     let metrics = install_metrics()?;
     // One AWS configuration for the process, loaded on first use.
     let aws = Arc::new(Aws::new(config.engine.request_timeout));
@@ -439,6 +477,12 @@ async fn serve(config: ServeConfig) -> Result<()> {
     )
     .await
     .context("starting the delivery engine")?;
+    keys::keep(
+        store.clone(),
+        cipher.clone(),
+        engine.node().to_owned(),
+        config.key_file(),
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
