@@ -22,6 +22,7 @@ mod failure_modes;
 mod full_disk;
 mod hostile;
 mod ingest_api;
+mod key_rotation;
 mod log_api;
 mod multinode;
 mod nats;
