@@ -38,11 +38,11 @@ pub async fn authenticate(services: &Services, headers: &HeaderMap) -> Result<Pr
     };
     let unavailable = |e: hookrelay_store::StoreError| {
         tracing::error!(error = %e, "token lookup failed");
-        http_error(
+        crate::error::with_retry_after(http_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "Unavailable",
-            "the service cannot check tokens right now; try again",
-        )
+            "the service cannot check tokens right now (the database is unavailable); try again shortly",
+        ))
     };
     let Some(token) = bearer_token(headers) else {
         return Err(unauthorized());

@@ -22,8 +22,23 @@ pub enum ApiError {
     AccessDenied(String),
     /// An upstream (AWS) call refused.
     Upstream { code: String, message: String },
+    /// The database cannot be reached or cannot write now: the request may be sent again
+    /// (HTTP 503 with `Retry-After`). The detail is logged, never shown.
+    Unavailable(String),
     /// Anything else. The detail is logged, never shown.
     Internal(String),
+}
+
+/// What a 503 asks the caller to wait, in seconds (`Retry-After`).
+pub const RETRY_AFTER_SECS: &str = "5";
+
+/// `response` with `Retry-After` ([`RETRY_AFTER_SECS`]).
+pub fn with_retry_after(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+    );
+    response
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -60,6 +75,9 @@ impl ApiError {
             ApiError::Validation { message, .. }
             | ApiError::AccessDenied(message)
             | ApiError::Upstream { message, .. } => message,
+            ApiError::Unavailable(_) => {
+                "the database is unavailable right now; try again shortly"
+            }
             ApiError::Internal(_) => "internal error",
         }
     }
@@ -82,6 +100,12 @@ impl ApiError {
             ApiError::Upstream { code, .. } => {
                 ("UpstreamError", code.clone(), "DependencyException", 502)
             }
+            ApiError::Unavailable(_) => (
+                "UnavailableError",
+                "Unavailable".into(),
+                "ServiceUnavailableException",
+                503,
+            ),
             ApiError::Internal(_) => (
                 "InternalError",
                 "InternalError".into(),
@@ -110,8 +134,14 @@ impl ApiError {
 
 impl From<ApiError> for async_graphql::Error {
     fn from(e: ApiError) -> Self {
-        if let ApiError::Internal(detail) = &e {
-            tracing::error!(%detail, "internal error answering a GraphQL request");
+        match &e {
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "internal error answering a GraphQL request");
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(%detail, "the database is unavailable for a GraphQL request");
+            }
+            _ => {}
         }
         let (classification, code, error_type, error_code) = e.shape();
         async_graphql::Error::new(e.message()).extend_with(|_, e| {
@@ -153,10 +183,10 @@ impl From<StoreError> for ApiError {
                     users.join(", ")
                 ),
             ),
-            e @ (StoreError::Database(_)
-            | StoreError::Full(_)
-            | StoreError::Corrupt(_)
-            | StoreError::Closed) => ApiError::Internal(e.to_string()),
+            e @ (StoreError::Database(_) | StoreError::Full(_) | StoreError::Closed) => {
+                ApiError::Unavailable(e.to_string())
+            }
+            e @ StoreError::Corrupt(_) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -200,14 +230,18 @@ mod tests {
             }),
             "ValidationError"
         );
-        for internal in [
-            StoreError::Database("down".into()),
-            StoreError::Corrupt("bad row".into()),
+        let e = ApiError::from(StoreError::Corrupt("bad row".into()));
+        assert_eq!(e.shape().0, "InternalError");
+        assert_eq!(e.message(), "internal error", "no internals shown");
+        for unavailable in [
+            StoreError::Database("connection refused".into()),
+            StoreError::Full("disk".into()),
             StoreError::Closed,
         ] {
-            let e = ApiError::from(internal);
-            assert_eq!(e.shape().0, "InternalError");
-            assert_eq!(e.message(), "internal error", "no internals shown");
+            let e = ApiError::from(unavailable);
+            assert_eq!(e.shape().0, "UnavailableError");
+            assert_eq!(e.shape().3, 503);
+            assert!(!e.message().contains("refused"), "no internals shown");
         }
         let e = ApiError::from(StoreError::InUse(vec!["sub_1".into(), "sub_2".into()]));
         assert!(e.message().contains("sub_1, sub_2"), "{}", e.message());

@@ -61,7 +61,10 @@ async fn resolve_store(
         (Role::Admin, Some(path), _) => match app.services.store.store_exists(&path).await {
             Ok(true) => Ok(path),
             Ok(false) => Err(denied(&path)),
-            Err(e) => Err(graphql_error(StatusCode::SERVICE_UNAVAILABLE, ApiError::internal(e))),
+            Err(e) => Err(crate::error::with_retry_after(graphql_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiError::from(e),
+            ))),
         },
         (Role::Admin, None, _) => Err(graphql_error(
             StatusCode::BAD_REQUEST,
@@ -163,6 +166,18 @@ async fn run(
         Err(e) => return graphql_error(StatusCode::INTERNAL_SERVER_ERROR, ApiError::internal(e)),
     };
     classify_errors(&mut value, app.services.graphql);
+    // The database could not answer: 503 and Retry-After, so that clients and proxies
+    // retry, as ingest does (docs/api.md#status-codes-and-error-bodies).
+    let unavailable = value["errors"].as_array().is_some_and(|errors| {
+        errors
+            .iter()
+            .any(|e| e["extensions"]["code"] == "Unavailable")
+    });
+    if unavailable {
+        return crate::error::with_retry_after(
+            (StatusCode::SERVICE_UNAVAILABLE, Json(value)).into_response(),
+        );
+    }
     Json(value).into_response()
 }
 

@@ -25,18 +25,12 @@ pub const MAX_BATCH: usize = 1000;
 
 fn error_response(e: &IngestError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let mut response = http_error(status, e.code, e.message.clone());
+    let response = http_error(status, e.code, e.message.clone());
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
+        return crate::error::with_retry_after(response);
     }
     response
 }
-
-/// What a 503 from ingest asks the publisher to wait, in seconds.
-const RETRY_AFTER_SECS: &str = "5";
 
 /// The answer when the store could not take the events: 503 for what passes (a full disk,
 /// a database that does not answer), 500 for stored data that is invalid (a bug).

@@ -98,6 +98,12 @@ impl PgStore {
     }
 }
 
+/// How long a statement waits for a connection. While the server is down the pool keeps
+/// trying to connect for this long, so it bounds how long an API request waits before it
+/// is answered 503 (docs/operations.md#faults); a busy pool hands connections over in
+/// milliseconds.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A pool of at most `max` connections to `url`. One connection is made first, so that a
 /// server that is not there or refuses us is reported as such at once (the pool itself
 /// would retry until its timeout and only say that it timed out).
@@ -110,7 +116,7 @@ async fn pool(url: &str, max: u32) -> Result<PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(max)
         .min_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await?)
 }

@@ -113,7 +113,11 @@ pub struct Database {
 impl Database {
     /// Creates a new, empty database on the server at `HOOKRELAY_TEST_POSTGRES_URL`.
     pub fn create() -> Database {
-        let admin_url = postgres_admin_url();
+        Self::create_on(postgres_admin_url())
+    }
+
+    /// Creates a new, empty database on the server `admin_url` points at.
+    pub fn create_on(admin_url: String) -> Database {
         let name = format!(
             "{DATABASE_PREFIX}{}",
             random_bytes::<8>()
@@ -349,6 +353,23 @@ impl TestDir {
             data_dir: dir.path().join("data"),
             database,
             master_key,
+        };
+        TestDir {
+            dir,
+            storage,
+            owns_database: true,
+        }
+    }
+
+    /// A new directory on a new database of the PostgreSQL server `admin_url` points at
+    /// (a server of the test's own, not the suite's).
+    pub fn on_server(admin_url: String) -> TestDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = Storage {
+            backend: Backend::Postgres,
+            data_dir: dir.path().join("data"),
+            database: Some(Database::create_on(admin_url)),
+            master_key: Some(new_master_key()),
         };
         TestDir {
             dir,
