@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use hookrelay_core::{secrets, Principal};
 
-use crate::error::http_error;
+use crate::error::{http_error, unavailable_error};
 use crate::graphql::context::Services;
 use crate::portal;
 
@@ -38,8 +38,7 @@ pub async fn authenticate(services: &Services, headers: &HeaderMap) -> Result<Pr
     };
     let unavailable = |e: hookrelay_store::StoreError| {
         tracing::error!(error = %e, "token lookup failed");
-        http_error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        unavailable_error(
             "Unavailable",
             "the service cannot check tokens right now; try again",
         )

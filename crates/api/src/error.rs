@@ -161,6 +161,19 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// What a 503 asks the caller to wait before sending again, in seconds (`Retry-After`).
+pub const RETRY_AFTER_SECS: &str = "5";
+
+/// A 503 JSON error with `Retry-After`.
+pub fn unavailable_error(code: &str, message: impl Into<String>) -> Response {
+    let mut response = http_error(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
+    );
+    response
+}
+
 /// A JSON error for plain HTTP answers: `{"error": {"code", "message"}}`.
 pub fn http_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
@@ -176,6 +189,16 @@ mod tests {
 
     fn class(e: StoreError) -> &'static str {
         ApiError::from(e).shape().0
+    }
+
+    #[test]
+    fn a_503_asks_to_come_back_later() {
+        let response = unavailable_error("Unavailable", "try again");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[axum::http::header::RETRY_AFTER],
+            RETRY_AFTER_SECS
+        );
     }
 
     #[test]

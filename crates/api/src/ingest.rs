@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::auth::authenticate;
-use crate::error::http_error;
+use crate::error::{http_error, unavailable_error};
 use crate::AppState;
 
 /// Events in one batch request at most.
@@ -25,18 +25,12 @@ pub const MAX_BATCH: usize = 1000;
 
 fn error_response(e: &IngestError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let mut response = http_error(status, e.code, e.message.clone());
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
+        unavailable_error(e.code, e.message.clone())
+    } else {
+        http_error(status, e.code, e.message.clone())
     }
-    response
 }
-
-/// What a 503 from ingest asks the publisher to wait, in seconds.
-const RETRY_AFTER_SECS: &str = "5";
 
 /// The answer when the store could not take the events: 503 for what passes (a full disk,
 /// a database that does not answer), 500 for stored data that is invalid (a bug).
