@@ -161,6 +161,25 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The body of every plain HTTP error (docs/api.md#status-codes-and-error-bodies).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"code": "Unauthorized", "message": "a valid access token is required (X-Auth-Token or Authorization: Bearer)"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable word to act on: `ValidationError`, `BadRequest`, `Unauthorized`,
+    /// `SessionEnded`, `AccessDenied`, `CrossOrigin`, `PayloadTooLarge`,
+    /// `UnknownEventType`, `ReservedEventType`, `UnknownStore`, `InternalError`,
+    /// `Unavailable`, `NotReady`, `NotFound`.
+    pub code: String,
+    /// For people: what was wrong and, where it helps, what to do.
+    pub message: String,
+}
+
 /// What a 503 asks the caller to wait before sending again, in seconds (`Retry-After`).
 pub const RETRY_AFTER_SECS: &str = "5";
 
@@ -176,11 +195,13 @@ pub fn unavailable_error(code: &str, message: impl Into<String>) -> Response {
 
 /// A JSON error for plain HTTP answers: `{"error": {"code", "message"}}`.
 pub fn http_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({ "error": { "code": code, "message": message.into() } })),
-    )
-        .into_response()
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message: message.into(),
+        },
+    };
+    (status, Json(body)).into_response()
 }
 
 #[cfg(test)]
