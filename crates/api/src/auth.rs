@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use hookrelay_core::{secrets, Principal};
 
-use crate::error::http_error;
+use crate::error::{http_error, unavailable_error};
 use crate::graphql::context::Services;
 use crate::portal;
 
@@ -38,11 +38,10 @@ pub async fn authenticate(services: &Services, headers: &HeaderMap) -> Result<Pr
     };
     let unavailable = |e: hookrelay_store::StoreError| {
         tracing::error!(error = %e, "token lookup failed");
-        crate::error::with_retry_after(http_error(
-            StatusCode::SERVICE_UNAVAILABLE,
+        unavailable_error(
             "Unavailable",
             "the service cannot check tokens right now (the database is unavailable); try again shortly",
-        ))
+        )
     };
     let Some(token) = bearer_token(headers) else {
         return Err(unauthorized());

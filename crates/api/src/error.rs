@@ -75,9 +75,7 @@ impl ApiError {
             ApiError::Validation { message, .. }
             | ApiError::AccessDenied(message)
             | ApiError::Upstream { message, .. } => message,
-            ApiError::Unavailable(_) => {
-                "the database is unavailable right now; try again shortly"
-            }
+            ApiError::Unavailable(_) => "the database is unavailable right now; try again shortly",
             ApiError::Internal(_) => "internal error",
         }
     }
@@ -191,13 +189,39 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The body of every plain HTTP error (docs/api.md#status-codes-and-error-bodies).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"code": "Unauthorized", "message": "a valid access token is required (X-Auth-Token or Authorization: Bearer)"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable word to act on: `ValidationError`, `BadRequest`, `Unauthorized`,
+    /// `SessionEnded`, `AccessDenied`, `CrossOrigin`, `PayloadTooLarge`,
+    /// `UnknownEventType`, `ReservedEventType`, `UnknownStore`, `InternalError`,
+    /// `Unavailable`, `NotReady`, `NotFound`.
+    pub code: String,
+    /// For people: what was wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+/// A 503 JSON error with `Retry-After`.
+pub fn unavailable_error(code: &str, message: impl Into<String>) -> Response {
+    with_retry_after(http_error(StatusCode::SERVICE_UNAVAILABLE, code, message))
+}
+
 /// A JSON error for plain HTTP answers: `{"error": {"code", "message"}}`.
 pub fn http_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({ "error": { "code": code, "message": message.into() } })),
-    )
-        .into_response()
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message: message.into(),
+        },
+    };
+    (status, Json(body)).into_response()
 }
 
 #[cfg(test)]
@@ -206,6 +230,16 @@ mod tests {
 
     fn class(e: StoreError) -> &'static str {
         ApiError::from(e).shape().0
+    }
+
+    #[test]
+    fn a_503_asks_to_come_back_later() {
+        let response = unavailable_error("Unavailable", "try again");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers()[axum::http::header::RETRY_AFTER],
+            RETRY_AFTER_SECS
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use hookrelay_core::{Principal, Role};
 use serde_json::{json, Value};
 
 use crate::auth::authenticate;
-use crate::error::{http_error, ApiError};
+use crate::error::{http_error, ApiError, ErrorBody};
 use crate::graphql::comments::strip_line_comments;
 use crate::graphql::context::RequestCtx;
 use crate::AppState;
@@ -244,28 +244,77 @@ fn classify_errors(response: &mut Value, limits: crate::graphql::SchemaLimits) {
     }
 }
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// The answer of `/healthz` and `/readyz` when all is well.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: HealthStatus,
 }
 
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// `/healthz`: the process runs.
+    Ok,
+    /// `/readyz`: the database answers and its schema is current.
+    Ready,
+}
+
+/// Liveness: answers while the process runs.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "health",
+    responses((status = 200, description = "The process runs", body = Health, example = json!({"status": "ok"}))),
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Ok,
+    })
+}
+
+/// Readiness: the database answers and its schema is current.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "ready",
+    responses(
+        (status = 200, description = "Ready to serve", body = Health, example = json!({"status": "ready"})),
+        (status = 503, description = "`NotReady`: the database does not answer, or its schema is not current", body = ErrorBody),
+    ),
+)]
 pub async fn readyz(State(app): State<AppState>) -> Response {
     match app.services.store.ready().await {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Ok(()) => Json(Health {
+            status: HealthStatus::Ready,
+        })
+        .into_response(),
         Err(e) => http_error(StatusCode::SERVICE_UNAVAILABLE, "NotReady", e.to_string()),
     }
 }
 
+/// The content type of `/metrics`: Prometheus text format 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// Prometheus text format. The database gauges are read at scrape time.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4 (docs/operations.md#health-and-metrics)", body = String, content_type = "text/plain"),
+        (status = 404, description = "`NotFound`: metrics are not enabled", body = ErrorBody),
+    ),
+)]
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let Some(handle) = &app.services.metrics else {
         return http_error(StatusCode::NOT_FOUND, "NotFound", "metrics are not enabled");
     };
     app.services.engine.refresh_gauges().await;
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(axum::http::header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
         handle.render(),
     )
         .into_response()

@@ -12,12 +12,13 @@ use axum::Json;
 use hookrelay_core::Role;
 use hookrelay_delivery::ingest::{prepare, IngestError, PublishRequest};
 use hookrelay_store::{Ingested, NewEvent};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+
+use crate::error::ErrorBody;
 
 use crate::auth::authenticate;
-use crate::error::http_error;
+use crate::error::{http_error, unavailable_error};
 use crate::AppState;
 
 /// Events in one batch request at most.
@@ -25,11 +26,11 @@ pub const MAX_BATCH: usize = 1000;
 
 fn error_response(e: &IngestError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let response = http_error(status, e.code, e.message.clone());
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        return crate::error::with_retry_after(response);
+        unavailable_error(e.code, e.message.clone())
+    } else {
+        http_error(status, e.code, e.message.clone())
     }
-    response
 }
 
 /// The answer when the store could not take the events: 503 for what passes (a full disk,
@@ -41,8 +42,75 @@ fn store_failure(e: &hookrelay_store::StoreError) -> Response {
     }
 }
 
-fn error_value(e: &IngestError) -> Value {
-    json!({"error": {"code": e.code, "message": e.message, "status": e.status}})
+/// `202` for one event: it and its deliveries are committed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"eventId": "evt_01HXYZ8V6S3K4M2N7P9Q0R1T2W"}))]
+pub struct Accepted {
+    /// The event's id; for a repeated `idempotencyKey`, the first event's.
+    pub event_id: String,
+}
+
+/// `POST /v1/events/batch`: 1 to 1000 events.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest<'a> {
+    /// 1 to 1000 events, each a `PublishRequest`. Each is checked alone: one that is not
+    /// a valid event gets an error in its slot of the answer and does not stop the others,
+    /// so the items are any JSON here.
+    #[serde(borrow)]
+    #[schema(schema_with = batch_events_schema)]
+    events: Vec<&'a RawValue>,
+}
+
+fn batch_events_schema() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::AnyValue)
+                .description(Some("an event: #/components/schemas/PublishRequest")),
+        )
+        .min_items(Some(1))
+        .max_items(Some(MAX_BATCH))
+        .into()
+}
+
+/// `202` for a batch: one result per event, in order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchAccepted {
+    pub results: Vec<BatchResult>,
+}
+
+/// One event's outcome in a batch.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum BatchResult {
+    /// Committed (or a repeat of an `idempotencyKey`: the first event's id).
+    Accepted(Accepted),
+    /// Refused; the others are unaffected.
+    Refused { error: EventError },
+}
+
+/// Why one event of a batch was refused.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventError {
+    /// As for `POST /v1/events`: `ValidationError`, `PayloadTooLarge`, `UnknownEventType`,
+    /// `ReservedEventType`, `UnknownStore`, `InternalError`.
+    pub code: String,
+    pub message: String,
+    /// The HTTP status this event alone would have had.
+    pub status: u16,
+}
+
+impl From<&IngestError> for EventError {
+    fn from(e: &IngestError) -> Self {
+        EventError {
+            code: e.code.to_owned(),
+            message: e.message.clone(),
+            status: e.status,
+        }
+    }
 }
 
 /// The caller may publish, or the answer that says why not.
@@ -89,6 +157,62 @@ fn answer(result: Ingested, store: &str) -> Result<String, IngestError> {
     }
 }
 
+/// The failures both ingest routes share (docs/api.md#ingest-errors), for the OpenAPI
+/// document: every one has an [`ErrorBody`], and 503 a `Retry-After`.
+pub struct IngestFailures;
+
+impl utoipa::IntoResponses for IngestFailures {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{Content, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new().description(description).content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name(
+                    <ErrorBody as utoipa::ToSchema>::name(),
+                ))),
+            )
+        };
+        let retry_after = HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
+            .description(Some("seconds to wait before sending the request again"))
+            .build();
+        [
+            ("400", error("`ValidationError`: not JSON, an unknown field, a bad store hash, a missing or malformed field, `data` neither an object nor an array (for a batch: a body that is not `{\"events\": [...]}` with 1 to 1000 events); `BadRequest`: the body could not be read")),
+            ("401", error("`Unauthorized`: no valid token (`SessionEnded`: an ended portal session)")),
+            ("403", error("`AccessDenied`: a client or store-admin token (`CrossOrigin`: a portal session from another site)")),
+            ("413", error("`PayloadTooLarge`: `data` over `max_event_bytes`, or the request body over its limit")),
+            ("422", error("`UnknownEventType`, `ReservedEventType` (`hookrelay/…`) or `UnknownStore`")),
+            ("500", error("`InternalError`: stored data is invalid (a bug)")),
+            ("503", error("`Unavailable`: the token could not be checked, or the event could not be written (the database is out of disk space or does not answer); nothing was stored").header("Retry-After", retry_after)),
+        ]
+        .into_iter()
+        .map(|(status, response)| (status.to_owned(), response.build().into()))
+        .collect()
+    }
+}
+
+/// Publish one event.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "ingest",
+    operation_id = "publishEvent",
+    request_body(content = PublishRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "The event and one delivery per matching active subscription are committed", body = Accepted),
+        IngestFailures,
+    ),
+    security(("bearer" = []), ("xAuthToken" = [])),
+)]
 pub async fn publish_one(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -109,7 +233,7 @@ pub async fn publish_one(
     match app.services.engine.publish(vec![event]).await {
         Ok(mut results) => match results.pop().map(|r| answer(r, &store)) {
             Some(Ok(event_id)) => {
-                (StatusCode::ACCEPTED, Json(json!({ "eventId": event_id }))).into_response()
+                (StatusCode::ACCEPTED, Json(Accepted { event_id })).into_response()
             }
             Some(Err(e)) => error_response(&e),
             None => error_response(&IngestError::internal()),
@@ -121,13 +245,19 @@ pub async fn publish_one(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Batch<'a> {
-    #[serde(borrow)]
-    events: Vec<&'a RawValue>,
-}
-
+/// Publish up to 1000 events in one transaction.
+#[utoipa::path(
+    post,
+    path = "/v1/events/batch",
+    tag = "ingest",
+    operation_id = "publishEvents",
+    request_body(content = BatchRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "The valid events are committed in one transaction; one result per event, in order", body = BatchAccepted),
+        IngestFailures,
+    ),
+    security(("bearer" = []), ("xAuthToken" = [])),
+)]
 pub async fn publish_batch(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -137,7 +267,7 @@ pub async fn publish_batch(
         Ok(b) => b,
         Err(answer) => return answer,
     };
-    let batch: Batch<'_> = match serde_json::from_slice(&body) {
+    let batch: BatchRequest<'_> = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
             return error_response(&IngestError::bad_request(format!(
@@ -176,7 +306,7 @@ pub async fn publish_batch(
         }
     };
     let mut written: Vec<Option<Ingested>> = written.into_iter().map(Some).collect();
-    let results: Vec<Value> = slots
+    let results: Vec<BatchResult> = slots
         .into_iter()
         .map(|slot| {
             let outcome = slot.and_then(|i| {
@@ -186,10 +316,12 @@ pub async fn publish_batch(
                     .and_then(|r| answer(r, &stores[i]))
             });
             match outcome {
-                Ok(event_id) => json!({ "eventId": event_id }),
-                Err(e) => error_value(&e),
+                Ok(event_id) => BatchResult::Accepted(Accepted { event_id }),
+                Err(e) => BatchResult::Refused {
+                    error: EventError::from(&e),
+                },
             }
         })
         .collect();
-    (StatusCode::ACCEPTED, Json(json!({ "results": results }))).into_response()
+    (StatusCode::ACCEPTED, Json(BatchAccepted { results })).into_response()
 }

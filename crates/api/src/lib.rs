@@ -1,5 +1,6 @@
 //! hookrelay's HTTP surface (docs/api.md#routes): the GraphQL API on `/graphql` and
-//! `/stores/{store_hash}/graphql`, GraphiQL, and health checks.
+//! `/stores/{store_hash}/graphql`, GraphiQL, the ingest API, health checks, metrics, and
+//! the OpenAPI document of the REST routes (`/openapi.json`).
 
 pub mod assets;
 pub mod auth;
@@ -8,6 +9,7 @@ pub mod graphiql;
 pub mod graphql;
 mod handler;
 pub mod ingest;
+pub mod openapi;
 pub mod portal;
 
 use std::sync::Arc;
@@ -64,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(handler::healthz))
         .route("/readyz", get(handler::readyz))
         .route("/metrics", get(handler::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/assets/vendor/{*path}", get(graphiql::vendor_asset))
         .route("/assets/graphiql/{*path}", get(graphiql::first_party_asset))
         .merge(single)

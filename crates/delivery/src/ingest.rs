@@ -14,24 +14,73 @@ pub const DEFAULT_MAX_EVENT_BYTES: usize = 256 * 1024;
 /// The longest ordering key a publisher may give, in bytes.
 pub const MAX_ORDERING_KEY_BYTES: usize = 256;
 
+// Its OpenAPI schema (docs/api.md#openapi) is derived from these fields and their doc
+// comments (the descriptions); what a schema cannot say (an existing store, sizes in
+// bytes) is `prepare`'s, and the server adds the catalog as the enum of `type`.
 /// One event as a publisher sends it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "store": "abc123", "type": "store/order/created", "data": {"id": 42},
+    "resources": ["orders/42"], "idempotencyKey": "order-42-created",
+    "time": "2024-05-01T12:00:00Z"
+}))]
 pub struct PublishRequest {
+    /// An existing store's hash: 1 to 32 characters of `[a-z0-9]`. No such store: 422
+    /// `UnknownStore`.
+    #[schema(pattern = "^[a-z0-9]{1,32}$")]
     pub store: String,
+    /// A concrete type of the catalog (no wildcard), at most 256 bytes. Not in the
+    /// catalog: 422 `UnknownEventType`; `hookrelay/…`: 422 `ReservedEventType`.
     #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 256, pattern = "^[^*]+$")]
     pub event_type: String,
+    /// A JSON object or array of at most `max_event_bytes` bytes, as sent and once written
+    /// compactly (beyond: 413 `PayloadTooLarge`).
+    #[schema(schema_with = data_schema)]
     pub data: Box<RawValue>,
+    /// At most 100 strings of 1 to 2048 bytes.
     #[serde(default)]
+    #[schema(schema_with = resources_schema)]
     pub resources: Option<Vec<String>>,
+    /// 1 to 256 bytes. A key the store already used answers the first event's id and
+    /// delivers nothing again.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub idempotency_key: Option<String>,
+    /// RFC 3339; default: now.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub time: Option<String>,
-    /// Events of one key go out one at a time, in order, to ordered subscriptions
-    /// (docs/delivery.md#ordered-delivery).
+    /// 1 to 256 bytes. Events of one key go out one at a time, in order, to ordered
+    /// subscriptions (docs/delivery.md#ordered-delivery).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub ordering_key: Option<String>,
+}
+
+/// `data`: an object or an array (a `RawValue`, so its schema is written here).
+fn data_schema() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Object))
+        .item(ObjectBuilder::new().schema_type(Type::Array))
+        .into()
+}
+
+/// `resources`: null or at most 100 strings of 1 to 2048 bytes.
+fn resources_schema() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(2048)),
+        )
+        .max_items(Some(100))
+        .into()
 }
 
 /// Why an event was refused. `status` is the HTTP status docs/api.md#ingest-errors gives

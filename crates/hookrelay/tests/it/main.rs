@@ -14,6 +14,7 @@ mod auth_profiles;
 mod bench;
 mod chaos;
 mod cli;
+mod contract;
 mod crash;
 mod delivery;
 mod eventbridge;
