@@ -66,7 +66,7 @@ impl Fixture {
         let mut secrets = Vec::new();
         for i in 0..SUBSCRIPTIONS {
             let path = format!("/s{i}");
-            let auth = if i % 3 == 0 {
+            let auth = if i.is_multiple_of(3) {
                 format!(
                     r#", authConfig: {{ basicAuthConfig: {{ username: "u{i}", password: "p{i}" }} }}"#
                 )
@@ -81,7 +81,7 @@ impl Fixture {
                 &auth,
             )
             .await;
-            if i % 4 == 0 {
+            if i.is_multiple_of(4) {
                 server
                     .gql_ok(
                         &client,
@@ -158,7 +158,7 @@ impl Fixture {
             let i: usize = r.path.trim_start_matches("/s").parse().expect("path");
             let (_, secret) = &self.secrets[i];
             verify(secret, r);
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 use base64::Engine as _;
                 let expected =
                     base64::engine::general_purpose::STANDARD.encode(format!("u{i}:p{i}"));
