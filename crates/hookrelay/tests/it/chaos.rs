@@ -119,10 +119,19 @@ async fn settle(server: &Server, arrivals: &Arrivals, total: u64) -> usize {
     arrivals.counts().1
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_backend_connection_killed_mid_run_loses_nothing() {
-    const TOTAL: u64 = 600;
-    let a = Server::start_on(Backend::Postgres, options()).await;
+/// Two nodes delivering `total` events published through both: what a fault test needs.
+struct Run {
+    b: Server,
+    client: crate::common::Token,
+    publisher: crate::common::Token,
+    arrivals: Arrivals,
+    hook: Receiver,
+    publishing: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a second node beside `a`, a webhook answering 204 in 5 ms, and the publishing of
+/// `total` events through both nodes; returns once a third of them arrived.
+async fn run_until_a_third(a: &Server, total: u64) -> Run {
     let b = a.start_peer();
     let client = a.client("shop");
     let publisher = a.token("publisher", None);
@@ -133,18 +142,40 @@ async fn every_backend_connection_killed_mid_run_loses_nothing() {
         Reply::status(204).after(Duration::from_millis(5))
     })
     .await;
-    crate::common::hooks::webhook(&a, &client, &hook.url, "store/order/*").await;
+    crate::common::hooks::webhook(a, &client, &hook.url, "store/order/*").await;
     let publishing = tokio::spawn(publish_all(
         vec![a.base.clone(), b.base.clone()],
         publisher.token.clone(),
         0,
-        TOTAL,
+        total,
     ));
     eventually("a third delivered", Duration::from_secs(60), || {
         let (distinct, _) = arrivals.counts();
-        async move { (distinct as u64 >= TOTAL / 3).then_some(()) }
+        async move { (distinct as u64 >= total / 3).then_some(()) }
     })
     .await;
+    Run {
+        b,
+        client,
+        publisher,
+        arrivals,
+        hook,
+        publishing,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_backend_connection_killed_mid_run_loses_nothing() {
+    const TOTAL: u64 = 600;
+    let a = Server::start_on(Backend::Postgres, options()).await;
+    let Run {
+        b,
+        client,
+        arrivals,
+        hook: _hook,
+        publishing,
+        ..
+    } = run_until_a_third(&a, TOTAL).await;
     let db = a.storage().database.as_ref().expect("PostgreSQL");
     let mut admin = connect(&db.url).await;
     let killed: i64 = sqlx::query_scalar(
@@ -410,28 +441,14 @@ async fn postgres_restarted_mid_run_loses_nothing_and_the_api_answers_503_meanwh
     const TOTAL: u64 = 600;
     let cluster = Cluster::start();
     let a = Server::start_in(TestDir::on_server(cluster.admin_url()), options());
-    let b = a.start_peer();
-    let client = a.client("shop");
-    let publisher = a.token("publisher", None);
-    let arrivals = Arrivals::default();
-    let noted = arrivals.clone();
-    let hook = Receiver::start(move |_, r| {
-        noted.note(&r.body);
-        Reply::status(204).after(Duration::from_millis(5))
-    })
-    .await;
-    crate::common::hooks::webhook(&a, &client, &hook.url, "store/order/*").await;
-    let publishing = tokio::spawn(publish_all(
-        vec![a.base.clone(), b.base.clone()],
-        publisher.token.clone(),
-        0,
-        TOTAL,
-    ));
-    eventually("a third delivered", Duration::from_secs(60), || {
-        let (distinct, _) = arrivals.counts();
-        async move { (distinct as u64 >= TOTAL / 3).then_some(()) }
-    })
-    .await;
+    let Run {
+        b,
+        client,
+        publisher,
+        arrivals,
+        hook: _hook,
+        publishing,
+    } = run_until_a_third(&a, TOTAL).await;
 
     cluster.pg_ctl("stop");
     // Down for about 6 s: both nodes are asked, through ingest and GraphQL, every 500 ms
