@@ -154,7 +154,12 @@ impl Server {
                         sent = true;
                         continue;
                     }
-                    if line.contains("error") {
+                    // An error logged, or the one the process exits with; not any line
+                    // with the word (sqlx's slow-statement warning quotes the schema).
+                    if line.contains(" ERROR ")
+                        || line.contains(r#""level":"ERROR""#)
+                        || line.starts_with("error:")
+                    {
                         let _ = tx.send(Err(line.clone()));
                     }
                 }
