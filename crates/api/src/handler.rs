@@ -112,29 +112,9 @@ async fn run(
             )
         }
     };
-    let parsed = serde_json::from_slice::<Value>(&body).and_then(|v| match v {
-        Value::Object(mut fields) => {
-            // Postman exports (BigCommerce's collection among them) carry `variables` as a
-            // JSON-encoded string.
-            if let Some(Value::String(text)) = fields.get("variables") {
-                let decoded = if text.trim().is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_str(text).map_err(|e| {
-                        serde::de::Error::custom(format!(
-                            "\"variables\" is a string but not JSON: {e}"
-                        ))
-                    })?
-                };
-                fields.insert("variables".into(), decoded);
-            }
-            serde_json::from_value::<async_graphql::Request>(Value::Object(fields))
-        }
-        _ => Err(serde::de::Error::custom("expected a JSON object")),
-    });
-    let mut request = match parsed {
+    let request = match decode_request(&body) {
         Ok(r) => r,
-        Err(e) => {
+        Err(Refused::NotJson(e)) => {
             return graphql_error(
                 StatusCode::BAD_REQUEST,
                 ApiError::validation(format!(
@@ -142,19 +122,14 @@ async fn run(
                 )),
             )
         }
+        Err(Refused::NoQuery) => {
+            return graphql_error(
+                StatusCode::BAD_REQUEST,
+                ApiError::validation("the request has no \"query\""),
+            )
+        }
+        Err(Refused::Syntax(e)) => return Json(syntax_error(&e)).into_response(),
     };
-    if request.query.trim().is_empty() {
-        return graphql_error(
-            StatusCode::BAD_REQUEST,
-            ApiError::validation("the request has no \"query\""),
-        );
-    }
-    if let Cow::Owned(stripped) = strip_line_comments(&request.query) {
-        request.query = stripped;
-    }
-    if let Err(e) = request.parsed_query() {
-        return Json(syntax_error(&e)).into_response();
-    }
     let request = request.data(RequestCtx {
         services: app.services.clone(),
         principal,
@@ -181,8 +156,54 @@ async fn run(
     Json(value).into_response()
 }
 
+/// Why a GraphQL request body was refused before it reached the schema.
+#[derive(Debug)]
+pub enum Refused {
+    /// Not a JSON object that reads as a GraphQL request; the text says why.
+    NotJson(serde_json::Error),
+    /// No `query`, or a blank one.
+    NoQuery,
+    /// The query, `//` comments removed, is not GraphQL.
+    Syntax(async_graphql::ServerError),
+}
+
+/// The request a GraphQL body holds, as [`run`] hands it to the schema: JSON (with
+/// Postman's string-encoded `variables` decoded), `//` comments removed, the query parsed.
+/// Public for the fuzz targets (fuzz/), through [`crate::fuzzing`].
+pub fn decode_request(body: &[u8]) -> Result<async_graphql::Request, Refused> {
+    let parsed = serde_json::from_slice::<Value>(body).and_then(|v| match v {
+        Value::Object(mut fields) => {
+            // Postman exports (BigCommerce's collection among them) carry `variables` as a
+            // JSON-encoded string.
+            if let Some(Value::String(text)) = fields.get("variables") {
+                let decoded = if text.trim().is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_str(text).map_err(|e| {
+                        serde::de::Error::custom(format!(
+                            "\"variables\" is a string but not JSON: {e}"
+                        ))
+                    })?
+                };
+                fields.insert("variables".into(), decoded);
+            }
+            serde_json::from_value::<async_graphql::Request>(Value::Object(fields))
+        }
+        _ => Err(serde::de::Error::custom("expected a JSON object")),
+    });
+    let mut request = parsed.map_err(Refused::NotJson)?;
+    if request.query.trim().is_empty() {
+        return Err(Refused::NoQuery);
+    }
+    if let Cow::Owned(stripped) = strip_line_comments(&request.query) {
+        request.query = stripped;
+    }
+    request.parsed_query().map_err(Refused::Syntax)?;
+    Ok(request)
+}
+
 /// `Syntax error at line 13, column 1: expected …`, with the position in `locations` too.
-fn syntax_error(e: &async_graphql::ServerError) -> Value {
+pub fn syntax_error(e: &async_graphql::ServerError) -> Value {
     let detail = e
         .message
         .lines()

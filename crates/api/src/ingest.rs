@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use hookrelay_core::event_types::Catalog;
 use hookrelay_core::Role;
 use hookrelay_delivery::ingest::{prepare, IngestError, PublishRequest};
 use hookrelay_store::{Ingested, NewEvent};
@@ -143,10 +144,27 @@ async fn publisher_body(
     })
 }
 
-fn parse_event(app: &AppState, raw: &str) -> Result<NewEvent, IngestError> {
+/// One event of a request, checked: the body of `POST /v1/events`, or one of a batch's.
+/// Public for the fuzz targets (fuzz/).
+pub fn parse_event(
+    raw: &str,
+    catalog: &Catalog,
+    max_event_bytes: usize,
+) -> Result<NewEvent, IngestError> {
     let request: PublishRequest = serde_json::from_str(raw)
         .map_err(|e| IngestError::bad_request(format!("invalid event: {e}")))?;
-    prepare(request, &app.services.catalog, app.services.max_event_bytes)
+    prepare(request, catalog, max_event_bytes)
+}
+
+/// The body of `POST /v1/events`. Public for the fuzz targets (fuzz/).
+pub fn parse_single(
+    body: &[u8],
+    catalog: &Catalog,
+    max_event_bytes: usize,
+) -> Result<NewEvent, IngestError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| IngestError::bad_request("the body must be UTF-8 JSON"))?;
+    parse_event(text, catalog, max_event_bytes)
 }
 
 /// What one written event answers.
@@ -222,10 +240,7 @@ pub async fn publish_one(
         Ok(b) => b,
         Err(answer) => return answer,
     };
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return error_response(&IngestError::bad_request("the body must be UTF-8 JSON"));
-    };
-    let event = match parse_event(&app, text) {
+    let event = match parse_single(&body, &app.services.catalog, app.services.max_event_bytes) {
         Ok(e) => e,
         Err(e) => return error_response(&e),
     };
@@ -243,6 +258,21 @@ pub async fn publish_one(
             store_failure(&e)
         }
     }
+}
+
+/// The events of a `POST /v1/events/batch` body, each still to be checked with
+/// [`parse_event`]: `{"events": [...]}` with 1 to [`MAX_BATCH`] of them. Public for the
+/// fuzz targets (fuzz/).
+pub fn parse_batch(body: &[u8]) -> Result<Vec<&RawValue>, IngestError> {
+    let batch: BatchRequest<'_> = serde_json::from_slice(body).map_err(|e| {
+        IngestError::bad_request(format!("the body must be {{\"events\": [...]}}: {e}"))
+    })?;
+    if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
+        return Err(IngestError::bad_request(format!(
+            "events must hold 1 to {MAX_BATCH} events"
+        )));
+    }
+    Ok(batch.events)
 }
 
 /// Publish up to 1000 events in one transaction.
@@ -267,25 +297,20 @@ pub async fn publish_batch(
         Ok(b) => b,
         Err(answer) => return answer,
     };
-    let batch: BatchRequest<'_> = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return error_response(&IngestError::bad_request(format!(
-                "the body must be {{\"events\": [...]}}: {e}"
-            )))
-        }
+    let events = match parse_batch(&body) {
+        Ok(events) => events,
+        Err(e) => return error_response(&e),
     };
-    if batch.events.is_empty() || batch.events.len() > MAX_BATCH {
-        return error_response(&IngestError::bad_request(format!(
-            "events must hold 1 to {MAX_BATCH} events"
-        )));
-    }
     // Each slot: the event's error, or its index among those written.
-    let mut slots: Vec<Result<usize, IngestError>> = Vec::with_capacity(batch.events.len());
+    let mut slots: Vec<Result<usize, IngestError>> = Vec::with_capacity(events.len());
     let mut valid = Vec::new();
     let mut stores = Vec::new();
-    for raw in batch.events {
-        match parse_event(&app, raw.get()) {
+    for raw in events {
+        match parse_event(
+            raw.get(),
+            &app.services.catalog,
+            app.services.max_event_bytes,
+        ) {
             Ok(event) => {
                 slots.push(Ok(valid.len()));
                 stores.push(event.store.clone());

@@ -20,6 +20,13 @@ use axum::Router;
 
 pub use graphql::context::Services;
 
+/// What the fuzz targets (fuzz/) drive: the decoding of a GraphQL request body, which is
+/// otherwise private to the handler.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::handler::{decode_request, syntax_error, Refused};
+}
+
 /// Largest GraphQL request body accepted.
 pub const MAX_GRAPHQL_BODY: usize = 1024 * 1024;
 

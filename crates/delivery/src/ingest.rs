@@ -264,6 +264,26 @@ mod tests {
         assert_eq!(patterns_for("ORDER_CONFIRMED"), vec!["ORDER_CONFIRMED"]);
     }
 
+    /// Found by the ingest fuzz target: without serde_json's `float_roundtrip`, this
+    /// number was stored (and delivered) as 1.5555555555555557e+89.
+    #[test]
+    fn numbers_are_stored_as_sent() {
+        let catalog = Catalog::with_defaults(Vec::<String>::new());
+        let data = r#"{"x":1.5555555555555555e+89,"y":[0.1,-2.5e-308,1e300]}"#;
+        let e = prepare(
+            request(&format!(
+                r#"{{"store":"s1","type":"store/order/created","data":{data}}}"#
+            )),
+            &catalog,
+            1024,
+        )
+        .unwrap();
+        assert_eq!(
+            e.data,
+            r#"{"x":1.5555555555555555e+89,"y":[0.1,-2.5e-308,1e+300]}"#
+        );
+    }
+
     #[test]
     fn prepares_and_refuses() {
         let catalog = Catalog::with_defaults(Vec::<String>::new());

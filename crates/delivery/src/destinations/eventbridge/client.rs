@@ -177,25 +177,37 @@ impl EventBridge {
         entries: Vec<Entry>,
     ) -> Result<Vec<EntryResult>, AwsError> {
         let client = self.client(region).await;
-        let n = entries.len();
-        let answered = match api {
-            Api::PutPartnerEvents => put_entries!(
-                client.put_partner_events(),
-                PutPartnerEventsRequestEntry,
-                entries,
-                self.clients.aws(),
-                |builder, _entry| builder
-            ),
-            Api::PutEvents => put_entries!(
-                client.put_events(),
-                PutEventsRequestEntry,
-                entries,
-                self.clients.aws(),
-                |builder, entry| builder.set_event_bus_name(entry.event_bus)
-            ),
-        };
-        Ok(match_results(n, answered))
+        put_with(&client, self.clients.aws(), api, entries).await
     }
+}
+
+/// [`EventBridge::put`] with a given SDK client. Public for the fuzz targets (fuzz/), which
+/// hand the SDK a replayed HTTP answer, so that its deserializer and our reading of the
+/// result entries both see it.
+pub async fn put_with(
+    client: &Client,
+    aws: &Aws,
+    api: Api,
+    entries: Vec<Entry>,
+) -> Result<Vec<EntryResult>, AwsError> {
+    let n = entries.len();
+    let answered = match api {
+        Api::PutPartnerEvents => put_entries!(
+            client.put_partner_events(),
+            PutPartnerEventsRequestEntry,
+            entries,
+            aws,
+            |builder, _entry| builder
+        ),
+        Api::PutEvents => put_entries!(
+            client.put_events(),
+            PutEventsRequestEntry,
+            entries,
+            aws,
+            |builder, entry| builder.set_event_bus_name(entry.event_bus)
+        ),
+    };
+    Ok(match_results(n, answered))
 }
 
 fn aws_time(t: DateTime<Utc>) -> AwsDateTime {

@@ -167,8 +167,8 @@ impl Destination for EventBridgeKind {
     }
 }
 
-/// What AWS said of one entry, as the log keeps it.
-fn answer(api: Api, result: EntryResult) -> Answer {
+/// What AWS said of one entry, as the log keeps it. Public for the fuzz targets (fuzz/).
+pub fn answer(api: Api, result: EntryResult) -> Answer {
     match result {
         EntryResult::Accepted { event_id } => Answer::Delivered {
             status: Some(200),

@@ -320,6 +320,12 @@ fn parse_token(body: &[u8]) -> Result<Fetched, TokenError> {
     })
 }
 
+/// [`parse_token`] for the fuzz targets (fuzz/): the token, and how long it is used.
+#[doc(hidden)]
+pub fn parse_token_for_fuzzing(body: &[u8]) -> Result<(Arc<str>, Duration), TokenError> {
+    parse_token(body).map(|f| (f.token, f.lifetime))
+}
+
 /// `expires_in` minus a margin of a tenth, at most [`MAX_MARGIN`].
 fn lifetime(expires_in_secs: f64) -> Duration {
     let expires_in = Duration::try_from_secs_f64(expires_in_secs.max(0.0))
