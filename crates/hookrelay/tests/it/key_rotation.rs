@@ -29,6 +29,9 @@ const EVENT: &str = "ORDER_CONFIRMED";
 /// Subscriptions: every one signs; every third has basic auth (a sealed auth profile);
 /// every fourth had its signing secret rotated (a sealed previous secret).
 const SUBSCRIPTIONS: usize = 12;
+/// Every sealed value of the fixture: the webhooks' signing secrets, previous secrets and
+/// auth profiles, and the NATS subscription's signing secret and broker URL.
+const SEALED: usize = SUBSCRIPTIONS + SUBSCRIPTIONS.div_ceil(4) + SUBSCRIPTIONS.div_ceil(3) + 2;
 
 /// `hookrelay rotate-master-key` against `storage`, with `envs` on top of its own; its
 /// exit status, stdout and stderr.
@@ -103,6 +106,18 @@ impl Fixture {
                 .to_owned();
             secrets.push((path, secret));
         }
+        // A broker URL with credentials, sealed inside the destination. Another event type,
+        // so that its deliveries (which would need a stream) are not part of the load.
+        let nats = std::env::var("HOOKRELAY_TEST_NATS_URL")
+            .unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+            .replacen("nats://", "nats://rotation:pw-sealed@", 1);
+        crate::common::brokers::subscribe(
+            server,
+            &client,
+            "REFUND_REQUESTED",
+            &format!(r#"{{ nats: {{ url: "{nats}", subject: "rotation.test" }} }}"#),
+        )
+        .await;
         Fixture {
             client,
             publisher,
@@ -184,8 +199,12 @@ impl Fixture {
             .iter()
             .map(|e| e["node"]["signingSecret"].as_str().unwrap().to_owned())
             .collect();
-        let mut expected: Vec<String> = self.secrets.iter().map(|(_, s)| s.clone()).collect();
+        let expected: Vec<String> = self.secrets.iter().map(|(_, s)| s.clone()).collect();
+        // The NATS subscription's secret opens too (its value is not checked).
+        assert_eq!(answered.len(), expected.len() + 1, "{answered:?}");
+        answered.retain(|s| expected.contains(s));
         answered.sort();
+        let mut expected = expected;
         expected.sort();
         assert_eq!(answered, expected);
     }
@@ -245,8 +264,8 @@ async fn the_master_key_rotates_under_load_and_no_delivery_fails_for_it() {
             assert!(err.contains("re-sealed"), "progress: {err}");
         })
         .await;
-        // Every signing secret, previous secret and auth profile was re-sealed.
-        let sealed = SUBSCRIPTIONS + SUBSCRIPTIONS.div_ceil(4) + SUBSCRIPTIONS.div_ceil(3);
+        // Every signing secret, previous secret, auth profile and broker URL was re-sealed.
+        let sealed = SEALED;
         assert_eq!(report["resealed"], sealed as u64, "{report}");
         assert_eq!(report["already"], 0, "{report}");
         let kept = std::fs::read_to_string(&key_file).unwrap();
@@ -295,8 +314,7 @@ async fn the_master_key_rotates_under_load_and_no_delivery_fails_for_it() {
         report = serde_json::from_str(&out).expect("report");
     })
     .await;
-    let sealed = SUBSCRIPTIONS + SUBSCRIPTIONS.div_ceil(4) + SUBSCRIPTIONS.div_ceil(3);
-    assert_eq!(report["resealed"], sealed as u64, "{report}");
+    assert_eq!(report["resealed"], SEALED as u64, "{report}");
     no_failed_attempts(&a).await;
     no_failed_attempts(&b).await;
 

@@ -108,44 +108,28 @@ impl KeyStore for PgStore {
         }
         let (table, name) = place(column);
         let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
+        let text = column == SecretColumn::Destination;
         // One statement for the batch: each row is written only if it still holds the
         // value read (a concurrent change wins, and is seen again by the next pass).
-        let result = if column == SecretColumn::Destination {
-            let text = |b: &[u8]| {
-                String::from_utf8(b.to_vec()).map_err(|e| StoreError::Corrupt(e.to_string()))
-            };
-            let old = changes
-                .iter()
-                .map(|c| text(&c.old))
-                .collect::<Result<Vec<_>>>()?;
-            let new = changes
-                .iter()
-                .map(|c| text(&c.new))
-                .collect::<Result<Vec<_>>>()?;
-            sqlx::query(AssertSqlSafe(format!(
-                "UPDATE {table} t SET {name} = u.new \
-                 FROM UNNEST($1::bigint[], $2::text[], $3::text[]) AS u(seq, old, new) \
-                 WHERE t.seq = u.seq AND t.{name} = u.old"
-            )))
-            .bind(seqs)
-            .bind(old)
-            .bind(new)
-            .execute(&self.pool)
-            .await?
+        let sql_type = if text { "text" } else { "bytea" };
+        let query = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {table} t SET {name} = u.new \
+             FROM UNNEST($1::bigint[], $2::{sql_type}[], $3::{sql_type}[]) AS u(seq, old, new) \
+             WHERE t.seq = u.seq AND t.{name} = u.old"
+        )))
+        .bind(seqs);
+        let query = if text {
+            let as_text =
+                |b: Vec<u8>| String::from_utf8(b).map_err(|e| StoreError::Corrupt(e.to_string()));
+            let (old, new): (Vec<_>, Vec<_>) = changes.into_iter().map(|c| (c.old, c.new)).unzip();
+            let old = old.into_iter().map(as_text).collect::<Result<Vec<_>>>()?;
+            let new = new.into_iter().map(as_text).collect::<Result<Vec<_>>>()?;
+            query.bind(old).bind(new)
         } else {
-            let old: Vec<Vec<u8>> = changes.iter().map(|c| c.old.clone()).collect();
-            let new: Vec<Vec<u8>> = changes.into_iter().map(|c| c.new).collect();
-            sqlx::query(AssertSqlSafe(format!(
-                "UPDATE {table} t SET {name} = u.new \
-                 FROM UNNEST($1::bigint[], $2::bytea[], $3::bytea[]) AS u(seq, old, new) \
-                 WHERE t.seq = u.seq AND t.{name} = u.old"
-            )))
-            .bind(seqs)
-            .bind(old)
-            .bind(new)
-            .execute(&self.pool)
-            .await?
+            let (old, new): (Vec<_>, Vec<_>) = changes.into_iter().map(|c| (c.old, c.new)).unzip();
+            query.bind(old).bind(new)
         };
+        let result = query.execute(&self.pool).await?;
         Ok(result.rows_affected())
     }
 }
