@@ -180,7 +180,6 @@ pub async fn rotate(
     }
     wait_for_nodes(config, store, new_id, rotation.wait).await?;
     store.set_sealing_key(&new_id.to_string()).await?;
-    cipher.seal_with(new_id);
     eprintln!("new secrets are sealed under {new_id} from now on");
     // Nodes read the name every REFRESH: after a few, none seals under the old key. A
     // value sealed just before is found by the next pass.
@@ -201,7 +200,7 @@ pub async fn rotate(
                 let rows = store
                     .sealed_secrets(column, after, rotation.batch_size)
                     .await
-                    .with_context(|| format!("reading {}", column.name()))?;
+                    .with_context(|| format!("reading {column}"))?;
                 let Some(last) = rows.last() else { break };
                 after = last.seq;
                 let mut changes = Vec::new();
@@ -215,7 +214,7 @@ pub async fn rotate(
                         Ok(Value::Already) if done.passes == 1 => done.already += 1,
                         Ok(Value::Already | Value::NoSecret) => {}
                         Err(e) if done.passes == 1 => {
-                            unreadable.push(format!("{} of {}: {e:#}", column.name(), row.id))
+                            unreadable.push(format!("{column} of {}: {e:#}", row.id))
                         }
                         Err(_) => {}
                     }
@@ -227,12 +226,11 @@ pub async fn rotate(
                 let written = store
                     .reseal(column, changes)
                     .await
-                    .with_context(|| format!("writing {}", column.name()))?;
+                    .with_context(|| format!("writing {column}"))?;
                 done.resealed += written;
                 eprintln!(
-                    "pass {}: {}: {} re-sealed ({} in all, {:.1} s)",
+                    "pass {}: {column}: {} re-sealed ({} in all, {:.1} s)",
                     done.passes,
-                    column.name(),
                     written,
                     done.resealed,
                     started.elapsed().as_secs_f64()

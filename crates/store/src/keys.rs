@@ -27,14 +27,22 @@ impl SecretColumn {
         SecretColumn::AuthConfig,
     ];
 
-    /// `table.column`, for messages.
-    pub fn name(self) -> &'static str {
+    /// `(table, column)` where the values are.
+    pub fn place(self) -> (&'static str, &'static str) {
         match self {
-            SecretColumn::SigningSecret => "subscriptions.signing_secret",
-            SecretColumn::PreviousSigningSecret => "subscriptions.previous_signing_secret",
-            SecretColumn::Destination => "subscriptions.destination",
-            SecretColumn::AuthConfig => "auth_profiles.config",
+            SecretColumn::SigningSecret => ("subscriptions", "signing_secret"),
+            SecretColumn::PreviousSigningSecret => ("subscriptions", "previous_signing_secret"),
+            SecretColumn::Destination => ("subscriptions", "destination"),
+            SecretColumn::AuthConfig => ("auth_profiles", "config"),
         }
+    }
+}
+
+/// `table.column`, for messages.
+impl std::fmt::Display for SecretColumn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (table, column) = self.place();
+        write!(f, "{table}.{column}")
     }
 }
 

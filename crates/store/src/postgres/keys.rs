@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Row};
 use super::deliveries::DB_NOW;
 use super::PgStore;
 use crate::keys::{KeyStore, NodeKeys, Resealed, SecretColumn, StoredSecret};
-use crate::keys_sql::{join_ids, place, split_ids};
+use crate::keys_sql::{join_ids, split_ids};
 use crate::{Result, StoreError};
 
 #[async_trait]
@@ -77,7 +77,7 @@ impl KeyStore for PgStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredSecret>> {
-        let (table, name) = place(column);
+        let (table, name) = column.place();
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT seq, store_hash, id, {name} FROM {table} \
              WHERE seq > $1 AND {name} IS NOT NULL ORDER BY seq LIMIT $2"
@@ -106,7 +106,7 @@ impl KeyStore for PgStore {
         if changes.is_empty() {
             return Ok(0);
         }
-        let (table, name) = place(column);
+        let (table, name) = column.place();
         let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
         let text = column == SecretColumn::Destination;
         // One statement for the batch: each row is written only if it still holds the

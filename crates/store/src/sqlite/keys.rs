@@ -9,7 +9,7 @@ use rusqlite::{params, OptionalExtension};
 use super::rows::millis;
 use super::SqliteStore;
 use crate::keys::{KeyStore, NodeKeys, Resealed, SecretColumn, StoredSecret};
-use crate::keys_sql::{join_ids, place, split_ids};
+use crate::keys_sql::{join_ids, split_ids};
 use crate::Result;
 
 #[async_trait]
@@ -83,7 +83,7 @@ impl KeyStore for SqliteStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StoredSecret>> {
-        let (table, name) = place(column);
+        let (table, name) = column.place();
         let sql = format!(
             "SELECT seq, store_hash, id, {name} FROM {table} \
              WHERE seq > ?1 AND {name} IS NOT NULL ORDER BY seq LIMIT ?2"
@@ -109,7 +109,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn reseal(&self, column: SecretColumn, changes: Vec<Resealed>) -> Result<u64> {
-        let (table, name) = place(column);
+        let (table, name) = column.place();
         let sql = format!("UPDATE {table} SET {name} = ?1 WHERE seq = ?2 AND {name} = ?3");
         let text = column == SecretColumn::Destination;
         self.writer
